@@ -1,0 +1,56 @@
+"""Device choice and the CUDA-only speed switches (bf16 autocast, channels-last)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+__all__ = ["autocast", "describe", "memory_format", "pick_device"]
+
+
+def pick_device(preference: str | torch.device | None = None) -> torch.device:
+    """The caller's device, or the best available one: cuda, then mps, then cpu.
+
+    Raises ValueError for an unknown or unavailable device name.
+    """
+    if preference in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(preference)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"unknown device {preference!r}: use auto, cpu, cuda, cuda:N or mps"
+        ) from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' asked for, but no CUDA GPU is available here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' asked for, but Apple's MPS is not available here")
+    return device
+
+
+def describe(device: torch.device) -> str:
+    """A human label: ``cpu (2 threads)`` or ``cuda:0 (NVIDIA H200)``."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    return str(device)
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA when enabled; a no-op context elsewhere (CPU runs stay fp32)."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def memory_format(device: torch.device, channels_last: bool = True) -> torch.memory_format:
+    return (
+        torch.channels_last if channels_last and device.type == "cuda" else torch.contiguous_format
+    )

@@ -1,0 +1,581 @@
+"""Shared Adversarial Unlearning (SAU): purify a backdoored classifier with a small clean set.
+
+Wei, Zhang, Zha, Wu, "Shared Adversarial Unlearning: Backdoor Mitigation by Unlearning Shared
+Adversarial Examples", NeurIPS 2023, https://arxiv.org/abs/2307.10562. This module implements the
+algorithm as ``../shared/SAU.md`` (the project's specification) states it:
+
+- ``h0`` is the backdoored model, frozen; ``h`` starts as a copy and is the only one updated.
+- Per batch of the clean set, PGD searches a perturbation ``delta`` that makes ``h`` and ``h0``
+  wrong *in the same way* (a shared adversarial example), then one Adam step teaches ``h`` the
+  clean labels while pushing it away from the class ``h0`` gives the adversarial example.
+
+The numbers are the reference's; the work is not. Compared with the authors' loop, clean
+predictions are computed once per batch, ``h``'s parameters take no gradient during PGD, ``h0``
+always runs under ``no_grad``, masks replace boolean indexing (no host synchronisation inside
+the PGD loop on GPUs), the clean set stays on the device, and on CUDA the forwards run in bf16
+with channels-last memory. ``bench/sau_reference.py`` keeps a reference-structured loop, and
+``tests/test_sau.py`` checks that both give the same perturbations and losses.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .data import ImageData
+from .device import autocast, describe, memory_format, pick_device
+from .events import (
+    Callback,
+    Evaluated,
+    Finished,
+    ProbeSnapshot,
+    SAUBatch,
+    SAURound,
+    Started,
+    StopFlag,
+    emit,
+)
+from .metrics import Evaluation, evaluate, per_class_asr, predict
+
+__all__ = [
+    "NORMS",
+    "PGD_INITS",
+    "PurifyResult",
+    "SAUConfig",
+    "default_sau_config",
+    "init_delta",
+    "project",
+    "purify",
+    "shared_pgd",
+]
+
+NORMS = ("Linf", "L2", "L1", "Reg")
+PGD_INITS = ("max", "min", "zero", "random")
+
+
+def _f(default, help: str, **meta):
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass(frozen=True)
+class SAUConfig:
+    """SAU's settings; the defaults are the reference implementation's (BackdoorBench config)."""
+
+    # the outer loop (unlearning)
+    rounds: int = _f(100, "passes over the clean set", min=1, max=10000)
+    batch_size: int = _f(256, "clean images per step", min=1, max=8192)
+    lr: float = _f(1e-4, "Adam (AMSGrad) learning rate, constant", min=0.0, max=1.0)
+    lmd_1: float = _f(1.0, "weight of L_cl, the clean loss", min=0.0, max=100.0)
+    lmd_2: float = _f(0.0, "weight of L_at, adversarial training on x+delta", min=0.0, max=100.0)
+    lmd_3: float = _f(1.0, "weight of L_shared, the shared adversarial risk", min=0.0, max=100.0)
+    outer_steps: int = _f(1, "optimiser steps per batch on the same delta", min=1, max=100)
+    train_mode: bool = _f(
+        False, "BatchNorm in training mode for the update (raises ACC but also ASR)"
+    )
+    # the inner loop (shared adversarial examples, PGD)
+    norm: str = _f("Linf", "norm ball of delta", choices=list(NORMS))
+    eps: float = _f(0.2, "radius of the norm ball (pixel units for Linf)", min=0.0, max=1000.0)
+    pgd_steps: int = _f(5, "PGD steps", min=0, max=1000)
+    pgd_lr: float = _f(0.2, "PGD step size (signed gradient)", min=0.0, max=1000.0)
+    pgd_init: str = _f(
+        "max", "initial delta: +eps, -eps, 0 or uniform [0, 1)", choices=list(PGD_INITS)
+    )
+    beta_1: float = _f(0.01, "weight of L_adv: fool each model", min=0.0, max=100.0)
+    beta_2: float = _f(1.0, "weight of L_share: fool both the same way", min=0.0, max=100.0)
+    clip: bool = _f(False, "clip x+delta to [0, 1] (the reference does not)")
+    # bookkeeping
+    shuffle: bool = _f(True, "reshuffle the clean set every round")
+    seed: int = _f(0, "seed for shuffling, the random init, the probe and eval subsets", min=0)
+    eval_size: int = _f(
+        1000, "test images per live evaluation each round (0: the full sets)", min=0
+    )
+    probe_size: int = _f(16, "clean images in the probe batch shown every round", min=0, max=256)
+    # speed (never change the numbers on CPU)
+    amp: bool = _f(True, "bf16 autocast on CUDA")
+    channels_last: bool = _f(True, "channels-last memory on CUDA")
+
+    def validate(self) -> SAUConfig:
+        for f in fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if "choices" in meta and value not in meta["choices"]:
+                raise ValueError(f"SAU {f.name} must be one of {meta['choices']}, got {value!r}")
+            if "min" in meta and value < meta["min"]:
+                raise ValueError(f"SAU {f.name} must be >= {meta['min']}, got {value}")
+            if "max" in meta and value > meta["max"]:
+                raise ValueError(f"SAU {f.name} must be <= {meta['max']}, got {value}")
+        return self
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SAUConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown SAU settings: {', '.join(unknown)}")
+        return cls(**d).validate()
+
+
+# Per-data-set defaults where the reference's do not fit. None needed so far: every data set runs
+# with the reference's numbers; the digits demo preset (rounds, clean ratio) lives in pipeline.py.
+SAU_DEFAULTS: dict[str, dict] = {}
+
+
+def default_sau_config(dataset: str, **overrides) -> SAUConfig:
+    base = dict(SAU_DEFAULTS.get(dataset, {}))
+    base.update(overrides)
+    return SAUConfig(**base).validate()
+
+
+# ------------------------------------------------------------------------------- PGD pieces
+def project(delta: Tensor, norm: str, eps: float) -> Tensor:
+    """Project each sample's perturbation (B, C, H, W) back into its ``norm`` ball of radius eps."""
+    if norm == "Linf":
+        return delta.clamp(-eps, eps)
+    if norm in ("L1", "L2"):
+        flat = delta.flatten(1)
+        size = flat.abs().sum(1) if norm == "L1" else flat.pow(2).sum(1).sqrt()
+        scale = torch.where(size > eps, eps / size.clamp_min(1e-12), torch.ones_like(size))
+        return delta * scale.view(-1, 1, 1, 1)
+    if norm == "Reg":
+        return delta
+    raise ValueError(f"unknown norm {norm!r}; choose from {NORMS}")
+
+
+def init_delta(
+    x: Tensor, init: str, norm: str, eps: float, generator: torch.Generator | None
+) -> Tensor:
+    """The starting perturbation (projected): +eps, -eps, zero, or uniform [0, 1) as the reference."""
+    if init == "max":
+        delta = torch.full_like(x, eps)
+    elif init == "min":
+        delta = torch.full_like(x, -eps)
+    elif init == "zero":
+        delta = torch.zeros_like(x)
+    elif init == "random":
+        delta = torch.rand(x.shape, generator=generator, dtype=x.dtype).to(x.device)
+    else:
+        raise ValueError(f"unknown PGD init {init!r}; choose from {PGD_INITS}")
+    return project(delta, norm, eps)
+
+
+def _js_per_sample(logits_h: Tensor, logits_h0: Tensor) -> Tensor:
+    """Jensen-Shannon divergence between the two softmaxes (clamped at 1e-8), per sample (B,)."""
+    p = F.softmax(logits_h, dim=1).clamp(min=1e-8)
+    q = F.softmax(logits_h0, dim=1).clamp(min=1e-8)
+    m = 0.5 * (p + q)
+    js = 0.5 * (p * p.log() + q * q.log()) - 0.5 * (p * m.log() + q * m.log())
+    return js.sum(1)
+
+
+@dataclass
+class PGDResult:
+    delta: Tensor  # (B, C, H, W) final perturbation
+    l_adv: Tensor  # scalars from the last PGD step that ran (device tensors, no sync)
+    l_share: Tensor
+    steps: Tensor  # PGD steps run before the early exit
+
+
+def shared_pgd(
+    h: nn.Module,
+    h0: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    pred_h: Tensor,
+    pred_h0: Tensor,
+    config: SAUConfig,
+    generator: torch.Generator | None = None,
+    amp: bool = False,
+) -> PGDResult:
+    """Search shared adversarial perturbations for one batch (SAU's inner maximisation).
+
+    Args:
+        h, h0: the model being purified and the frozen backdoored model, both in eval mode and
+            with parameters that do not require grad.
+        x: (B, C, H, W) clean images in [0, 1]; y: (B,) true labels.
+        pred_h, pred_h0: (B,) the models' predictions on the clean x (computed once per batch).
+        config: eps, norm, steps, step size, init, beta_1, beta_2, clip.
+
+    Minimises ``beta_1 * L_adv + beta_2 * L_share`` over delta with signed-gradient steps and
+    projection; stops early once every sample is shared (on GPUs without a host sync: the
+    remaining steps leave delta unchanged, which is what stopping does).
+    """
+    b = x.shape[0]
+    delta = init_delta(x, config.pgd_init, config.norm, config.eps, generator)
+    zero = x.new_zeros(())
+    l_adv, l_share, steps = zero, zero, torch.zeros((), dtype=torch.long, device=x.device)
+    done = torch.zeros((), dtype=torch.bool, device=x.device)
+    sync_free = x.device.type == "cuda"
+    for _ in range(config.pgd_steps):
+        delta.requires_grad_(True)
+        xa = x + delta
+        if config.clip:
+            xa = xa.clamp(0, 1)
+        with autocast(x.device, amp):
+            logits_h, logits_h0 = h(xa).float(), h0(xa).float()
+        adv_h = logits_h.argmax(1) != pred_h
+        adv_h0 = logits_h0.argmax(1) != pred_h0
+        shared = adv_h & adv_h0 & (logits_h.argmax(1) == logits_h0.argmax(1))
+        ce_h = F.cross_entropy(logits_h, y, reduction="none")
+        ce_h0 = F.cross_entropy(logits_h0, y, reduction="none")
+        adv_loss = -((ce_h * ~adv_h).sum() + (ce_h0 * ~adv_h0).sum()) / 2 / b
+        share_loss = (_js_per_sample(logits_h, logits_h0) * ~shared).sum() / b
+        loss = config.beta_1 * adv_loss + config.beta_2 * share_loss
+        (grad,) = torch.autograd.grad(loss, delta)
+        delta = delta.detach()
+        new = project(delta - config.pgd_lr * grad.sign(), config.norm, config.eps)
+        all_shared = shared.all()
+        if sync_free:  # keep the state of the step where every sample became shared
+            delta = torch.where(done, delta, new)
+            l_adv = torch.where(done, l_adv, adv_loss.detach())
+            l_share = torch.where(done, l_share, share_loss.detach())
+            steps = steps + (~done).long()
+            done = done | all_shared
+        else:
+            delta, l_adv, l_share, steps = new, adv_loss.detach(), share_loss.detach(), steps + 1
+            if bool(all_shared):
+                break
+    return PGDResult(delta.detach(), l_adv, l_share, steps)
+
+
+def shared_adversarial_risk(logits_adv_h: Tensor, target: Tensor, mask: Tensor, b: int) -> Tensor:
+    """L_shared: push h away from ``target`` (h0's class for x+delta) on ``mask`` samples.
+
+    ``(-sum log(1e-6 + clamp(1 - p_t, max=0.999)) - sum log(1 + 1e-6 - clamp(p_t, min=0.001))) / 2 / B``
+    with ``1 - p_t`` computed as the mass on the other classes, as the reference does.
+    """
+    p = F.softmax(logits_adv_h, dim=1)
+    one_hot = F.one_hot(target, num_classes=p.shape[1]).to(p.dtype)
+    neg_p = (p * (1 - one_hot)).sum(1)
+    pos_p = (p * one_hot).sum(1)
+    m = mask.to(p.dtype)
+    a = (torch.log(1e-6 + neg_p.clamp(max=0.999)) * m).sum()
+    c = (torch.log(1 + 1e-6 - pos_p.clamp(min=0.001)) * m).sum()
+    return (-a - c) / 2 / b
+
+
+@dataclass
+class BatchStats:
+    """One batch's numbers, kept on the device until the round ends (one host sync per round)."""
+
+    values: Tensor  # (13,) float: l_cl l_at l_shared loss l_adv l_share steps n adv_h adv_h0 common shared pp
+
+
+def sau_step(
+    h: nn.Module,
+    h0: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: Tensor,
+    y: Tensor,
+    config: SAUConfig,
+    generator: torch.Generator | None = None,
+    amp: bool = False,
+) -> tuple[Tensor, BatchStats]:
+    """One SAU batch: shared PGD, then ``outer_steps`` Adam steps on h. Returns (delta, stats)."""
+    b = x.shape[0]
+    with torch.no_grad(), autocast(x.device, amp):
+        logits_h0 = h0(x).float()
+        pred_h = h(x).argmax(1)
+    pred_h0 = logits_h0.argmax(1)
+    params = [p for p in h.parameters()]
+    for p in params:
+        p.requires_grad_(False)
+    pgd = shared_pgd(h, h0, x, y, pred_h, pred_h0, config, generator, amp)
+    for p in params:
+        p.requires_grad_(True)
+    xa = x + pgd.delta
+    if config.clip:
+        xa = xa.clamp(0, 1)
+    with torch.no_grad(), autocast(x.device, amp):
+        pred_h0_adv = h0(xa).float().argmax(1)
+    potential = (pred_h0_adv != y) & (pred_h0_adv != pred_h0)
+    for _ in range(config.outer_steps):
+        if config.train_mode:
+            h.train()
+        with autocast(x.device, amp):
+            logits, logits_adv = h(torch.cat([x, xa])).float().split(b)
+        h.eval()
+        l_cl = F.cross_entropy(logits, y)
+        l_at = F.cross_entropy(logits_adv, y)
+        l_shared = shared_adversarial_risk(logits_adv, pred_h0_adv, potential, b)
+        loss = config.lmd_1 * l_cl + config.lmd_2 * l_at + config.lmd_3 * l_shared
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    # Counts at the final delta, by the inner loop's rule (each model against its clean prediction).
+    pred_h_adv = logits_adv.detach().argmax(1)
+    adv_h = pred_h_adv != pred_h
+    adv_h0 = pred_h0_adv != pred_h0
+    common = adv_h & adv_h0
+    shared = common & (pred_h_adv == pred_h0_adv)
+    values = torch.stack(
+        [
+            l_cl.detach(), l_at.detach(), l_shared.detach(), loss.detach(),
+            pgd.l_adv.float(), pgd.l_share.float(), pgd.steps.float(), x.new_tensor(float(b)),
+            adv_h.sum().float(), adv_h0.sum().float(), common.sum().float(), shared.sum().float(),
+            potential.sum().float(),
+        ]
+    )  # fmt: skip
+    return pgd.delta, BatchStats(values)
+
+
+# -------------------------------------------------------------------------------- the driver
+@dataclass
+class PurifyResult:
+    model: nn.Module  # the purified h (a new object, eval mode)
+    before: Evaluation  # full test sets, h0
+    after: Evaluation  # full test sets, h
+    history: list[SAURound]
+    rounds_done: int
+    stopped: bool
+    elapsed: float
+    config: SAUConfig
+    device: str
+
+    def der(self) -> float | None:
+        from .metrics import der
+
+        return None if self.before.asr is None else der(self.before, self.after)
+
+
+def _frozen_copy(model: nn.Module, device: torch.device, fmt) -> nn.Module:
+    m = copy.deepcopy(model).to(device=device, memory_format=fmt).eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+def _subset(n: int, k: int, seed: int) -> Tensor:
+    if k <= 0 or k >= n:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=g)[:k].sort().values
+
+
+def purify(
+    model: nn.Module,
+    clean: ImageData,
+    config: SAUConfig | None = None,
+    *,
+    test: ImageData | None = None,
+    backdoor=None,
+    device: str | torch.device | None = None,
+    callback: Callback | None = None,
+    stop: StopFlag | None = None,
+) -> PurifyResult:
+    """Purify a backdoored ``model`` with Shared Adversarial Unlearning.
+
+    Args:
+        model: the backdoored classifier h0 (images in [0, 1] -> logits). Never modified.
+        clean: the defender's small clean set (true labels, no trigger).
+        config: :class:`SAUConfig` (default: the reference's settings).
+        test: the clean test set, for ACC (and h/h0 disagreement) per round and at the end.
+        backdoor: a :class:`~sau_core.attacks.BackdoorTest` when the trigger is known (ASR, RA,
+            per-class ASR); None for an unknown trigger.
+        device: "cuda", "mps", "cpu", or None for the best available.
+        callback: receives, in order, :class:`Started`, a :class:`ProbeSnapshot` of round 0, then
+            per round the round's :class:`SAUBatch` events, a :class:`SAURound` and a
+            :class:`ProbeSnapshot`, and finally :class:`Finished`.
+        stop: a flag with ``is_set()``, checked before every batch; the run then ends with the
+            model as it was after the last completed batch, evaluated on the full sets.
+
+    Returns:
+        :class:`PurifyResult` with the purified model (a new object) and full-set evaluations
+        before and after.
+    """
+    config = (config or SAUConfig()).validate()
+    if len(clean) == 0:
+        raise ValueError("the clean set is empty")
+    device = pick_device(device)
+    amp = config.amp and device.type == "cuda"
+    fmt = memory_format(device, config.channels_last)
+    h0 = _frozen_copy(model, device, fmt)
+    h = copy.deepcopy(h0)
+    for p in h.parameters():
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(
+        h.parameters(), lr=config.lr, betas=(0.9, 0.999), weight_decay=0.0, amsgrad=True
+    )
+    gen = torch.Generator().manual_seed(config.seed)
+    x_all = clean.x.to(device).contiguous(memory_format=fmt)
+    y_all = clean.y.to(device)
+    n = len(y_all)
+    batches = math.ceil(n / config.batch_size)
+    total = batches * config.rounds
+    k = clean.info.num_classes
+
+    # Fixed, seeded subsets: the live evaluation and the probe batch.
+    live = _live_sets(test, backdoor, config)
+    h0_live_pred = predict(h0, live[0], device=device) if live else None
+    probe = _subset(n, config.probe_size, config.seed + 1)[: config.probe_size]
+    before = _full_eval(h0, test, backdoor, k, device)
+
+    emit(callback, Started("sau", total, describe(device), config.to_dict()))
+    if config.probe_size:
+        emit(callback, _probe(h, h0, x_all[probe], y_all[probe], config, 0, amp))
+
+    history: list[SAURound] = []
+    start, step, stopped, rounds_done = time.perf_counter(), 0, False, 0
+    for rnd in range(1, config.rounds + 1):
+        order = torch.randperm(n, generator=gen) if config.shuffle else torch.arange(n)
+        order = order.to(device)
+        stats: list[Tensor] = []
+        for i in range(0, n, config.batch_size):
+            if stop is not None and stop.is_set():
+                stopped = True
+                break
+            idx = order[i : i + config.batch_size]
+            _, st = sau_step(h, h0, optimizer, x_all[idx], y_all[idx], config, gen, amp)
+            stats.append(st.values)
+            if device.type != "cuda":  # no async queue to keep full: report at once
+                step += 1
+                emit(callback, _batch_event(rnd, step, total, st.values.tolist()))
+        if device.type == "cuda" and stats:
+            for row in torch.stack(stats).tolist():
+                step += 1
+                emit(callback, _batch_event(rnd, step, total, row))
+        if stopped and not stats:
+            break
+        rounds_done = rnd if not stopped else rnd - 1
+        elapsed = time.perf_counter() - start
+        summary = torch.stack(stats).sum(0).tolist()
+        ev = _live_eval(h, live, h0_live_pred, k, device)
+        rec = SAURound(
+            round=rnd,
+            rounds=config.rounds,
+            acc=ev["acc"],
+            asr=ev["asr"],
+            ra=ev["ra"],
+            per_class_asr=ev["per_class_asr"],
+            lr=optimizer.param_groups[0]["lr"],
+            elapsed=elapsed,
+            eta=elapsed / step * (total - step) if not stopped else 0.0,
+            adv_h=int(summary[8]),
+            adv_h0=int(summary[9]),
+            common=int(summary[10]),
+            shared=int(summary[11]),
+            n=int(summary[7]),
+            disagreement=ev["disagreement"],
+            l_cl=summary[0] / len(stats),
+            l_shared=summary[2] / len(stats),
+            stopped=stopped,
+        )
+        history.append(rec)
+        emit(callback, rec)
+        if config.probe_size:
+            emit(callback, _probe(h, h0, x_all[probe], y_all[probe], config, rnd, amp))
+        if stopped:
+            break
+
+    h.eval()
+    elapsed = time.perf_counter() - start
+    after = _full_eval(h, test, backdoor, k, device)
+    emit(
+        callback,
+        Finished(
+            "sau", stopped, elapsed, Evaluated(after.acc, after.asr, after.ra, after.per_class_asr)
+        ),
+    )
+    for p in h.parameters():
+        p.requires_grad_(False)
+    h = h.to(memory_format=torch.contiguous_format)
+    return PurifyResult(
+        h, before, after, history, rounds_done, stopped, elapsed, config, describe(device)
+    )
+
+
+_BATCH_FIELDS = (
+    "l_cl", "l_at", "l_shared", "loss", "l_adv", "l_share", "pgd_steps", "n",
+    "adv_h", "adv_h0", "common", "shared", "potential_poison",
+)  # fmt: skip
+
+
+def _batch_event(rnd: int, step: int, total: int, row: list[float]) -> SAUBatch:
+    v = dict(zip(_BATCH_FIELDS, row, strict=True))
+    for key in ("pgd_steps", "n", "adv_h", "adv_h0", "common", "shared", "potential_poison"):
+        v[key] = int(v[key])
+    return SAUBatch(round=rnd, step=step, total_steps=total, **v)
+
+
+def _live_sets(test: ImageData | None, backdoor, config: SAUConfig):
+    if test is None:
+        return None
+    idx = _subset(len(test), config.eval_size, config.seed + 2)
+    bd = None
+    if backdoor is not None:
+        bidx = _subset(len(backdoor.y), config.eval_size, config.seed + 3)
+        bd = (backdoor.x[bidx], backdoor.y[bidx], backdoor.target[bidx])
+    return test.x[idx], test.y[idx], bd
+
+
+def _live_eval(h, live, h0_pred, k: int, device) -> dict:
+    out = {
+        "acc": float("nan"),
+        "asr": None,
+        "ra": None,
+        "per_class_asr": None,
+        "disagreement": float("nan"),
+    }
+    if live is None:
+        return out
+    x, y, bd = live
+    pred = predict(h, x, device=device)
+    out["acc"] = float((pred == y).float().mean())
+    out["disagreement"] = float((pred != h0_pred).float().mean())
+    if bd is not None:
+        bx, by, bt = bd
+        bpred = predict(h, bx, device=device)
+        out["asr"] = float((bpred == bt).float().mean())
+        out["ra"] = float((bpred == by).float().mean())
+        out["per_class_asr"] = per_class_asr(bpred, by, bt, k)
+    return out
+
+
+def _full_eval(model, test, backdoor, k: int, device) -> Evaluation:
+    if test is None:
+        return Evaluation(acc=float("nan"))
+    return evaluate(model, test.x, test.y, backdoor, num_classes=k, device=device)
+
+
+def _probe(h, h0, x: Tensor, y: Tensor, config: SAUConfig, rnd: int, amp: bool) -> ProbeSnapshot:
+    """Shared PGD on the probe batch against the current h (no update), with every prediction."""
+    with torch.no_grad(), autocast(x.device, amp):
+        pred_h, pred_h0 = h(x).argmax(1), h0(x).argmax(1)
+    params = list(h.parameters())
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    g = torch.Generator().manual_seed(config.seed + 4)
+    delta = shared_pgd(h, h0, x, y, pred_h, pred_h0, config, g, amp).delta
+    for p, f in zip(params, flags, strict=True):
+        p.requires_grad_(f)
+    xa = (x + delta).clamp(0, 1) if config.clip else x + delta
+    with torch.no_grad(), autocast(x.device, amp):
+        adv_pred_h, adv_pred_h0 = h(xa).argmax(1), h0(xa).argmax(1)
+    adv_h, adv_h0 = adv_pred_h != pred_h, adv_pred_h0 != pred_h0
+    common = adv_h & adv_h0
+    return ProbeSnapshot(
+        round=rnd,
+        x=x.cpu(),
+        delta=delta.cpu(),
+        y=y.cpu(),
+        pred_h0_clean=pred_h0.cpu(),
+        pred_h_clean=pred_h.cpu(),
+        pred_h0_adv=adv_pred_h0.cpu(),
+        pred_h_adv=adv_pred_h.cpu(),
+        adv_h=adv_h.cpu(),
+        adv_h0=adv_h0.cpu(),
+        common=common.cpu(),
+        shared=(common & (adv_pred_h == adv_pred_h0)).cpu(),
+    )
+
+
+def with_overrides(config: SAUConfig, **changes) -> SAUConfig:
+    return replace(config, **{k: v for k, v in changes.items() if v is not None}).validate()
