@@ -1,0 +1,245 @@
+"""The two jobs end to end: plant a backdoor (train on poisoned data) and purify with SAU.
+
+These glue data, attacks, models, training, SAU and checkpoints together; the CLI and the
+dashboard call them. Nothing here prints: progress goes to the callback.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .attacks import AttackSpec, BackdoorTest, PoisonedTrain, backdoor_test, poison_train
+from .checkpoint import Checkpoint, save_checkpoint, write_json_atomic
+from .data import ImageData, Split, clean_subset, load_dataset
+from .events import Callback, StopFlag, to_record
+from .metrics import Evaluation, der
+from .models import create_model
+from .sau import PurifyResult, SAUConfig, purify
+from .train import TrainConfig, TrainResult, default_train_config, train
+
+__all__ = [
+    "DEMO",
+    "AttackRun",
+    "DataSpec",
+    "DemoPreset",
+    "backdoor_for",
+    "clean_set",
+    "plant_backdoor",
+    "purify_checkpoint",
+    "write_attack_outputs",
+    "write_purify_outputs",
+]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """How to load a data set again: its name, root and loader arguments (JSON-able)."""
+
+    name: str = "digits"
+    root: str | None = None
+    kwargs: dict = field(default_factory=dict)  # e.g. {"resolution": 16, "seed": 0}
+
+    def load(self, download: bool = False) -> Split:
+        kwargs = dict(self.kwargs)
+        if download:
+            kwargs["download"] = True
+        return load_dataset(self.name, self.root, **kwargs)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "root": self.root, "kwargs": dict(self.kwargs)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataSpec:
+        if not isinstance(d, dict) or "name" not in d:
+            raise ValueError("a data block needs at least a 'name'")
+        return cls(str(d["name"]), d.get("root"), dict(d.get("kwargs", {})))
+
+
+@dataclass
+class AttackRun:
+    model: torch.nn.Module
+    split: Split
+    spec: AttackSpec
+    poisoned: PoisonedTrain
+    backdoor: BackdoorTest
+    result: TrainResult
+    evaluation: Evaluation
+
+
+def backdoor_for(split: Split, spec: AttackSpec | None) -> BackdoorTest | None:
+    return None if spec is None else backdoor_test(split.test, spec)
+
+
+def plant_backdoor(
+    split: Split,
+    spec: AttackSpec,
+    arch: str = "small_cnn",
+    config: TrainConfig | None = None,
+    *,
+    device: str | torch.device | None = None,
+    callback: Callback | None = None,
+    stop: StopFlag | None = None,
+) -> AttackRun:
+    """Poison the training set with ``spec`` and train ``arch`` on it; measure ACC/ASR/RA."""
+    spec.validate(split.info)
+    config = config or default_train_config(split.info.name)
+    poisoned = poison_train(split.train, spec)
+    bd = backdoor_test(split.test, spec)
+    model = create_model(arch, split.info, seed=config.seed)
+    result = train(
+        model,
+        poisoned.data,
+        config,
+        device=device,
+        eval_set=(split.test.x, split.test.y),
+        backdoor=bd,
+        callback=callback,
+        stop=stop,
+    )
+    return AttackRun(model, split, spec, poisoned, bd, result, result.final)
+
+
+def clean_set(
+    split: Split, ratio: float = 0.05, *, seed: int = 0, balanced: bool = False
+) -> ImageData:
+    """The defender's clean data: ``ratio`` of the un-poisoned training set (true labels)."""
+    return split.train.subset(clean_subset(split.train, ratio, seed=seed, balanced=balanced))
+
+
+def purify_checkpoint(
+    checkpoint: Checkpoint,
+    split: Split,
+    config: SAUConfig | None = None,
+    *,
+    clean_ratio: float = 0.05,
+    clean_seed: int = 0,
+    balanced: bool = False,
+    spec: AttackSpec | None = None,
+    device: str | torch.device | None = None,
+    callback: Callback | None = None,
+    stop: StopFlag | None = None,
+) -> PurifyResult:
+    """Run SAU on a loaded checkpoint; ``spec`` (the trigger) is optional."""
+    clean = clean_set(split, clean_ratio, seed=clean_seed, balanced=balanced)
+    if spec is not None:
+        spec.validate(split.info)
+    return purify(
+        checkpoint.model,
+        clean,
+        config,
+        test=split.test,
+        backdoor=backdoor_for(split, spec),
+        device=device,
+        callback=callback,
+        stop=stop,
+    )
+
+
+# ------------------------------------------------------------------------------- outputs
+def write_attack_outputs(
+    out: str | Path, run: AttackRun, data: DataSpec, config: TrainConfig
+) -> dict:
+    """Checkpoint (weights + sidecar) and ``metrics.json`` into ``out``; returns the metrics."""
+    out = Path(out)
+    ev = run.evaluation
+    metrics = {
+        "acc": ev.acc,
+        "asr": ev.asr,
+        "ra": ev.ra,
+        "per_class_asr": ev.to_dict()["per_class_asr"],
+        "confusion": ev.confusion,
+        "train_seconds": run.result.elapsed,
+        "images_per_s": run.result.images_per_s,
+        "stopped": run.result.stopped,
+        "config": {
+            "data": data.to_dict(),
+            "model": run.model.arch,
+            "attack": run.spec.to_dict(),
+            "train": config.to_dict(),
+            "poisoned": len(run.poisoned.poison_idx),
+            "cross": len(run.poisoned.cross_idx),
+        },
+    }
+    save_checkpoint(
+        out,
+        run.model,
+        {
+            "data": data.to_dict(),
+            "attack": run.spec.to_dict(),
+            "seed": config.seed,
+            "train": config.to_dict(),
+            "metrics": {k: metrics[k] for k in ("acc", "asr", "ra", "per_class_asr")},
+        },
+    )
+    write_json_atomic(out / "metrics.json", metrics)
+    return metrics
+
+
+def write_purify_outputs(
+    out: str | Path,
+    result: PurifyResult,
+    source: Checkpoint,
+    *,
+    clean_ratio: float,
+    clean_seed: int,
+    spec: AttackSpec | None,
+) -> dict:
+    """Purified checkpoint, ``metrics.json`` (before/after, DER, config) and ``history.jsonl``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def block(e: Evaluation) -> dict:
+        d = e.to_dict(confusion=False)
+        return {k: d[k] for k in ("acc", "asr", "ra", "per_class_asr")}
+
+    metrics = {
+        "before": block(result.before),
+        "after": block(result.after),
+        "der": None if spec is None else der(result.before, result.after),
+        "rounds_done": result.rounds_done,
+        "stopped": result.stopped,
+        "seconds": result.elapsed,
+        "device": result.device,
+        "config": {
+            "sau": result.config.to_dict(),
+            "clean_ratio": clean_ratio,
+            "clean_seed": clean_seed,
+            "attack": None if spec is None else spec.to_dict(),
+            "source": str(source.path),
+        },
+    }
+    meta = {k: v for k, v in source.meta.items() if k not in ("versions", "created", "format")}
+    meta.update({"purified_from": str(source.path), "sau": result.config.to_dict()})
+    meta["metrics"] = metrics["after"]
+    save_checkpoint(out, result.model, meta)
+    write_json_atomic(out / "metrics.json", metrics)
+    lines = [json.dumps(to_record(r)) for r in result.history]
+    (out / "history.jsonl").write_text("\n".join(lines) + ("\n" if lines else ""))
+    return metrics
+
+
+# ----------------------------------------------------------------------------- demo preset
+@dataclass(frozen=True)
+class DemoPreset:
+    """The embedded demo: chosen by measurement (bench/bench_demo_choice.py, README)."""
+
+    data: DataSpec
+    arch: str
+    attack: AttackSpec
+    train: TrainConfig
+    clean_ratio: float
+    sau: SAUConfig
+
+
+DEMO = DemoPreset(
+    data=DataSpec("digits", None, {"resolution": 16, "seed": 0}),
+    arch="small_cnn",
+    attack=AttackSpec("badnets", {}, target=0, poison_ratio=0.1, seed=0),
+    train=default_train_config("digits"),
+    clean_ratio=0.1,
+    sau=SAUConfig(rounds=20),
+)

@@ -1,0 +1,642 @@
+"""Tests of sau_core.attacks: smoke, exceptions, cardinality and features of every attack.
+
+Tests parametrised over ``list_attacks()`` cover a newly registered attack automatically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import typing
+
+import pytest
+import torch
+from PIL import Image
+
+from sau_core.attacks import (
+    ATTACKS,
+    DEFAULT_BLENDED_TRIGGER,
+    AttackSpec,
+    BackdoorTest,
+    PoisonedTrain,
+    Trigger,
+    backdoor_test,
+    create_trigger,
+    list_attacks,
+    make_config,
+    param_schema,
+    poison_indices,
+    poison_train,
+    target_labels,
+)
+from sau_core.data import DatasetInfo, ImageData
+
+ATTACK_NAMES = list_attacks()
+GEOMETRIES = [(1, 8, 8), (1, 16, 16), (3, 32, 32)]
+GEOMETRY_IDS = ["1x8x8", "1x16x16", "3x32x32"]
+K = 10
+
+
+def make_info(shape=(1, 8, 8), num_classes=K) -> DatasetInfo:
+    c = shape[0]
+    return DatasetInfo("fake", num_classes, tuple(shape), (0.5,) * c, (0.25,) * c, natural=False)
+
+
+def make_data(shape=(1, 8, 8), n=200, seed=0, num_classes=K) -> ImageData:
+    """Random images in [0, 1], labels cycling 0..K-1 (so each class has n / K images)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, *shape, generator=g)
+    y = torch.arange(n, dtype=torch.long) % num_classes
+    return ImageData(x, y, make_info(shape, num_classes))
+
+
+def spec_for(name: str, **kwargs) -> AttackSpec:
+    return AttackSpec(name=name, **kwargs)
+
+
+WITHOUT_CROSS = [n for n in ATTACK_NAMES if not create_trigger(n, make_info()).has_cross]
+RULE_CASES = [  # clean-label attacks support all2one only
+    (n, r)
+    for n in ATTACK_NAMES
+    for r in ("all2one", "all2all")
+    if r == "all2one" or not ATTACKS[n].clean_label
+]
+
+
+@pytest.fixture(params=GEOMETRIES, ids=GEOMETRY_IDS)
+def shape(request):
+    return request.param
+
+
+# ---------------------------------------------------------------------------------------- smoke
+class TestSmoke:
+    def test_registry(self):
+        assert {"badnets", "blended", "sig", "wanet"} <= set(ATTACKS)
+        assert sorted(ATTACKS) == ATTACK_NAMES
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_config_is_frozen_dataclass_with_form_metadata(self, name):
+        cls = ATTACKS[name].config
+        assert dataclasses.is_dataclass(cls)
+        cfg = cls()
+        field_names = [f.name for f in dataclasses.fields(cls)]
+        assert field_names
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(cfg, field_names[0], getattr(cfg, field_names[0]))
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            assert f.metadata.get("help"), f"{name}.{f.name} has no help text"
+            assert hints[f.name] in (int, float, str, bool)
+            if "choices" in f.metadata:
+                assert f.default in f.metadata["choices"]
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_param_schema(self, name, shape):
+        schema = param_schema(name, make_info(shape))
+        assert [s["name"] for s in schema] == [
+            f.name for f in dataclasses.fields(ATTACKS[name].config)
+        ]
+        for s in schema:
+            assert s["help"] and s["type"] in ("int", "float", "str", "bool")
+            if "min" in s:
+                assert s["default"] >= s["min"]
+            if "max" in s:
+                assert s["default"] <= s["max"]
+        json.dumps(schema)  # forms can ship it as JSON
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_trigger_basics(self, name):
+        trigger = create_trigger(name, make_info())
+        assert isinstance(trigger, Trigger)
+        assert trigger.name == name
+        assert trigger.clean_label == ATTACKS[name].clean_label
+        assert type(trigger).__name__ in repr(trigger)
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_shape_dtype_range(self, name, shape):
+        trigger = create_trigger(name, make_info(shape))
+        x = make_data(shape, n=16).x
+        out = trigger(x)
+        assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
+        assert out.min() >= 0.0 and out.max() <= 1.0
+        assert not torch.equal(out, x)
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_extreme_images_stay_in_range(self, name, shape):
+        trigger = create_trigger(name, make_info(shape))
+        for value in (0.0, 1.0):
+            out = trigger(torch.full((2, *shape), value))
+            assert out.min() >= 0.0 and out.max() <= 1.0
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_float64_kept(self, name):
+        trigger = create_trigger(name, make_info())
+        x = make_data(n=4).x.double()
+        out = trigger(x)
+        assert out.dtype == torch.float64
+        assert torch.allclose(out.float(), trigger(x.float()), atol=1e-5)
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_empty_batch(self, name):
+        trigger = create_trigger(name, make_info())
+        out = trigger(torch.zeros(0, 1, 8, 8))
+        assert out.shape == (0, 1, 8, 8)
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_input_not_modified_in_place(self, name, shape):
+        trigger = create_trigger(name, make_info(shape))
+        x = make_data(shape, n=8).x
+        before = x.clone()
+        out = trigger(x)
+        assert torch.equal(x, before)
+        assert out.data_ptr() != x.data_ptr()
+        if trigger.has_cross:
+            trigger.cross(x, torch.Generator().manual_seed(0))
+            assert torch.equal(x, before)
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_batch_independent(self, name):
+        """A batched call equals per-image calls (the trigger is a per-image function)."""
+        trigger = create_trigger(name, make_info())
+        x = make_data(n=6).x
+        single = torch.cat([trigger(x[i : i + 1]) for i in range(len(x))])
+        assert torch.allclose(trigger(x), single, atol=1e-6)
+
+    @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_device_agnostic(self, name):
+        trigger = create_trigger(name, make_info())
+        x = make_data(n=8).x
+        out = trigger(x.cuda())
+        assert out.device.type == "cuda"
+        assert torch.allclose(out.cpu(), trigger(x), atol=1e-5)
+        data = make_data(n=100)
+        spec = spec_for(name)
+        on_gpu = poison_train(data.to("cuda"), spec)
+        on_cpu = poison_train(data, spec)
+        assert torch.equal(on_gpu.poison_idx, on_cpu.poison_idx)
+        assert torch.allclose(on_gpu.data.x.cpu(), on_cpu.data.x, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------- exceptions
+BAD_PARAMS = [
+    ("badnets", {"size": 0}),
+    ("badnets", {"size": 9}),  # larger than the 8x8 image
+    ("badnets", {"size": 2.5}),
+    ("badnets", {"size": "3"}),
+    ("badnets", {"size": True}),
+    ("badnets", {"location": "middle"}),
+    ("badnets", {"pattern": "red"}),
+    ("blended", {"alpha": 0.0}),
+    ("blended", {"alpha": 1.5}),
+    ("blended", {"alpha": -0.1}),
+    ("blended", {"alpha": float("nan")}),
+    ("blended", {"image": 3}),
+    ("sig", {"delta": 0.0}),
+    ("sig", {"delta": -0.1}),
+    ("sig", {"freq": 0}),
+    ("sig", {"freq": 9}),  # more periods than columns
+    ("sig", {"freq": 4}),  # 2 f / W integer: only the sinusoid's zeros are sampled
+    ("wanet", {"k": 1}),
+    ("wanet", {"k": 9}),
+    ("wanet", {"s": -0.5}),
+    ("wanet", {"s": float("inf")}),
+    ("wanet", {"grid_rescale": 0.0}),
+    ("wanet", {"cross_ratio": -1.0}),
+    ("wanet", {"seed": -1}),
+]
+
+
+class TestExceptions:
+    @pytest.mark.parametrize(("name", "params"), BAD_PARAMS, ids=lambda v: str(v))
+    def test_bad_params(self, name, params):
+        with pytest.raises(ValueError, match=name):
+            create_trigger(name, make_info((1, 8, 8)), params)
+        with pytest.raises(ValueError):
+            AttackSpec(name, params).validate(make_info((1, 8, 8)))
+
+    def test_unknown_attack(self):
+        with pytest.raises(ValueError, match="unknown attack"):
+            create_trigger("nope", make_info())
+        with pytest.raises(ValueError, match="unknown attack"):
+            AttackSpec("nope").validate(make_info())
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_unknown_param_name(self, name):
+        with pytest.raises(ValueError, match="unknown parameter.*'bogus'"):
+            create_trigger(name, make_info(), {"bogus": 1})
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_params_not_a_dict(self, name):
+        with pytest.raises(ValueError):
+            create_trigger(name, make_info(), [("a", 1)])
+        other = next(n for n in ATTACK_NAMES if ATTACKS[n].config is not ATTACKS[name].config)
+        with pytest.raises(ValueError):
+            create_trigger(name, make_info(), ATTACKS[other].config())
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_config_constructor_validates(self, name):
+        cls = ATTACKS[name].config
+        f = dataclasses.fields(cls)[0]
+        with pytest.raises(ValueError):
+            cls(**{f.name: object()})
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_wrong_input_shape_or_dtype(self, name):
+        trigger = create_trigger(name, make_info((1, 8, 8)))
+        with pytest.raises(ValueError, match="shape"):
+            trigger(torch.rand(2, 3, 8, 8))
+        with pytest.raises(ValueError, match="shape"):
+            trigger(torch.rand(1, 8, 8))
+        with pytest.raises(ValueError, match="float"):
+            trigger(torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+
+    @pytest.mark.parametrize("name", WITHOUT_CROSS)
+    def test_cross_not_implemented(self, name):
+        trigger = create_trigger(name, make_info())
+        with pytest.raises(NotImplementedError):
+            trigger.cross(torch.rand(2, 1, 8, 8), torch.Generator())
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {"target": K},
+            {"target": -1},
+            {"target": 1.0},
+            {"target": True},
+            {"poison_ratio": 0.0},
+            {"poison_ratio": 1.5},
+            {"poison_ratio": float("nan")},
+            {"label_rule": "one2one"},
+            {"seed": -3},
+        ],
+        ids=lambda v: str(v),
+    )
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_bad_spec(self, name, kwargs):
+        spec = AttackSpec(name, **kwargs)
+        with pytest.raises(ValueError):
+            spec.validate(make_info())
+        with pytest.raises(ValueError):
+            poison_train(make_data(), spec)
+        with pytest.raises(ValueError):
+            backdoor_test(make_data(), spec)
+
+    @pytest.mark.parametrize("name", [n for n in ATTACK_NAMES if ATTACKS[n].clean_label])
+    def test_clean_label_needs_all2one(self, name):
+        with pytest.raises(ValueError, match="clean-label"):
+            AttackSpec(name, label_rule="all2all").validate(make_info())
+
+    def test_no_candidates(self):
+        data = make_data(n=20)
+        only_target = ImageData(data.x, torch.zeros(20, dtype=torch.long), data.info)
+        with pytest.raises(ValueError, match="no training images"):
+            poison_indices(only_target, spec_for("badnets", target=0))
+        no_target = ImageData(data.x, torch.ones(20, dtype=torch.long), data.info)
+        with pytest.raises(ValueError, match="no training images"):
+            poison_indices(no_target, spec_for("sig", target=0))
+
+    @pytest.mark.parametrize(
+        "d",
+        [
+            {"name": "badnets", "colour": "red"},
+            {"target": "0"},
+            {"target": 0.0},
+            {"poison_ratio": "0.1"},
+            {"poison_ratio": True},
+            {"params": [1, 2]},
+            {"seed": None},
+            ["badnets"],
+        ],
+        ids=lambda v: str(v),
+    )
+    def test_from_dict_rejects(self, d):
+        with pytest.raises(ValueError):
+            AttackSpec.from_dict(d)
+
+
+# ---------------------------------------------------------------------------------- cardinality
+class TestCardinality:
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_indices_deterministic_per_seed(self, name):
+        data = make_data(n=300)
+        a = poison_indices(data, spec_for(name, seed=7, poison_ratio=0.05))
+        b = poison_indices(data, spec_for(name, seed=7, poison_ratio=0.05))
+        c = poison_indices(data, spec_for(name, seed=8, poison_ratio=0.05))
+        assert a.dtype == torch.int64
+        assert torch.equal(a, b)
+        assert not torch.equal(a, c)
+        assert torch.equal(a, a.sort().values) and len(a.unique()) == len(a)
+        assert torch.equal(
+            poison_train(data, spec_for(name, seed=7, poison_ratio=0.05)).poison_idx, a
+        )
+
+    @pytest.mark.parametrize("ratio", [0.01, 0.05, 0.1, 0.5])
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_poison_count(self, name, ratio):
+        n = 200
+        data = make_data(n=n)
+        spec = spec_for(name, poison_ratio=ratio, target=2)
+        idx = poison_indices(data, spec)
+        expected = round(ratio * n)
+        if ATTACKS[name].clean_label:
+            n_target = int((data.y == 2).sum())
+            assert len(idx) == min(expected, n_target)
+            assert (data.y[idx] == 2).all()
+        else:
+            assert len(idx) == expected
+            assert (data.y[idx] != 2).all()  # all2one: drawn among non-target images
+
+    @pytest.mark.parametrize("name", [n for n in ATTACK_NAMES if not ATTACKS[n].clean_label])
+    def test_all2all_draws_from_every_class(self, name):
+        data = make_data(n=200)
+        idx = poison_indices(data, spec_for(name, label_rule="all2all", poison_ratio=0.5))
+        assert len(idx) == 100
+        assert set(data.y[idx].tolist()) == set(range(K))
+
+    def test_tiny_ratio_poisons_at_least_one(self):
+        assert len(poison_indices(make_data(n=20), spec_for("badnets", poison_ratio=0.001))) == 1
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_cross_indices(self, name):
+        data = make_data(n=200)
+        result = poison_train(data, spec_for(name, poison_ratio=0.1))
+        assert isinstance(result, PoisonedTrain)
+        trigger = create_trigger(name, data.info)
+        if trigger.has_cross:
+            assert len(result.cross_idx) == round(trigger.cross_ratio * len(result.poison_idx))
+            assert not set(result.cross_idx.tolist()) & set(result.poison_idx.tolist())
+            assert torch.equal(result.cross_idx, result.cross_idx.sort().values)
+        else:
+            assert len(result.cross_idx) == 0
+        assert result.cross_idx.dtype == torch.int64
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_backdoor_test_sizes(self, name):
+        test = make_data(n=100, seed=3)
+        bt = backdoor_test(test, spec_for(name, target=4))
+        assert isinstance(bt, BackdoorTest)
+        assert len(bt) == len(bt.x) == len(bt.target) == len(bt.index) == 90
+        if not ATTACKS[name].clean_label:
+            assert len(backdoor_test(test, spec_for(name, label_rule="all2all"))) == 100
+
+
+# -------------------------------------------------------------------------------------- feature
+class TestFeature:
+    @pytest.mark.parametrize(("name", "rule"), RULE_CASES)
+    def test_labels_by_rule(self, name, rule):
+        data = make_data(n=200)
+        result = poison_train(data, spec_for(name, target=5, label_rule=rule, poison_ratio=0.2))
+        idx = result.poison_idx
+        got = result.data.y[idx]
+        if ATTACKS[name].clean_label:
+            assert torch.equal(got, data.y[idx])
+            assert (got == 5).all()
+        elif rule == "all2one":
+            assert (got == 5).all()
+        else:
+            assert torch.equal(got, (data.y[idx] + 1) % K)
+        assert torch.equal(result.data.y[result.cross_idx], data.y[result.cross_idx])
+
+    def test_target_labels(self):
+        y = torch.tensor([0, 3, 9, 5])
+        assert target_labels(y, AttackSpec(target=5), K).tolist() == [5, 5, 5, 5]
+        rule = AttackSpec(label_rule="all2all")
+        assert target_labels(y, rule, K).tolist() == [1, 4, 0, 6]
+        with pytest.raises(ValueError):
+            target_labels(y, AttackSpec(label_rule="bogus"), K)
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_only_selected_images_change(self, name, shape):
+        data = make_data(shape, n=120)
+        before_x, before_y = data.x.clone(), data.y.clone()
+        result = poison_train(data, spec_for(name, poison_ratio=0.1), batch_size=5)
+        assert torch.equal(data.x, before_x) and torch.equal(data.y, before_y)  # train untouched
+        touched = torch.zeros(len(data), dtype=torch.bool)
+        touched[result.poison_idx] = True
+        touched[result.cross_idx] = True
+        assert torch.equal(result.data.x[~touched], data.x[~touched])
+        assert torch.equal(result.data.y[~touched], data.y[~touched])
+        trigger = create_trigger(name, data.info)
+        assert torch.equal(result.data.x[result.poison_idx], trigger(data.x[result.poison_idx]))
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_poison_train_deterministic(self, name):
+        data = make_data(n=100)
+        a = poison_train(data, spec_for(name, seed=3))
+        b = poison_train(data, spec_for(name, seed=3), batch_size=7)
+        assert torch.equal(a.data.x, b.data.x) and torch.equal(a.data.y, b.data.y)
+        assert torch.equal(a.cross_idx, b.cross_idx)
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_backdoor_test_contents(self, name):
+        test = make_data(n=100, seed=3)
+        before = test.x.clone()
+        bt = backdoor_test(test, spec_for(name, target=4))
+        assert (test.y[bt.index] != 4).all() and (bt.y != 4).all()
+        assert torch.equal(bt.y, test.y[bt.index])  # true labels, for RA
+        assert (bt.target == 4).all()  # attack labels, for ASR
+        assert torch.equal(bt.x, create_trigger(name, test.info)(test.x[bt.index]))
+        assert torch.equal(test.x, before)
+        if not ATTACKS[name].clean_label:
+            bt2 = backdoor_test(test, spec_for(name, label_rule="all2all"))
+            assert torch.equal(bt2.index, torch.arange(100))
+            assert torch.equal(bt2.target, (test.y + 1) % K)
+            assert torch.equal(bt2.y, test.y)
+
+    @pytest.mark.parametrize("name", ATTACK_NAMES)
+    def test_spec_json_round_trip(self, name):
+        spec = AttackSpec(name, {}, target=3, label_rule="all2one", poison_ratio=0.25, seed=11)
+        params = {f.name: f.default for f in dataclasses.fields(ATTACKS[name].config)}
+        for s in (spec, dataclasses.replace(spec, params=params)):
+            back = AttackSpec.from_dict(json.loads(json.dumps(s.to_dict())))
+            assert back == s
+            assert hash(back) == hash(s)
+        assert AttackSpec.from_dict({}) == AttackSpec()
+        assert AttackSpec.from_dict({"poison_ratio": 1}).poison_ratio == 1.0
+
+    def test_spec_params_copied_and_config_accepted(self):
+        params = {"size": 4}
+        spec = AttackSpec("badnets", params)
+        params["size"] = 5
+        assert spec.params == {"size": 4}
+        from_config = AttackSpec("badnets", make_config("badnets", {"size": 4}))
+        assert from_config.params == {"size": 4, "location": "bottom-right", "pattern": "white"}
+        json.dumps(from_config.to_dict())
+
+    def test_create_trigger_accepts_config_and_json_numbers(self):
+        info = make_info()
+        cfg = make_config("blended", {"alpha": 1})  # a JSON int for a float field
+        assert cfg.alpha == 1.0 and isinstance(cfg.alpha, float)
+        assert create_trigger("blended", info, cfg).config is cfg
+        assert create_trigger("badnets", info, {"size": 3.0}).config.size == 3
+
+    # --- BadNets
+    def test_badnets_white_patch_bottom_right(self):
+        trigger = create_trigger("badnets", make_info((1, 8, 8)))
+        out = trigger(torch.zeros(2, 1, 8, 8))
+        expected = torch.zeros(2, 1, 8, 8)
+        expected[:, :, 5:8, 5:8] = 1.0
+        assert torch.equal(out, expected)
+        x = make_data((3, 32, 32), n=4).x
+        out = create_trigger("badnets", make_info((3, 32, 32)))(x)
+        assert (out[:, :, 29:, 29:] == 1).all()
+        mask = torch.ones(32, 32, dtype=torch.bool)
+        mask[29:, 29:] = False
+        assert torch.equal(out[:, :, mask], x[:, :, mask])
+
+    @pytest.mark.parametrize(
+        ("location", "rows", "cols"),
+        [
+            ("bottom-right", slice(6, 8), slice(6, 8)),
+            ("bottom-left", slice(6, 8), slice(0, 2)),
+            ("top-right", slice(0, 2), slice(6, 8)),
+            ("top-left", slice(0, 2), slice(0, 2)),
+            ("center", slice(3, 5), slice(3, 5)),
+        ],
+    )
+    def test_badnets_locations(self, location, rows, cols):
+        trigger = create_trigger("badnets", make_info(), {"size": 2, "location": location})
+        out = trigger(torch.full((1, 1, 8, 8), 0.5))
+        expected = torch.full((1, 1, 8, 8), 0.5)
+        expected[:, :, rows, cols] = 1.0
+        assert torch.equal(out, expected)
+        assert torch.equal(trigger.mask, expected[0, 0] == 1.0)
+
+    def test_badnets_patterns(self):
+        info = make_info()
+        black = create_trigger("badnets", info, {"pattern": "black"})(torch.ones(1, 1, 8, 8))
+        assert (black[0, 0, 5:, 5:] == 0).all() and black.sum() == 64 - 9
+        checker = create_trigger("badnets", info, {"pattern": "checker"})(
+            torch.full((1, 1, 8, 8), 0.5)
+        )
+        assert checker[0, 0, 5:, 5:].tolist() == [[1, 0, 1], [0, 1, 0], [1, 0, 1]]
+        full = create_trigger("badnets", info, {"size": 8})(torch.zeros(1, 1, 8, 8))
+        assert (full == 1).all()
+
+    # --- Blended
+    def test_blended_alpha_one_gives_trigger_image(self, shape):
+        trigger = create_trigger("blended", make_info(shape), {"alpha": 1.0})
+        out = trigger(make_data(shape, n=3).x)
+        assert trigger.pattern.shape == shape
+        assert torch.equal(out, trigger.pattern.expand_as(out))
+
+    def test_blended_formula_on_constant_image(self):
+        trigger = create_trigger("blended", make_info((3, 32, 32)), {"alpha": 0.3})
+        out = trigger(torch.full((2, 3, 32, 32), 0.6))
+        assert torch.allclose(out, 0.7 * 0.6 + 0.3 * trigger.pattern.expand_as(out), atol=1e-6)
+
+    def test_blended_default_is_shipped_asset(self):
+        assert DEFAULT_BLENDED_TRIGGER.is_file()
+        with Image.open(DEFAULT_BLENDED_TRIGGER) as img:
+            assert img.size == (32, 32) and img.mode == "RGB"
+        pattern = create_trigger("blended", make_info((3, 32, 32))).pattern
+        assert pattern.std() > 0.1  # a real pattern, not a flat image
+        assert pattern.amin(dim=(1, 2)).max() < 0.1 and pattern.amax(dim=(1, 2)).min() > 0.9
+
+    def test_blended_user_image(self, tmp_path):
+        path = tmp_path / "key.png"
+        Image.new("RGB", (10, 6), (255, 0, 0)).save(path)
+        rgb = create_trigger("blended", make_info((3, 32, 32)), {"alpha": 1.0, "image": str(path)})
+        assert torch.allclose(rgb.pattern[0], torch.ones(32, 32))
+        assert torch.allclose(rgb.pattern[1:], torch.zeros(2, 32, 32))
+        grey = create_trigger("blended", make_info((1, 8, 8)), {"image": str(path)})
+        assert grey.pattern.shape == (1, 8, 8)
+        assert torch.allclose(grey.pattern, torch.full((1, 8, 8), 76 / 255))  # ITU-R 601 luma
+
+    def test_blended_user_image_gradient_resized(self, tmp_path):
+        path = tmp_path / "ramp.png"
+        ramp = Image.fromarray(
+            (torch.arange(64).repeat(64, 1) * 4).to(torch.uint8).numpy(), mode="L"
+        )  # brighter to the right
+        ramp.save(path)
+        pattern = create_trigger("blended", make_info((1, 16, 16)), {"image": str(path)}).pattern
+        assert (pattern[0, :, 1:] > pattern[0, :, :-1]).all()
+
+    def test_blended_missing_or_invalid_image(self, tmp_path):
+        info = make_info()
+        with pytest.raises(ValueError, match="not found"):
+            create_trigger("blended", info, {"image": str(tmp_path / "absent.png")})
+        with pytest.raises(ValueError, match="not found"):
+            create_trigger("blended", info, {"image": str(tmp_path)})  # a folder
+        text = tmp_path / "notes.png"
+        text.write_text("this is not an image")
+        with pytest.raises(ValueError, match="cannot read"):
+            create_trigger("blended", info, {"image": str(text)})
+        with pytest.raises(ValueError):
+            AttackSpec("blended", {"image": str(text)}).validate(info)
+
+    # --- SIG
+    def test_sig_formula_on_zero_image(self, shape):
+        c, h, w = shape
+        delta, freq = 0.2, 3
+        trigger = create_trigger("sig", make_info(shape), {"delta": delta, "freq": freq})
+        out = trigger(torch.zeros(2, *shape))
+        j = torch.arange(w, dtype=torch.float64)
+        signal = (delta * torch.sin(2 * math.pi * j * freq / w)).float()
+        assert torch.allclose(out, signal.clamp(min=0).expand(2, c, h, w), atol=1e-6)
+        mid = trigger(torch.full((1, *shape), 0.5))
+        assert torch.allclose(mid, (0.5 + signal).expand(1, c, h, w), atol=1e-6)
+
+    def test_sig_default_amplitude(self):
+        out = create_trigger("sig", make_info((1, 16, 16)))(torch.full((1, 1, 16, 16), 0.5))
+        assert math.isclose(float((out - 0.5).abs().max()), 40 / 255, rel_tol=1e-3)
+        assert torch.equal(out[0, 0, 0], out[0, 0, 7])  # constant down each column
+
+    # --- WaNet
+    def test_wanet_zero_strength_is_identity(self, shape):
+        trigger = create_trigger("wanet", make_info(shape), {"s": 0.0})
+        x = make_data(shape, n=4).x
+        assert torch.allclose(trigger(x), x, atol=1e-5)
+
+    def test_wanet_field_deterministic(self):
+        info = make_info((3, 32, 32))
+        a = create_trigger("wanet", info, {"seed": 5})
+        b = create_trigger("wanet", info, {"seed": 5})
+        c = create_trigger("wanet", info, {"seed": 6})
+        assert torch.equal(a.grid, b.grid)
+        assert not torch.allclose(a.grid, c.grid)
+        x = make_data((3, 32, 32), n=4).x
+        assert torch.equal(a(x), b(x))
+        assert not torch.allclose(a(x), c(x))
+
+    def test_wanet_field_normalised(self):
+        trigger = create_trigger("wanet", make_info((3, 32, 32)))
+        assert trigger.grid.shape == (1, 32, 32, 2)
+        assert trigger.grid.abs().max() <= 1.0
+        # the k x k control field has mean |.| 1; after bicubic upsampling it stays close
+        assert 0.5 < float(trigger.field.abs().mean()) < 1.5
+
+    def test_wanet_warp_is_small(self, shape):
+        """Default s = 0.5 moves pixels by less than one pixel: an invisible warp."""
+        _, h, w = shape
+        warp = create_trigger("wanet", make_info(shape))
+        ident = create_trigger("wanet", make_info(shape), {"s": 0.0})
+        shift = (warp.grid - ident.grid) * torch.tensor([(w - 1) / 2, (h - 1) / 2])
+        assert 0.05 < float(shift.abs().max()) < 1.0
+
+    def test_wanet_cross_samples(self):
+        data = make_data((3, 32, 32), n=200)
+        result = poison_train(data, spec_for("wanet", poison_ratio=0.1, target=1))
+        trigger = create_trigger("wanet", data.info)
+        cross = result.cross_idx
+        assert len(cross) == 40
+        assert torch.equal(result.data.y[cross], data.y[cross])  # true labels kept
+        assert not torch.allclose(result.data.x[cross], trigger(data.x[cross]), atol=1e-3)
+        assert not torch.allclose(result.data.x[cross], data.x[cross], atol=1e-3)
+        assert result.data.x[cross].min() >= 0 and result.data.x[cross].max() <= 1
+
+    def test_wanet_cross_generator(self):
+        trigger = create_trigger("wanet", make_info((1, 16, 16)))
+        x = make_data((1, 16, 16), n=4).x
+        a = trigger.cross(x, torch.Generator().manual_seed(1))
+        b = trigger.cross(x, torch.Generator().manual_seed(1))
+        c = trigger.cross(x, torch.Generator().manual_seed(2))
+        assert torch.equal(a, b) and not torch.equal(a, c)
+        assert a.shape == x.shape
+        assert trigger.cross(x[:0], torch.Generator()).shape == (0, 1, 16, 16)
+
+    def test_wanet_cross_ratio_zero(self):
+        result = poison_train(make_data(n=100), spec_for("wanet", params={"cross_ratio": 0.0}))
+        assert len(result.cross_idx) == 0 and len(result.poison_idx) == 10
