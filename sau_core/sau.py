@@ -220,9 +220,9 @@ def shared_pgd(
             xa = xa.clamp(0, 1)
         with autocast(x.device, amp):
             logits_h, logits_h0 = h(xa).float(), h0(xa).float()
-        adv_h = logits_h.argmax(1) != pred_h
-        adv_h0 = logits_h0.argmax(1) != pred_h0
-        shared = adv_h & adv_h0 & (logits_h.argmax(1) == logits_h0.argmax(1))
+        adv_h, adv_h0, _, shared = sae_flags(
+            pred_h, pred_h0, logits_h.argmax(1), logits_h0.argmax(1)
+        )
         ce_h = F.cross_entropy(logits_h, y, reduction="none")
         ce_h0 = F.cross_entropy(logits_h0, y, reduction="none")
         adv_loss = -((ce_h * ~adv_h).sum() + (ce_h0 * ~adv_h0).sum()) / 2 / b
@@ -243,6 +243,19 @@ def shared_pgd(
             if bool(all_shared):
                 break
     return PGDResult(delta.detach(), l_adv, l_share, steps)
+
+
+def sae_flags(
+    pred_h: Tensor, pred_h0: Tensor, pred_h_adv: Tensor, pred_h0_adv: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-sample flags (adv_h, adv_h0, common, shared) from clean and adversarial predictions.
+
+    adv_h: h changes its prediction; adv_h0: h0 does; common: both do; shared: both do and agree.
+    """
+    adv_h = pred_h_adv != pred_h
+    adv_h0 = pred_h0_adv != pred_h0
+    common = adv_h & adv_h0
+    return adv_h, adv_h0, common, common & (pred_h_adv == pred_h0_adv)
 
 
 def shared_adversarial_risk(logits_adv_h: Tensor, target: Tensor, mask: Tensor, b: int) -> Tensor:
@@ -310,11 +323,9 @@ def sau_step(
         loss.backward()
         optimizer.step()
     # Counts at the final delta, by the inner loop's rule (each model against its clean prediction).
-    pred_h_adv = logits_adv.detach().argmax(1)
-    adv_h = pred_h_adv != pred_h
-    adv_h0 = pred_h0_adv != pred_h0
-    common = adv_h & adv_h0
-    shared = common & (pred_h_adv == pred_h0_adv)
+    adv_h, adv_h0, common, shared = sae_flags(
+        pred_h, pred_h0, logits_adv.detach().argmax(1), pred_h0_adv
+    )
     values = torch.stack(
         [
             l_cl.detach(), l_at.detach(), l_shared.detach(), loss.detach(),
@@ -559,8 +570,7 @@ def _probe(h, h0, x: Tensor, y: Tensor, config: SAUConfig, rnd: int, amp: bool) 
     xa = (x + delta).clamp(0, 1) if config.clip else x + delta
     with torch.no_grad(), autocast(x.device, amp):
         adv_pred_h, adv_pred_h0 = h(xa).argmax(1), h0(xa).argmax(1)
-    adv_h, adv_h0 = adv_pred_h != pred_h, adv_pred_h0 != pred_h0
-    common = adv_h & adv_h0
+    adv_h, adv_h0, common, shared = sae_flags(pred_h, pred_h0, adv_pred_h, adv_pred_h0)
     return ProbeSnapshot(
         round=rnd,
         x=x.cpu(),
@@ -573,7 +583,7 @@ def _probe(h, h0, x: Tensor, y: Tensor, config: SAUConfig, rnd: int, amp: bool) 
         adv_h=adv_h.cpu(),
         adv_h0=adv_h0.cpu(),
         common=common.cpu(),
-        shared=(common & (adv_pred_h == adv_pred_h0)).cpu(),
+        shared=shared.cpu(),
     )
 
 

@@ -1,0 +1,324 @@
+"""SAU: the algorithm as SAU.md states it, its events, its stop flag, and the fast path's numbers."""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.sau_reference import reference_round
+from sau_core.attacks import AttackSpec
+from sau_core.data import ImageData, load_digits
+from sau_core.events import Finished, ProbeSnapshot, SAUBatch, SAURound, Started
+from sau_core.pipeline import DEMO, clean_set, plant_backdoor
+from sau_core.sau import (
+    SAUConfig,
+    _js_per_sample,
+    init_delta,
+    project,
+    purify,
+    sae_flags,
+    sau_step,
+    shared_adversarial_risk,
+    shared_pgd,
+)
+from sau_core.train import default_train_config
+
+
+@pytest.fixture(scope="module")
+def digits8():
+    return load_digits(resolution=8)
+
+
+@pytest.fixture(scope="module")
+def backdoored8(digits8):
+    """A small CNN with a BadNets backdoor on 8x8 digits (a few seconds on a CPU)."""
+    spec = AttackSpec("badnets", target=0, poison_ratio=0.1)
+    run = plant_backdoor(digits8, spec, "small_cnn", default_train_config("digits", epochs=15))
+    assert run.evaluation.asr > 0.9  # the fixture really is backdoored
+    return run
+
+
+def _frozen(model):
+    m = copy.deepcopy(model).eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+# ------------------------------------------------------------------------------ config
+def test_config_defaults_are_the_reference():
+    c = SAUConfig()
+    assert (c.eps, c.norm, c.pgd_steps, c.pgd_lr, c.pgd_init) == (0.2, "Linf", 5, 0.2, "max")
+    assert (c.beta_1, c.beta_2, c.lmd_1, c.lmd_2, c.lmd_3) == (0.01, 1.0, 1.0, 0.0, 1.0)
+    assert (c.lr, c.batch_size, c.rounds, c.train_mode, c.clip) == (1e-4, 256, 100, False, False)
+
+
+@pytest.mark.parametrize(
+    "bad", [{"norm": "L3"}, {"pgd_init": "ones"}, {"rounds": 0}, {"eps": -1.0}, {"batch_size": 0}]
+)
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        SAUConfig(**bad).validate()
+
+
+def test_config_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown SAU settings: epochs"):
+        SAUConfig.from_dict({"epochs": 3})
+    assert SAUConfig.from_dict({"rounds": 3}).rounds == 3
+
+
+# ------------------------------------------------------------------- norm ball and init
+@pytest.mark.parametrize("norm", ["Linf", "L2", "L1"])
+def test_projection_lands_in_the_ball(norm):
+    g = torch.Generator().manual_seed(0)
+    delta = torch.randn(6, 1, 8, 8, generator=g) * 3
+    out = project(delta, norm, 0.5)
+    flat = out.flatten(1)
+    size = {"Linf": flat.abs().amax(1), "L2": flat.norm(dim=1), "L1": flat.abs().sum(1)}[norm]
+    assert (size <= 0.5 + 1e-5).all()
+    small = delta * 1e-4  # already inside: unchanged
+    assert torch.allclose(project(small, norm, 0.5), small)
+
+
+def test_reg_norm_is_unconstrained():
+    delta = torch.full((2, 1, 4, 4), 7.0)
+    assert torch.equal(project(delta, "Reg", 0.2), delta)
+
+
+@pytest.mark.parametrize("init,value", [("max", 0.2), ("min", -0.2), ("zero", 0.0)])
+def test_init_delta(init, value):
+    x = torch.rand(3, 1, 4, 4)
+    assert torch.equal(init_delta(x, init, "Linf", 0.2, None), torch.full_like(x, value))
+
+
+def test_random_init_is_seeded_and_projected():
+    x = torch.rand(3, 1, 4, 4)
+    a = init_delta(x, "random", "Linf", 0.2, torch.Generator().manual_seed(1))
+    b = init_delta(x, "random", "Linf", 0.2, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 0.2
+
+
+@pytest.mark.parametrize("norm,eps", [("Linf", 0.2), ("L2", 1.0), ("L1", 4.0)])
+def test_pgd_perturbations_stay_in_the_ball(backdoored8, digits8, norm, eps):
+    h0 = _frozen(backdoored8.model)
+    h = _frozen(backdoored8.model)
+    x, y = digits8.train.x[:64], digits8.train.y[:64]
+    cfg = SAUConfig(norm=norm, eps=eps)
+    with torch.no_grad():
+        pred = h0(x).argmax(1)
+    delta = shared_pgd(h, h0, x, y, pred, pred, cfg).delta
+    flat = delta.flatten(1)
+    size = {"Linf": flat.abs().amax(1), "L2": flat.norm(dim=1), "L1": flat.abs().sum(1)}[norm]
+    assert (size <= eps + 1e-4).all()
+    if norm == "Linf":  # step size = eps: every pixel is -eps, 0 or +eps
+        values = set(torch.unique(delta).tolist())
+        assert values <= {-0.2, 0.0, 0.2} or all(
+            min(abs(v - t) for t in (-0.2, 0.0, 0.2)) < 1e-6 for v in values
+        )
+
+
+# ------------------------------------------------------------------ hand-checked counts
+def test_sae_flags_hand_case():
+    #            sample:   0  1  2  3  4
+    pred_h = torch.tensor([1, 1, 2, 3, 4])
+    pred_h0 = torch.tensor([1, 1, 2, 3, 4])
+    pred_h_adv = torch.tensor([1, 5, 5, 6, 7])  # h fooled on 1, 2, 3, 4
+    pred_h0_adv = torch.tensor([0, 1, 5, 7, 7])  # h0 fooled on 0, 2, 3, 4
+    adv_h, adv_h0, common, shared = sae_flags(pred_h, pred_h0, pred_h_adv, pred_h0_adv)
+    assert adv_h.tolist() == [False, True, True, True, True]
+    assert adv_h0.tolist() == [True, False, True, True, True]
+    assert common.tolist() == [False, False, True, True, True]
+    assert shared.tolist() == [False, False, True, False, True]  # 3: fooled, but differently
+
+
+# ------------------------------------------------------------------- loss terms, by hand
+def test_js_matches_the_formula():
+    a = torch.tensor([[2.0, 0.0, -1.0]])
+    b = torch.tensor([[0.0, 1.0, 0.5]])
+    p = [math.exp(v) for v in a[0].tolist()]
+    p = [v / sum(p) for v in p]
+    q = [math.exp(v) for v in b[0].tolist()]
+    q = [v / sum(q) for v in q]
+    m = [(u + v) / 2 for u, v in zip(p, q, strict=True)]
+    js = 0.5 * sum(u * math.log(u / w) for u, w in zip(p, m, strict=True)) + 0.5 * sum(
+        v * math.log(v / w) for v, w in zip(q, m, strict=True)
+    )
+    assert _js_per_sample(a, b).item() == pytest.approx(js, rel=1e-5)
+    assert _js_per_sample(a, a).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_shared_adversarial_risk_matches_the_formula():
+    logits = torch.tensor([[3.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 10.0, 0.0]])
+    target = torch.tensor([0, 2, 1])
+    mask = torch.tensor([True, False, True])
+    p = F.softmax(logits.double(), 1)
+    total = 0.0
+    for i in (0, 2):  # masked samples only
+        pt = p[i, target[i]].item()
+        rest = p[i].sum().item() - pt  # 1 - p_t, as the mass on the other classes
+        total += -math.log(1e-6 + min(rest, 0.999)) - math.log(1 + 1e-6 - max(pt, 0.001))
+    expected = total / 2 / 3
+    got = shared_adversarial_risk(logits, target, mask, 3).item()
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert shared_adversarial_risk(logits, target, torch.zeros(3, dtype=torch.bool), 3).item() == 0
+
+
+def test_pgd_first_step_loss_matches_the_formula():
+    """L_adv and L_share of a one-step PGD on a linear model, computed by hand."""
+    torch.manual_seed(0)
+    h = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).eval()
+    h0 = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).eval()
+    for p in list(h.parameters()) + list(h0.parameters()):
+        p.requires_grad_(False)
+    x = torch.rand(5, 1, 2, 2)
+    y = torch.tensor([0, 1, 2, 0, 1])
+    pred_h, pred_h0 = h(x).argmax(1), h0(x).argmax(1)
+    cfg = SAUConfig(pgd_steps=1)
+    res = shared_pgd(h, h0, x, y, pred_h, pred_h0, cfg)
+    xa = x + 0.2
+    lh, lh0 = h(xa), h0(xa)
+    adv_h, adv_h0, _, shared = sae_flags(pred_h, pred_h0, lh.argmax(1), lh0.argmax(1))
+    ce_h = F.cross_entropy(lh, y, reduction="none")
+    ce_h0 = F.cross_entropy(lh0, y, reduction="none")
+    l_adv = -(ce_h[~adv_h].sum() + ce_h0[~adv_h0].sum()) / (2 * 5)
+    l_share = _js_per_sample(lh, lh0)[~shared].sum() / 5
+    assert res.l_adv.item() == pytest.approx(l_adv.item(), rel=1e-5, abs=1e-7)
+    assert res.l_share.item() == pytest.approx(l_share.item(), rel=1e-5, abs=1e-7)
+    assert int(res.steps) == 1
+
+
+# ------------------------------------------------------- the fast path = reference loop
+@pytest.mark.parametrize("norm,eps", [("Linf", 0.2), ("L2", 2.0)])
+def test_fast_path_equals_reference_loop(backdoored8, digits8, norm, eps):
+    """Same perturbations, losses and weights as the reference-structured loop (CPU, fp32)."""
+    model = backdoored8.model.cpu()
+    x, y = digits8.train.x[:200], digits8.train.y[:200]
+    cfg = SAUConfig(batch_size=64, norm=norm, eps=eps)
+    h0 = _frozen(model)
+    h_ref, h_fast = copy.deepcopy(model).eval(), copy.deepcopy(model).eval()
+    opt_ref = torch.optim.Adam(h_ref.parameters(), lr=cfg.lr, amsgrad=True)
+    opt_fast = torch.optim.Adam(h_fast.parameters(), lr=cfg.lr, amsgrad=True)
+    early_exits = 0
+    for _ in range(2):
+        records = reference_round(h_ref, h0, opt_ref, x, y, cfg)
+        for i, rec in enumerate(records):
+            sl = slice(i * cfg.batch_size, (i + 1) * cfg.batch_size)
+            delta, stats = sau_step(h_fast, h0, opt_fast, x[sl], y[sl], cfg)
+            v = stats.values.tolist()
+            assert torch.equal(delta, rec["delta"])
+            assert v[0] == pytest.approx(rec["l_cl"], abs=1e-6)
+            assert v[1] == pytest.approx(rec["l_at"], abs=1e-6)
+            assert v[2] == pytest.approx(rec["l_shared"], abs=1e-6)
+            assert v[4] == pytest.approx(rec["l_adv"], abs=1e-6)
+            assert v[5] == pytest.approx(rec["l_share"], abs=1e-6)
+            assert int(v[6]) == rec["pgd_steps"]
+            assert int(v[12]) == rec["potential_poison"]
+            early_exits += rec["pgd_steps"] < cfg.pgd_steps
+    for (k, a), b in zip(h_ref.state_dict().items(), h_fast.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), k
+
+
+# ---------------------------------------------------------------------- purify, driver
+def test_purify_leaves_the_input_model_untouched(backdoored8, digits8):
+    model = backdoored8.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    res = purify(model, clean_set(digits8, 0.05), SAUConfig(rounds=2), test=digits8.test,
+                 backdoor=backdoored8.backdoor)  # fmt: skip
+    assert res.model is not model
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    changed = any(
+        not torch.equal(a, b)
+        for a, b in zip(res.model.state_dict().values(), before.values(), strict=True)
+    )
+    assert changed, "SAU did not update the purified model"
+
+
+def test_events_arrive_in_order(backdoored8, digits8):
+    events = []
+    clean = clean_set(digits8, 0.1)  # 135 images: 2 batches of 128 per round
+    cfg = SAUConfig(rounds=2, batch_size=128, probe_size=8)
+    purify(backdoored8.model, clean, cfg, test=digits8.test, backdoor=backdoored8.backdoor,
+           callback=events.append)  # fmt: skip
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == [
+        "Started", "ProbeSnapshot",
+        "SAUBatch", "SAUBatch", "SAURound", "ProbeSnapshot",
+        "SAUBatch", "SAUBatch", "SAURound", "ProbeSnapshot",
+        "Finished",
+    ]  # fmt: skip
+    batches = [e for e in events if isinstance(e, SAUBatch)]
+    assert [b.step for b in batches] == [1, 2, 3, 4] and batches[0].total_steps == 4
+    rounds = [e for e in events if isinstance(e, SAURound)]
+    assert [r.round for r in rounds] == [1, 2]
+    assert rounds[0].asr is not None and set(rounds[0].per_class_asr) == set(range(1, 10))
+    assert rounds[0].n == len(clean)
+    probe = events[1]
+    assert isinstance(probe, ProbeSnapshot) and probe.round == 0 and probe.x.shape[0] == 8
+    assert probe.delta.abs().max() <= 0.2 + 1e-6
+    # round 0: h is h0, so every example that fools one fools the other the same way
+    assert torch.equal(probe.adv_h, probe.adv_h0) and torch.equal(probe.common, probe.shared)
+    assert isinstance(events[0], Started) and isinstance(events[-1], Finished)
+
+
+def test_stop_flag_stops_within_one_batch(backdoored8, digits8):
+    stop = threading.Event()
+    seen = []
+
+    def callback(event):
+        seen.append(event)
+        if isinstance(event, SAUBatch) and event.step == 3:
+            stop.set()
+
+    clean = clean_set(digits8, 0.2)  # 269 images, batches of 64: 5 per round
+    res = purify(backdoored8.model, clean, SAUConfig(rounds=10, batch_size=64), test=digits8.test,
+                 backdoor=backdoored8.backdoor, callback=callback, stop=stop)  # fmt: skip
+    assert sum(isinstance(e, SAUBatch) for e in seen) == 3
+    assert res.stopped and res.rounds_done == 0
+    assert isinstance(seen[-1], Finished) and seen[-1].stopped
+    # the partial result is consistent and usable
+    assert 0.0 <= res.after.acc <= 1.0 and res.after.asr is not None
+    assert res.model(digits8.test.x[:4]).shape == (4, 10)
+
+
+def test_unknown_trigger_reports_acc_counts_and_disagreement(backdoored8, digits8):
+    events = []
+    res = purify(backdoored8.model, clean_set(digits8, 0.05), SAUConfig(rounds=2),
+                 test=digits8.test, callback=events.append)  # fmt: skip
+    rounds = [e for e in events if isinstance(e, SAURound)]
+    assert all(r.asr is None and r.ra is None and r.per_class_asr is None for r in rounds)
+    assert all(0.0 <= r.disagreement <= 1.0 and r.adv_h0 >= r.common >= r.shared for r in rounds)
+    assert res.after.asr is None and res.der() is None
+
+
+def test_live_eval_uses_a_fixed_subset(backdoored8, digits8):
+    events = []
+    purify(backdoored8.model, clean_set(digits8, 0.05), SAUConfig(rounds=1, eval_size=100),
+           test=digits8.test, backdoor=backdoored8.backdoor, callback=events.append)  # fmt: skip
+    r = next(e for e in events if isinstance(e, SAURound))
+    assert r.acc * 100 == pytest.approx(round(r.acc * 100))  # a share of 100 images
+
+
+def test_empty_clean_set_is_refused(backdoored8, digits8):
+    empty = ImageData(digits8.train.x[:0], digits8.train.y[:0], digits8.info)
+    with pytest.raises(ValueError, match="empty"):
+        purify(backdoored8.model, empty)
+
+
+# --------------------------------------------------------------------------- slow: works
+@pytest.mark.slow
+def test_sau_removes_a_badnets_backdoor_on_digits():
+    """The demo setting: plant BadNets, purify with the reference's SAU, ASR < 10%, ACC -5 pts."""
+    split = DEMO.data.load()
+    run = plant_backdoor(split, DEMO.attack, DEMO.arch, DEMO.train)
+    assert run.evaluation.asr > 0.9
+    res = purify(run.model, clean_set(split, DEMO.clean_ratio), DEMO.sau, test=split.test,
+                 backdoor=run.backdoor)  # fmt: skip
+    assert res.after.asr < 0.10
+    assert res.after.acc >= res.before.acc - 0.05
