@@ -52,7 +52,7 @@ def reference_pgd(h: nn.Module, h0: nn.Module, x, y, cfg: SAUConfig, generator=N
         steps += 1
         if (~shared).sum() == 0:
             break
-    return delta.detach(), float(l_adv), float(l_share), steps
+    return delta.detach(), float(l_adv.detach()), float(l_share.detach()), steps
 
 
 def reference_round(
