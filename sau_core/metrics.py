@@ -122,7 +122,7 @@ def evaluate(
         num_classes: K, for the confusion matrix and per-class ASR (default: inferred).
     """
     pred = predict(model, x, batch_size=batch_size, device=device)
-    k = num_classes or int(max(int(y.max()) + 1, int(pred.max()) + 1))
+    k = num_classes or (int(max(int(y.max()), int(pred.max()))) + 1 if len(y) else 1)
     ev = Evaluation(acc=float((pred == y).float().mean()) if len(y) else 0.0, n_clean=len(y))
     if confusion:
         ev.confusion = confusion_matrix(pred, y, k).tolist()

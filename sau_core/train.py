@@ -210,7 +210,7 @@ def train(
             correct += (logits.argmax(1) == yb).sum()
             if callback is not None:
                 emit(
-                    callback, TrainBatch(epoch, step, total, float(loss), opt.param_groups[0]["lr"])
+                    callback, TrainBatch(epoch, step, total, loss.item(), opt.param_groups[0]["lr"])
                 )
         if stopped:
             break
