@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._config import check_fields
 from .data import ImageData
 from .device import autocast, describe, memory_format, pick_device
 from .events import (
@@ -101,14 +102,7 @@ class SAUConfig:
     channels_last: bool = _f(True, "channels-last memory on CUDA")
 
     def validate(self) -> SAUConfig:
-        for f in fields(self):
-            value, meta = getattr(self, f.name), f.metadata
-            if "choices" in meta and value not in meta["choices"]:
-                raise ValueError(f"SAU {f.name} must be one of {meta['choices']}, got {value!r}")
-            if "min" in meta and value < meta["min"]:
-                raise ValueError(f"SAU {f.name} must be >= {meta['min']}, got {value}")
-            if "max" in meta and value > meta["max"]:
-                raise ValueError(f"SAU {f.name} must be <= {meta['max']}, got {value}")
+        check_fields(self, "SAU")
         return self
 
     def to_dict(self) -> dict:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._config import check_fields
 from .data import ImageData
 from .device import autocast, describe, memory_format, pick_device
 from .events import Callback, Evaluated, Finished, Started, StopFlag, TrainBatch, TrainEpoch, emit
@@ -63,14 +64,7 @@ class TrainConfig:
     )
 
     def validate(self) -> TrainConfig:
-        for f in fields(self):
-            value, meta = getattr(self, f.name), f.metadata
-            if "choices" in meta and value not in meta["choices"]:
-                raise ValueError(f"train {f.name} must be one of {meta['choices']}, got {value!r}")
-            if "min" in meta and value < meta["min"]:
-                raise ValueError(f"train {f.name} must be >= {meta['min']}, got {value}")
-            if "max" in meta and value > meta["max"]:
-                raise ValueError(f"train {f.name} must be <= {meta['max']}, got {value}")
+        check_fields(self, "train")
         return self
 
     def to_dict(self) -> dict:
