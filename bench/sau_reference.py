@@ -113,10 +113,10 @@ def reference_round(
                 "l_adv": l_adv,
                 "l_share": l_share,
                 "pgd_steps": steps,
-                "l_cl": float(l_cl),
-                "l_at": float(l_at),
-                "l_shared": float(l_shared),
-                "loss": float(loss),
+                "l_cl": float(l_cl.detach()),
+                "l_at": float(l_at.detach()),
+                "l_shared": float(l_shared.detach()),
+                "loss": float(loss.detach()),
                 "potential_poison": int(potential.sum()),
             }
         )

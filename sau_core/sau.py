@@ -284,13 +284,28 @@ def sau_step(
     config: SAUConfig,
     generator: torch.Generator | None = None,
     amp: bool = False,
+    pred_h0: Tensor | None = None,
 ) -> tuple[Tensor, BatchStats]:
-    """One SAU batch: shared PGD, then ``outer_steps`` Adam steps on h. Returns (delta, stats)."""
+    """One SAU batch: shared PGD, then ``outer_steps`` Adam steps on h. Returns (delta, stats).
+
+    ``pred_h0``: h0's (B,) predictions on the clean x when the caller has them (h0 is frozen, so
+    :func:`purify` computes them once per run); None computes them here.
+    """
     b = x.shape[0]
-    with torch.no_grad(), autocast(x.device, amp):
-        logits_h0 = h0(x).float()
-        pred_h = h(x).argmax(1)
-    pred_h0 = logits_h0.argmax(1)
+    if pred_h0 is None:
+        with torch.no_grad(), autocast(x.device, amp):
+            pred_h0 = h0(x).float().argmax(1)
+    # h's clean forward is needed twice: its argmax before PGD, its loss in the outer step. With
+    # BatchNorm frozen (the default) h is the same function in both places, so one forward with
+    # autograd on serves both; with ``train_mode`` the outer forward must run in train mode.
+    reuse = not config.train_mode and config.outer_steps == 1
+    if reuse:
+        with autocast(x.device, amp):
+            logits = h(x).float()
+        pred_h = logits.detach().argmax(1)
+    else:
+        with torch.no_grad(), autocast(x.device, amp):
+            pred_h = h(x).argmax(1)
     params = [p for p in h.parameters()]
     for p in params:
         p.requires_grad_(False)
@@ -304,11 +319,15 @@ def sau_step(
         pred_h0_adv = h0(xa).float().argmax(1)
     potential = (pred_h0_adv != y) & (pred_h0_adv != pred_h0)
     for _ in range(config.outer_steps):
-        if config.train_mode:
-            h.train()
-        with autocast(x.device, amp):
-            logits, logits_adv = h(torch.cat([x, xa])).float().split(b)
-        h.eval()
+        if reuse:
+            with autocast(x.device, amp):
+                logits_adv = h(xa).float()
+        else:
+            if config.train_mode:
+                h.train()
+            with autocast(x.device, amp):
+                logits, logits_adv = h(torch.cat([x, xa])).float().split(b)
+            h.eval()
         l_cl = F.cross_entropy(logits, y)
         l_at = F.cross_entropy(logits_adv, y)
         l_shared = shared_adversarial_risk(logits_adv, pred_h0_adv, potential, b)
@@ -421,6 +440,14 @@ def purify(
     h0_live_pred = predict(h0, live[0], device=device) if live else None
     probe = _subset(n, config.probe_size, config.seed + 1)[: config.probe_size]
     before = _full_eval(h0, test, backdoor, k, device)
+    # h0 is frozen: its clean predictions are computed once, in the round's batch layout.
+    with torch.no_grad(), autocast(device, amp):
+        pred_h0_all = torch.cat(
+            [
+                h0(x_all[i : i + config.batch_size]).float().argmax(1)
+                for i in range(0, n, config.batch_size)
+            ]
+        )
 
     emit(callback, Started("sau", total, describe(device), config.to_dict()))
     if config.probe_size:
@@ -437,7 +464,9 @@ def purify(
                 stopped = True
                 break
             idx = order[i : i + config.batch_size]
-            _, st = sau_step(h, h0, optimizer, x_all[idx], y_all[idx], config, gen, amp)
+            _, st = sau_step(
+                h, h0, optimizer, x_all[idx], y_all[idx], config, gen, amp, pred_h0_all[idx]
+            )
             stats.append(st.values)
             if device.type != "cuda":  # no async queue to keep full: report at once
                 step += 1

@@ -87,6 +87,7 @@ def test_train_smoke(small: ImageData) -> None:
         {"schedule": "step"},
         {"augment": "rotate"},
         {"momentum": 1.5},
+        {"crop_pad": -1},
     ],
 )
 def test_bad_config(small: ImageData, bad: dict) -> None:
@@ -300,3 +301,26 @@ def test_adam_and_constant_schedule(small: ImageData) -> None:
     train(model, small, cfg, device="cpu", callback=events.append)
     lrs = {e.lr for e in events if isinstance(e, TrainBatch)}
     assert lrs == {1e-3}
+
+
+@pytest.mark.parametrize(
+    ("resolution", "crop_pad", "expected"), [(8, 0, 1), (16, 0, 2), (32, 0, 4), (16, 3, 3)]
+)
+def test_crop_padding_follows_the_image_side(
+    monkeypatch: pytest.MonkeyPatch, resolution: int, crop_pad: int, expected: int
+) -> None:
+    """crop_pad 0 pads an eighth of the side (CIFAR-10's 4 px at 32x32); a set value is used."""
+    import sau_core.train as train_module
+
+    pads: list[int] = []
+    real = train_module.augment
+
+    def spy(x, mode, generator, pad=4):
+        pads.append(pad)
+        return real(x, mode, generator, pad)
+
+    monkeypatch.setattr(train_module, "augment", spy)
+    data = load_digits(resolution=resolution).train.subset(torch.arange(64))
+    cfg = TrainConfig(epochs=1, batch_size=32, augment="crop", crop_pad=crop_pad, eval_every=0)
+    train(create_model("small_cnn", data.info, seed=0), data, cfg, device="cpu")
+    assert pads == [expected, expected]
