@@ -1,0 +1,42 @@
+"""The demo preset and the plain-words caveats about settings where SAU is weak."""
+
+from __future__ import annotations
+
+from sau_core.pipeline import DEMO, DataSpec, sau_caveats
+from sau_core.sau import SAUConfig, default_sau_config
+
+
+def test_demo_preset_is_valid() -> None:
+    assert DEMO.sau == DEMO.sau.validate()
+    assert DEMO.train == DEMO.train.validate()
+    assert 0 < DEMO.clean_ratio <= 1
+    DEMO.attack.validate(DEMO.data.load().info)
+
+
+def test_demo_keeps_the_reference_sau_numbers_except_batch_and_rounds() -> None:
+    ref = SAUConfig()
+    changed = {k for k, v in DEMO.sau.to_dict().items() if ref.to_dict()[k] != v}
+    assert changed <= {"batch_size", "rounds"}
+    assert DEMO.sau.batch_size == default_sau_config("digits").batch_size
+
+
+def test_no_caveat_for_the_demo_setting() -> None:
+    n_clean = round(DEMO.clean_ratio * len(DEMO.data.load().train))
+    assert sau_caveats(DEMO.data, n_clean, DEMO.sau, DEMO.attack.name) == []
+
+
+def test_caveat_for_native_8x8_digits() -> None:
+    notes = sau_caveats(DataSpec("digits", None, {"resolution": 8}), 400, DEMO.sau, "badnets")
+    assert len(notes) == 1 and "8x8" in notes[0]
+
+
+def test_caveat_when_the_batch_exceeds_the_clean_set() -> None:
+    notes = sau_caveats({"name": "cifar10", "kwargs": {}}, 100, SAUConfig(), "badnets")
+    assert len(notes) == 1 and "larger than the clean set (100 images)" in notes[0]
+    assert sau_caveats({"name": "cifar10", "kwargs": {}}, 2500, SAUConfig(), "badnets") == []
+
+
+def test_caveat_for_attacks_measured_weak_on_digits() -> None:
+    for attack in ("blended", "sig", "wanet"):
+        assert len(sau_caveats(DEMO.data, 400, DEMO.sau, attack)) == 1
+    assert sau_caveats({"name": "cifar10"}, 2500, SAUConfig(), "blended") == []
