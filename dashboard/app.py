@@ -1,0 +1,44 @@
+"""SAU Lab dashboard: the entry point. Run ``bash .ci/venv streamlit run dashboard/app.py``.
+
+It only sets the page up and declares the pages (``st.navigation``); each page draws itself.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+try:
+    import dashboard  # noqa: F401
+except ModuleNotFoundError:  # `streamlit run dashboard/app.py` without `bash .ci/venv`:
+    # Streamlit puts dashboard/ on the path, not the checkout that holds the package.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import streamlit as st
+
+st.set_page_config(page_title="SAU Lab", page_icon=":material/shield:", layout="wide")
+
+PAGES = {
+    "Backdoor lab": [
+        st.Page("app_pages/setup.py", title="Set up", icon=":material/science:", default=True),
+        st.Page("app_pages/attack.py", title="Attack", icon=":material/target:", url_path="attack"),
+        st.Page(
+            "app_pages/purify.py",
+            title="Purify",
+            icon=":material/cleaning_services:",
+            url_path="purify",
+        ),
+        st.Page(
+            "app_pages/gallery.py",
+            title="Gallery",
+            icon=":material/photo_library:",
+            url_path="gallery",
+        ),
+    ],
+    # A later issue adds Explain (saliency) and Compare pages here.
+    "Results": [
+        st.Page("app_pages/runs.py", title="Runs", icon=":material/folder_open:", url_path="runs")
+    ],
+}
+
+st.navigation(PAGES).run()

@@ -1,0 +1,92 @@
+"""Attack: watch a backdoored model train, then see what its backdoor does to test images."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from dashboard import components, state
+from sau_core.attacks import AttackSpec
+from sau_core.checkpoint import CheckpointError, load_checkpoint
+from sau_core.runs import RunError
+from sau_core.visual import triggered_examples
+
+st.title("Attack: plant a backdoor")
+st.markdown(
+    "The attacker stamps a trigger on a share of the training images and relabels them with "
+    "the target class. The model learns the real task **and** the hidden rule."
+)
+
+runner = state.runner()
+_, problem = state.query_run()
+if problem:
+    st.warning(problem)
+run_id = state.current_run("attack")
+if run_id is None:
+    st.info("No attack run yet. Start one on *Set up* (or reopen one on *Runs*).")
+    st.page_link("app_pages/setup.py", label="Go to Set up", icon=":material/science:")
+    st.stop()
+
+try:
+    view = runner.view(run_id)
+except RunError as err:
+    st.warning(f"Cannot show run {run_id}: {err}")
+    st.stop()
+
+st.caption(f"Run `{run_id}` · link to it: `?run={run_id}`")
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _triggered(path: str, stamp: float, spec_json: str, data_json: str):
+    """The run's model on triggered test images (cached per checkpoint file version)."""
+    ckpt = load_checkpoint(path)
+    split = state.load_split(json.loads(data_json))
+    return triggered_examples(ckpt.model, split.test, AttackSpec.from_dict(json.loads(spec_json)))
+
+
+if view.active:
+
+    @st.fragment(run_every=1.0)
+    def live() -> None:
+        v = runner.view(run_id)
+        components.attack_view(v, runner)
+        if not v.active:
+            st.rerun()
+
+    live()
+else:
+    components.attack_view(view, runner)
+    run = state.store().get(run_id)
+    config = run.config().get("job", {})
+    if view.state in ("finished", "stopped") and run.has_checkpoint() and view.metrics:
+        st.subheader("The backdoored model")
+        components.metric_row(view.metrics)
+        try:
+            examples = _triggered(str(run.path), (run.path / "model.safetensors").stat().st_mtime,
+                                  json.dumps(config["attack"], sort_keys=True),
+                                  json.dumps(config["data"], sort_keys=True))  # fmt: skip
+        except (CheckpointError, ValueError, KeyError, OSError) as err:
+            st.warning(f"Cannot show triggered examples: {err}")
+            examples = []
+        if examples:
+            st.markdown(
+                "**Triggered test images**: left the clean image and the model's answer, right "
+                "the same image with the trigger. *(target)* marks an answer that is the attacker's target class."
+            )
+            items = []
+            for e in examples:
+                hit = "(target)" if e.pred_triggered == e.target else ""
+                caption = (
+                    f"true {e.y}: clean → {e.pred_clean}, triggered → {e.pred_triggered} {hit}"
+                )
+                items.append((components.strip([e.clean, e.triggered]), caption))
+            components.images(items, columns=4)
+        if st.button("Purify this model", type="primary"):
+            try:
+                st.session_state[state.MODEL] = state.model_from_run(run)
+            except RunError as err:
+                st.error(str(err))
+            else:
+                st.switch_page("app_pages/purify.py")
+    components.config_expander(config)

@@ -1,0 +1,96 @@
+"""Gallery: the probe batch's shared adversarial examples, round by round."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import components, state
+from dashboard.glossary import HELP
+from sau_core.attacks import AttackSpec
+from sau_core.runs import RunError
+from sau_core.visual import probe_tiles, to_uint8, trigger_pattern
+
+st.title("Shared adversarial examples")
+st.markdown(HELP["shared"])
+st.caption(HELP["h0_h"])
+
+store = state.store()
+_, problem = state.query_run()
+if problem:
+    st.warning(problem)
+purify_runs = [r for r in store.scan()[0] if r.kind == "purify"]
+current = state.current_run("purify")
+ids = [r.id for r in purify_runs]
+if current is not None and current not in ids:
+    ids.insert(0, current)
+if not ids:
+    st.info("No SAU run yet: start one on *Purify*.")
+    st.page_link("app_pages/purify.py", label="Go to Purify", icon=":material/cleaning_services:")
+    st.stop()
+labels = {r.id: f"{r.label or r.id} ({r.state})" for r in purify_runs}
+run_id = st.selectbox("SAU run", ids, index=ids.index(current) if current in ids else 0,
+                      format_func=lambda i: labels.get(i, i), key="gallery.run")  # fmt: skip
+if run_id != current:
+    state.watch(run_id, "purify")
+try:
+    run = store.get(run_id)
+    job = run.config().get("job", {})
+except RunError as err:
+    st.warning(str(err))
+    st.stop()
+
+
+def _trigger_picture(probe) -> None:
+    spec_d = job.get("attack")
+    if not spec_d:
+        st.caption("The trigger of this model is unknown.")
+        return
+    try:
+        info = state.checkpoint_info(job["checkpoint"])
+        pic = trigger_pattern(AttackSpec.from_dict(spec_d), info, probe.x[0])
+    except (KeyError, ValueError) as err:
+        st.caption(f"Cannot draw the trigger: {err}")
+        return
+    st.image(to_uint8(pic, target=128), caption=f"the real trigger ({spec_d['name']})")
+    st.caption("SAU never sees it. Compare it with the perturbations it finds.")
+
+
+def gallery() -> None:
+    rounds = run.probe_rounds()
+    if not rounds:
+        st.info("No probe snapshot yet (set *probe size* above 0 to record them).")
+        return
+    pick = rounds[-1]
+    if len(rounds) > 1:
+        pick = st.select_slider("Round", rounds, value=rounds[-1], key=f"gallery.round.{run_id}",
+                                help=HELP["round"])  # fmt: skip
+    try:
+        probe = run.load_probe(pick)
+    except RunError as err:
+        st.warning(str(err))
+        return
+    tiles = probe_tiles(probe)
+    n_shared = sum(t.shared for t in tiles)
+    n_common = sum(t.common for t in tiles)
+    st.markdown(
+        f"Round **{pick}**: **{n_shared}** of {len(tiles)} probe images have a shared adversarial "
+        f"example; {n_common} fool both models. Each picture: clean image | perturbation "
+        "(amplified; grey = no change) | adversarial example."
+    )
+    left, right = st.columns([4, 1])
+    with right:
+        _trigger_picture(probe)
+    with left:
+        items = []
+        for t in tiles:
+            flag = "SHARED" if t.shared else ("common" if t.common else "not shared")
+            caption = f"true {t.y} · h0 → {t.h0} · h → {t.h} · {flag}"
+            items.append((components.strip([t.clean, t.perturbation, t.adversarial]), caption))
+        components.images(items, columns=3)
+
+
+if run.status().get("state") in ("queued", "running"):
+    st.caption("The run is live: new rounds appear every few seconds.")
+    st.fragment(run_every=2.0)(gallery)()
+else:
+    gallery()

@@ -1,0 +1,143 @@
+"""Purify: run SAU on the chosen backdoored model and watch the backdoor fade, live."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import components, state, widgets
+from dashboard.glossary import HELP, pct
+from sau_core.attacks import AttackSpec
+from sau_core.jobs import PurifyJob
+from sau_core.pipeline import DEMO, DataSpec, sau_caveats
+from sau_core.runs import RunError
+from sau_core.sau import SAUConfig, default_sau_config
+
+st.title("Purify with SAU")
+with st.expander("What SAU does, in plain words"):
+    st.markdown(
+        "SAU (Shared Adversarial Unlearning, Wei et al., NeurIPS 2023) holds the backdoored "
+        "model **h0** fixed and trains a copy **h**, using only a small set of clean images. "
+        "Each batch it searches, for every image, a tiny change that fools both models into "
+        "the same wrong class: a *shared adversarial example*. A trigger is such a change, so "
+        "by teaching h the right answers **and** to stop agreeing with h0 on these examples, "
+        "SAU erases the backdoor without ever seeing the trigger.\n\n"
+        + "\n\n".join(HELP[k] for k in ("acc", "asr", "ra", "der", "shared"))
+    )
+
+runner = state.runner()
+linked, problem = state.query_run()
+if problem:
+    st.warning(problem)
+if linked is not None and linked.kind in ("attack", "import"):
+    try:
+        st.session_state[state.MODEL] = state.model_from_run(linked)
+    except RunError as err:
+        st.warning(str(err))
+run_id = state.current_run("purify")
+model = state.model()
+
+# ------------------------------------------------------------------------------- settings
+if model is None:
+    st.info("Choose a backdoored model on *Set up* first.")
+    st.page_link("app_pages/setup.py", label="Go to Set up", icon=":material/science:")
+else:
+    with st.container(border=True):
+        st.markdown(f"**Model**: {model['title']} · `{model['arch']}` on `{model['data']['name']}`")
+        if model.get("metrics"):
+            components.metric_row(model["metrics"])
+    data_name = model["data"]["name"]
+    digits_demo = data_name == DEMO.data.name
+    base = DEMO.sau if digits_demo else default_sau_config(data_name)
+    ratio_default = DEMO.clean_ratio if digits_demo else 0.05
+    try:
+        n_clean = round(ratio_default * len(state.load_split(model["data"]).train))
+    except (ValueError, RuntimeError, OSError):
+        n_clean = 0
+    attack_name = (model.get("attack") or {}).get("name")
+    for note in sau_caveats(model["data"], n_clean, base, attack_name):
+        st.warning(f"**Where SAU is known to be weak.** {note}", icon=":material/info:")
+    schema = widgets.field_schema(SAUConfig, base)
+    key = f"sau.{data_name}"
+    settings = st.expander("SAU settings", expanded=run_id is None, icon=":material/tune:")
+    with settings, st.form("sau-form"):
+        st.caption("Defaults: the paper's settings, with the demo's number of rounds for digits.")
+        basic, advanced = st.tabs(["Main settings", "All SAU settings"])
+        with basic:
+            c1, c2, c3 = st.columns(3)
+            with c1:
+                main = widgets.render_fields(schema, key, only=("rounds",), columns=1)
+            with c2:
+                clean_ratio = st.number_input("clean ratio", 0.005, 1.0, ratio_default, 0.01,
+                                              format="%g", help=HELP["clean_ratio"],
+                                              key=f"{key}.clean_ratio")  # fmt: skip
+            with c3:
+                known = st.checkbox("The trigger is known (measure ASR)",
+                                    value=bool(model.get("attack")),
+                                    disabled=not model.get("attack"), help=HELP["trigger_known"],
+                                    key=f"{key}.known")  # fmt: skip
+        with advanced:
+            rest = widgets.render_fields(schema, key, skip=("rounds",), columns=3)
+        c1, c2 = st.columns([1, 2])
+        device = c1.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key=f"{key}.device",
+                              help="auto: a GPU when there is one, else the CPU.")  # fmt: skip
+        label = c2.text_input("Name for this run (optional)", key=f"{key}.label", max_chars=120)
+        go = st.form_submit_button("Purify", type="primary")
+    if go:
+        try:
+            config = widgets.build_config(SAUConfig, {**main, **rest})
+            spec = AttackSpec.from_dict(model["attack"]) if known and model.get("attack") else None
+            job = PurifyJob(
+                checkpoint=model["path"],
+                sau=config,
+                clean_ratio=float(clean_ratio),
+                attack=spec,
+                data=DataSpec.from_dict(model["data"]),
+                device=None if device == "auto" else device,
+            )
+            # The data set this server already holds (read-only) saves the job loading it again.
+            new_id = runner.submit(job, label=label or model["title"],
+                                   split=state.load_split(job.data))  # fmt: skip
+        except (ValueError, RuntimeError, OSError) as err:
+            st.error(f"Cannot start: {err}")
+        else:
+            state.watch(new_id, "purify")
+            run_id = new_id
+
+# ------------------------------------------------------------------------------ the run
+if run_id is not None:
+    st.divider()
+    try:
+        view = runner.view(run_id)
+        config = state.store().get(run_id).config()
+    except RunError as err:
+        st.warning(f"Cannot show run {run_id}: {err}")
+        st.stop()
+    st.subheader(f"Run: {config.get('label') or run_id}")
+    st.caption(f"`{run_id}` · reload-safe link: `?run={run_id}`")
+    class_names = None
+    total = (config.get("job", {}).get("sau") or {}).get("rounds")
+    if view.active:
+
+        @st.fragment(run_every=1.0)
+        def live() -> None:
+            v = runner.view(run_id)
+            components.purify_view(v, runner, class_names, total)
+            if not v.active:
+                st.rerun()
+
+        live()
+    else:
+        components.purify_view(view, runner, class_names, total)
+        if view.metrics:
+            c1, c2 = st.columns(2)
+            c1.page_link("app_pages/gallery.py", label="See the shared adversarial examples",
+                         icon=":material/photo_library:", query_params={"run": run_id})  # fmt: skip
+            c2.download_button(
+                "Download this run (zip)",
+                data=lambda: state.store().get(run_id).zip_bytes(),
+                file_name=f"{run_id}.zip",
+                mime="application/zip",
+            )
+            after = view.metrics.get("after", {})
+            st.caption(f"Purified model: ACC {pct(after.get('acc'))}, ASR {pct(after.get('asr'))}.")
+    components.config_expander(config.get("job", {}))

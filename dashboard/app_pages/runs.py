@@ -1,0 +1,67 @@
+"""Runs: every attack, purification and upload kept on disk; reopen one or download it."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import components, state
+from dashboard.glossary import pct
+
+st.title("Runs")
+store = state.store()
+runner = state.runner()
+st.caption(f"Kept under `{store.root}` (set `SAU_LAB_RUNS` to use another folder).")
+
+runs, problems = store.scan()
+if problems:
+    with st.expander(f"{len(problems)} folder(s) skipped (not readable as runs)"):
+        for p in problems:
+            st.markdown(f"- {p}")
+if not runs:
+    st.info("No runs yet. Train or purify a model and it will be listed here.")
+    st.stop()
+
+
+def _summary(r) -> tuple[str, str]:
+    m = r.metrics or {}
+    if r.kind == "purify":
+        after = m.get("after") or {}
+        return pct(after.get("acc")), pct(after.get("asr"))
+    return pct(m.get("acc")), pct(m.get("asr"))
+
+
+rows = []
+for r in runs:
+    acc, asr = _summary(r)
+    progress = f"{r.round}/{r.rounds}" if r.rounds else ""
+    rows.append({"run": r.id, "kind": r.kind, "name": r.label, "state": r.state,
+                 "progress": progress, "ACC": acc, "ASR": asr, "created": r.created})  # fmt: skip
+st.caption("ACC and ASR: of the model a run produced (after SAU for purify runs). Select a row.")
+picked = st.dataframe(rows, hide_index=True, on_select="rerun", selection_mode="single-row",
+                      key="runs.table")  # fmt: skip
+selected = picked.selection.rows if picked is not None else []
+if not selected:
+    st.stop()
+info = runs[selected[0]]
+st.subheader(info.label or info.id)
+st.caption(
+    f"`{info.id}` · {info.kind} · {info.state}" + (f" · {info.message}" if info.message else "")
+)
+page = {"attack": "app_pages/attack.py", "purify": "app_pages/purify.py"}.get(info.kind)
+c1, c2, c3 = st.columns(3)
+if page is not None:
+    c1.page_link(page, label="Open", icon=":material/open_in_new:", query_params={"run": info.id})
+else:  # an uploaded model: purify it
+    c1.page_link("app_pages/purify.py", label="Purify this model", icon=":material/cleaning_services:",
+                 query_params={"run": info.id})  # fmt: skip
+c2.download_button(
+    "Download (zip)",
+    data=lambda: store.get(info.id).zip_bytes(),
+    file_name=f"{info.id}.zip",
+    mime="application/zip",
+    key=f"zip-{info.id}",
+)
+if runner.is_active(info.id) and c3.button("Stop", key=f"runs-stop-{info.id}"):
+    runner.stop(info.id)
+    st.toast("Stopping.")
+components.config_expander(info.config)

@@ -1,0 +1,158 @@
+"""Plotly figure builders: plain functions of lists and dicts (event records), no Streamlit.
+
+Every builder takes the records a :class:`sau_core.jobs.JobView` holds (``rounds``: SAURound
+records, ``epochs``: TrainEpoch records, ``batches``: thinned batch records, ``before``: the
+backdoored model's metrics) and returns a ``plotly.graph_objects.Figure``. ``uirevision`` is
+fixed so a chart that is redrawn every second keeps the user's zoom and hidden legend entries.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from .glossary import pct
+
+COLORS = {"acc": "#2563eb", "asr": "#dc2626", "ra": "#16a34a", "loss": "#7c3aed"}
+HEIGHT = 320
+
+
+def _layout(fig: go.Figure, title: str, ytitle: str, *, percent: bool = False) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0, "font": {"size": 15}},
+        height=HEIGHT,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        hovermode="x unified",
+        uirevision="keep",
+        legend={"orientation": "h", "y": -0.2},
+    )
+    fig.update_yaxes(title=ytitle)
+    if percent:
+        fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%")
+    return fig
+
+
+def _points(rounds: list[dict], before: dict | None, key: str) -> tuple[list, list]:
+    xs, ys = [], []
+    if before is not None and before.get(key) is not None:
+        xs.append(0)
+        ys.append(before[key])
+    for r in rounds:
+        if r.get(key) is not None:
+            xs.append(r["round"])
+            ys.append(r[key])
+    return xs, ys
+
+
+def _round_axis(fig: go.Figure, total: int | None) -> None:
+    """Rounds on x; with ``total`` the axis spans the whole run from the start."""
+    fig.update_xaxes(title="round", rangemode="tozero")
+    if total:
+        fig.update_xaxes(range=[-0.3, total + 0.3], dtick=max(1, round(total / 10)))
+
+
+def metric_curves(
+    rounds: list[dict], before: dict | None = None, total: int | None = None
+) -> go.Figure:
+    """ACC, ASR and RA per SAU round (round 0: the backdoored model, when ``before`` is given)."""
+    fig = go.Figure()
+    for key, name in (("acc", "ACC"), ("asr", "ASR"), ("ra", "RA")):
+        xs, ys = _points(rounds, before, key)
+        if xs:
+            fig.add_scatter(x=xs, y=ys, name=name, mode="lines+markers",
+                            line={"color": COLORS[key]})  # fmt: skip
+    _round_axis(fig, total)
+    return _layout(fig, "ACC, ASR and RA per round", "share of test images", percent=True)
+
+
+def _per_class(record: dict | None) -> dict[int, float]:
+    if not record or not record.get("per_class_asr"):
+        return {}
+    return {int(k): float(v) for k, v in record["per_class_asr"].items()}
+
+
+def per_class_asr_curves(
+    rounds: list[dict],
+    before: dict | None = None,
+    class_names: list[str] | None = None,
+    total: int | None = None,
+) -> go.Figure:
+    """One ASR line per source class across rounds; click the legend to hide or isolate lines."""
+    series: dict[int, tuple[list, list]] = {}
+    records = ([(0, before)] if before else []) + [(r["round"], r) for r in rounds]
+    for rnd, record in records:
+        for c, v in _per_class(record).items():
+            xs, ys = series.setdefault(c, ([], []))
+            xs.append(rnd)
+            ys.append(v)
+    fig = go.Figure()
+    for c in sorted(series):
+        label = class_names[c] if class_names and c < len(class_names) else str(c)
+        xs, ys = series[c]
+        fig.add_scatter(x=xs, y=ys, name=f"class {label}", mode="lines+markers")
+    _round_axis(fig, total)
+    _layout(fig, "ASR per source class", "ASR", percent=True)
+    fig.update_layout(legend={"orientation": "v", "x": 1.02, "y": 1, "title": {"text": "source"}})
+    return fig
+
+
+def sae_counts(rounds: list[dict], total: int | None = None) -> go.Figure:
+    """Adversarial, common and shared examples found on the clean set, per round."""
+    fig = go.Figure()
+    xs = [r["round"] for r in rounds]
+    for key, name, color in (
+        ("adv_h", "adv h (fools h)", "#f59e0b"),
+        ("adv_h0", "adv h0 (fools h0)", "#6b7280"),
+        ("common", "common (fools both)", "#0ea5e9"),
+        ("shared", "shared (same wrong class)", "#dc2626"),
+    ):
+        fig.add_scatter(x=xs, y=[r.get(key, 0) for r in rounds], name=name, mode="lines+markers",
+                        line={"color": color})  # fmt: skip
+    n = rounds[-1]["n"] if rounds else None
+    _round_axis(fig, total)
+    return _layout(fig, f"Adversarial examples found per round (of {n} clean images)"
+                   if n else "Adversarial examples found per round", "images")  # fmt: skip
+
+
+def loss_curves(batches: list[dict], *, sau: bool = True) -> go.Figure:
+    """Per-batch losses: SAU's total, L_cl and L_shared; or the training loss of an attack."""
+    fig = go.Figure()
+    xs = [b["step"] for b in batches]
+    keys = (("loss", "total"), ("l_cl", "L_cl (clean)"), ("l_shared", "L_shared")) if sau else (
+        ("loss", "training loss"),)  # fmt: skip
+    for key, name in keys:
+        ys = [b.get(key) for b in batches]
+        if any(y is not None for y in ys):
+            fig.add_scatter(x=xs, y=ys, name=name, mode="lines")
+    fig.update_xaxes(title="batch")
+    return _layout(fig, "Losses", "loss")
+
+
+def train_curves(epochs: list[dict]) -> go.Figure:
+    """An attack's training: clean ACC, ASR and RA on the test sets, and training accuracy."""
+    fig = go.Figure()
+    xs = [e["epoch"] for e in epochs]
+    for key, name in (("acc", "ACC"), ("asr", "ASR"), ("ra", "RA")):
+        pts = [(x, e.get(key)) for x, e in zip(xs, epochs, strict=True) if e.get(key) is not None]
+        if pts:
+            fig.add_scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], name=name,
+                            mode="lines+markers", line={"color": COLORS[key]})  # fmt: skip
+    fig.add_scatter(x=xs, y=[e.get("train_acc") for e in epochs], name="training accuracy",
+                    mode="lines", line={"dash": "dot", "color": "#6b7280"})  # fmt: skip
+    fig.update_xaxes(title="epoch")
+    return _layout(fig, "Test metrics per epoch", "share", percent=True)
+
+
+def before_after_rows(metrics: dict) -> list[dict]:
+    """Rows of the before/after table from a purify run's ``metrics.json``."""
+    b, a = metrics.get("before") or {}, metrics.get("after") or {}
+    rows = []
+    for key, name in (("acc", "ACC"), ("asr", "ASR"), ("ra", "RA")):
+        bv, av = b.get(key), a.get(key)
+        change = None if bv is None or av is None else av - bv
+        rows.append({
+            "metric": name,
+            "before SAU": pct(bv),
+            "after SAU": pct(av),
+            "change": "–" if change is None else f"{100 * change:+.1f} pts",
+        })  # fmt: skip
+    return rows

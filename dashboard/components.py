@@ -1,0 +1,193 @@
+"""Drawing pieces several pages share: progress, metric rows, image grids, the live job views.
+
+They draw what a :class:`sau_core.jobs.JobView` holds; nothing here computes a metric.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import streamlit as st
+
+from sau_core.jobs import JobRunner, JobView
+from sau_core.visual import to_uint8
+
+from . import charts
+from .glossary import HELP, duration, pct, progress_label
+
+STATE_ICON = {
+    "queued": ":material/hourglass_top:",
+    "running": ":material/directions_run:",
+    "finished": ":material/check_circle:",
+    "stopped": ":material/stop_circle:",
+    "failed": ":material/error:",
+    "interrupted": ":material/warning:",
+}
+
+
+def metric_row(current: dict | None, before: dict | None = None, *, label: str = "") -> None:
+    """ACC, ASR, RA as st.metric, with the change from ``before`` and the plain-words help."""
+    cols = st.columns(3)
+    for col, key in zip(cols, ("acc", "asr", "ra"), strict=True):
+        value = None if current is None else current.get(key)
+        delta = None
+        if before is not None and value is not None and before.get(key) is not None:
+            delta = f"{100 * (value - before[key]):+.1f} pts"
+        color = "inverse" if key == "asr" else "normal"  # a falling ASR is good news
+        col.metric(f"{label}{key.upper()}", pct(value), delta, delta_color=color, help=HELP[key])
+
+
+def progress(view: JobView) -> None:
+    """Progress bar with the round or epoch, the ETA and the device."""
+    p = view.progress()
+    st.progress(p.fraction, text=progress_label(view, p))
+
+
+def images(items: list[tuple[np.ndarray, str]], columns: int = 6) -> None:
+    """A grid of (uint8 image, caption) pairs."""
+    for start in range(0, len(items), columns):
+        cols = st.columns(columns)
+        for col, (img, caption) in zip(cols, items[start : start + columns], strict=False):
+            col.image(img, caption=caption)
+
+
+def strip(tensors, gap: int = 4) -> np.ndarray:
+    """Images (C, H, W) side by side as one uint8 picture, separated by white gaps."""
+    parts = [to_uint8(t) for t in tensors]
+    h = max(p.shape[0] for p in parts)
+    white = np.full((h, gap, 3), 255, dtype=np.uint8)
+    out = []
+    for i, p in enumerate(parts):
+        if i:
+            out.append(white)
+        out.append(p)
+    return np.concatenate(out, axis=1)
+
+
+def state_line(view: JobView) -> None:
+    icon = STATE_ICON.get(view.state, "")
+    text = f"{icon} **{view.state}**"
+    if view.message:
+        text += f": {view.message}"
+    if view.state == "failed":
+        st.error(text)
+    elif view.state in ("stopped", "interrupted"):
+        st.warning(text)
+    else:
+        st.markdown(text)
+
+
+def stop_button(runner: JobRunner, view: JobView) -> None:
+    if not view.active:
+        return
+    if not runner.is_active(view.run_id):
+        st.caption("This run belongs to another server process; it cannot be stopped from here.")
+        return
+    if st.button(
+        "Stop",
+        key=f"stop-{view.run_id}",
+        icon=":material/stop_circle:",
+        help="Stops within one batch.",
+    ):
+        runner.stop(view.run_id)
+        st.toast("Stopping: the job ends after the current batch.")
+
+
+def plot(fig, key: str) -> None:
+    st.plotly_chart(fig, key=key, config={"displaylogo": False, "showTips": False})
+
+
+# ---------------------------------------------------------------------------------- purify
+def purify_view(
+    view: JobView, runner: JobRunner, class_names: list[str] | None, total: int | None = None
+) -> None:
+    """Everything about one SAU run: progress, metrics, curves; the summary once it is over."""
+    state_line(view)
+    if view.active:
+        c1, c2 = st.columns([5, 1])
+        with c1:
+            progress(view)
+        with c2:
+            stop_button(runner, view)
+    latest = view.rounds[-1] if view.rounds else None
+    if latest is not None or view.before is not None:
+        st.caption(
+            f"Round {latest['round'] if latest else 0} on the live evaluation set"
+            if view.active
+            else "Last round"
+        )
+        metric_row(latest or view.before, view.before if latest else None)
+    if latest is not None:
+        shared_share = latest["shared"] / max(1, latest["n"])
+        st.caption(
+            f"Shared adversarial examples in the last round: **{latest['shared']}** of "
+            f"{latest['n']} clean images ({pct(shared_share)}).",
+            help=HELP["shared"],
+        )
+    if view.rounds or view.before:
+        a, b = st.columns(2)
+        with a:
+            plot(charts.metric_curves(view.rounds, view.before, total), f"curves-{view.run_id}")
+            st.caption(HELP["round"])
+        with b:
+            plot(
+                charts.per_class_asr_curves(view.rounds, view.before, class_names, total),
+                f"perclass-{view.run_id}",
+            )
+            st.caption(HELP["per_class_asr"])
+        c, d = st.columns(2)
+        with c:
+            plot(charts.loss_curves(view.batches), f"loss-{view.run_id}")
+            st.caption(HELP["losses"])
+        with d:
+            plot(charts.sae_counts(view.rounds, total), f"counts-{view.run_id}")
+            st.caption(HELP["counts"])
+    if not view.active:
+        purify_summary(view)
+
+
+def purify_summary(view: JobView) -> None:
+    m = view.metrics
+    if not m:
+        return
+    st.subheader("Before and after SAU")
+    st.table(charts.before_after_rows(m))
+    cols = st.columns(3)
+    cols[0].metric("DER", "–" if m.get("der") is None else f"{m['der']:.3f}", help=HELP["der"])
+    cols[1].metric("Rounds", f"{m.get('rounds_done', '–')}")
+    cols[2].metric("Time", duration(m.get("seconds")), help=f"on {m.get('device', '?')}")
+    st.caption(
+        "Before/after are measured on the full test sets; the curves above use the live "
+        "evaluation subset each round."
+    )
+
+
+# ---------------------------------------------------------------------------------- attack
+def attack_view(view: JobView, runner: JobRunner) -> None:
+    state_line(view)
+    if view.active:
+        c1, c2 = st.columns([5, 1])
+        with c1:
+            progress(view)
+        with c2:
+            stop_button(runner, view)
+    last = view.epochs[-1] if view.epochs else None
+    if last is not None:
+        metric_row(last, label="")
+    if view.epochs or view.batches:
+        a, b = st.columns(2)
+        with a:
+            plot(charts.loss_curves(view.batches, sau=False), f"tloss-{view.run_id}")
+        with b:
+            plot(charts.train_curves(view.epochs), f"tcurves-{view.run_id}")
+
+
+def config_expander(config: dict, title: str = "Settings of this run") -> None:
+    with st.expander(title):
+        st.code(json.dumps(config, indent=2), language="json")
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,143 @@
+"""Session-state helpers and the app-wide cached resources (the job runner, data sets).
+
+The job runner and the data sets are shared by every session (``st.cache_resource``) and never
+mutated by a page; what one user has chosen (their model, their runs) lives in
+``st.session_state`` and in the URL (``?run=ID``), so a reload or a shared link reattaches.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import streamlit as st
+
+from sau_core.checkpoint import SIDECAR
+from sau_core.data import DatasetInfo, Split
+from sau_core.jobs import JobRunner
+from sau_core.pipeline import DataSpec
+from sau_core.runs import Run, RunError, RunStore, default_root, valid_run_id
+
+MODEL = "model"  # the chosen backdoored model: a dict, see choose_model
+ATTACK_RUN = "attack_run"  # the attack run this session watches
+PURIFY_RUN = "purify_run"  # the purify run this session watches
+
+
+@st.cache_resource(show_spinner=False)
+def _runner(root: str) -> JobRunner:
+    store = RunStore(root)
+    store.mark_interrupted()  # runs left "running" by a server that died
+    return JobRunner(store, max_active=1)
+
+
+def runner() -> JobRunner:
+    """The app's one job runner, for the runs root in ``$SAU_LAB_RUNS`` (default ``runs/``)."""
+    return _runner(str(default_root().absolute()))
+
+
+def store() -> RunStore:
+    return runner().store
+
+
+@st.cache_resource(show_spinner="Loading the data set ...", max_entries=4)
+def _split(data_json: str) -> Split:
+    return DataSpec.from_dict(json.loads(data_json)).load()
+
+
+def load_split(data: DataSpec | dict) -> Split:
+    """A data set, loaded once per server (shared and read-only: nothing may modify it)."""
+    d = data.to_dict() if isinstance(data, DataSpec) else dict(data)
+    return _split(json.dumps(d, sort_keys=True))
+
+
+# ------------------------------------------------------------------------------ the model
+def choose_model(
+    path: str,
+    title: str,
+    *,
+    arch: str,
+    data: dict,
+    attack: dict | None,
+    metrics: dict | None,
+    source: str,
+) -> None:
+    """Remember the backdoored model to purify (a checkpoint directory and what it says)."""
+    st.session_state[MODEL] = {
+        "path": str(path),
+        "title": title,
+        "arch": arch,
+        "data": data,
+        "attack": attack,
+        "metrics": metrics,
+        "source": source,
+    }
+
+
+def model() -> dict | None:
+    return st.session_state.get(MODEL)
+
+
+def model_from_run(run: Run) -> dict:
+    """The model choice for a finished attack or import run; RunError when it has no checkpoint."""
+    if not run.has_checkpoint():
+        raise RunError(f"run {run.id} has no checkpoint (yet)")
+    try:
+        meta = json.loads((run.path / SIDECAR).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise RunError(f"run {run.id}: unreadable {SIDECAR} ({err})") from None
+    label = run.config().get("label") or run.id
+    data = meta.get("data") or {"name": meta["dataset"]["name"], "root": None,
+                                "kwargs": dict(meta["dataset"].get("params", {}))}  # fmt: skip
+    return {
+        "path": str(run.path),
+        "title": f"{run.kind} run: {label}",
+        "arch": meta.get("arch", "?"),
+        "data": data,
+        "attack": meta.get("attack"),
+        "metrics": meta.get("metrics"),
+        "source": run.kind,
+    }
+
+
+def checkpoint_info(path: str) -> DatasetInfo:
+    """The data set geometry a checkpoint directory's sidecar records; ValueError if unreadable."""
+    try:
+        meta = json.loads((Path(path) / SIDECAR).read_text())
+        return DatasetInfo.from_dict(meta["dataset"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"cannot read {SIDECAR} in {path}: {err}") from None
+
+
+# ------------------------------------------------------------------------------- the URL
+def query_run() -> tuple[Run | None, str]:
+    """The run named by ``?run=ID``, or None and a message saying what was wrong (or '')."""
+    run_id = st.query_params.get("run")
+    if not run_id:
+        return None, ""
+    if not valid_run_id(run_id):
+        return None, f"The link names no valid run (`{run_id[:40]}`)."
+    try:
+        return store().get(run_id), ""
+    except RunError as err:
+        return None, f"Cannot open that run: {err}"
+
+
+def watch(run_id: str, kind: str) -> None:
+    """Make ``run_id`` this session's current run of ``kind`` and put it in the URL."""
+    st.session_state[PURIFY_RUN if kind == "purify" else ATTACK_RUN] = run_id
+    st.query_params["run"] = run_id
+
+
+def current_run(kind: str) -> str | None:
+    """This page's run: the URL's when it is of ``kind``, else the session's latest one."""
+    run, _ = query_run()
+    if run is not None and run.kind == kind:
+        st.session_state[PURIFY_RUN if kind == "purify" else ATTACK_RUN] = run.id
+        return run.id
+    return st.session_state.get(PURIFY_RUN if kind == "purify" else ATTACK_RUN)
+
+
+def reset_form(prefix: str) -> None:
+    """Forget the widget values under ``prefix.`` so the form shows its defaults again."""
+    for key in [k for k in st.session_state if str(k).startswith(prefix + ".")]:
+        del st.session_state[key]

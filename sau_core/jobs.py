@@ -1,0 +1,656 @@
+"""Background jobs: plant a backdoor or purify a checkpoint in a worker thread, watched live.
+
+A :class:`JobRunner` takes an :class:`AttackJob` or a :class:`PurifyJob`, creates a run
+directory for it (:mod:`sau_core.runs`) and runs it in a daemon thread with a
+``threading.Event`` as the stop flag. The worker never touches any UI: each progress event goes
+to the run's ``events.jsonl`` and into a :class:`LiveState`, a lock-guarded summary (latest
+progress, per-epoch and per-round history, thinned per-batch losses, the latest probe batch)
+that a UI polls with :meth:`JobRunner.view`. A finished run is read back the same way
+(:func:`view_of` replays its events), so a page shows a live and a past run with one code path.
+
+    runner = JobRunner(RunStore("runs"))
+    run_id = runner.submit(AttackJob(attack=AttackSpec("badnets")))
+    runner.view(run_id).progress()     # fraction done, elapsed, ETA
+    runner.stop(run_id)                # honoured within one batch
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .attacks import AttackSpec
+from .checkpoint import (
+    MAX_BYTES,
+    WEIGHTS,
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
+from .data import Split
+from .events import ProbeSnapshot
+from .metrics import evaluate
+from .models import MODELS
+from .pipeline import (
+    DataSpec,
+    backdoor_for,
+    plant_backdoor,
+    purify_checkpoint,
+    write_attack_outputs,
+    write_purify_outputs,
+)
+from .runs import FINAL_STATES, Run, RunError, RunStore
+from .sau import SAUConfig
+from .train import TrainConfig, default_train_config
+
+__all__ = [
+    "AttackJob",
+    "JobRunner",
+    "JobView",
+    "LiveState",
+    "Progress",
+    "PurifyJob",
+    "checkpoint_data",
+    "import_checkpoint",
+    "job_from_config",
+    "view_of",
+]
+
+MAX_BATCH_POINTS = 2000  # per-batch records kept for the loss curves (thinned by halving)
+
+
+def _spec_from(d: Any) -> AttackSpec | None:
+    return None if d is None else AttackSpec.from_dict(d)
+
+
+# ------------------------------------------------------------------------------------ the jobs
+@dataclass(frozen=True)
+class AttackJob:
+    """Train ``arch`` on ``data`` poisoned by ``attack`` (see :func:`~sau_core.pipeline.plant_backdoor`)."""
+
+    data: DataSpec = field(default_factory=lambda: DataSpec("digits", None, {"resolution": 16}))
+    arch: str = "small_cnn"
+    attack: AttackSpec = field(default_factory=AttackSpec)
+    train: TrainConfig | None = None  # None: the data set's defaults (default_train_config)
+    device: str | None = None  # None: the best available
+    download: bool = False  # fetch a missing torchvision data set (needs the network)
+
+    kind = "attack"
+
+    def check(self) -> AttackJob:
+        """Checks that need no data: the model name and the training settings; ValueError."""
+        if self.arch not in MODELS:
+            raise ValueError(f"unknown model {self.arch!r}; choose from {', '.join(MODELS)}")
+        if self.train is not None:
+            self.train.validate()
+        return self
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "data": self.data.to_dict(),
+            "arch": self.arch,
+            "attack": self.attack.to_dict(),
+            "train": None if self.train is None else self.train.to_dict(),
+            "device": self.device,
+            "download": self.download,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> AttackJob:
+        train = d.get("train")
+        return cls(
+            data=DataSpec.from_dict(d["data"]),
+            arch=str(d.get("arch", "small_cnn")),
+            attack=AttackSpec.from_dict(d.get("attack", {})),
+            train=None if train is None else TrainConfig(**train).validate(),
+            device=d.get("device"),
+            download=bool(d.get("download", False)),
+        )
+
+
+@dataclass(frozen=True)
+class PurifyJob:
+    """Run SAU on the checkpoint at ``checkpoint`` (see :func:`~sau_core.pipeline.purify_checkpoint`)."""
+
+    checkpoint: str  # a checkpoint directory: a finished attack run, a ready-made one, an import
+    sau: SAUConfig = field(default_factory=SAUConfig)
+    clean_ratio: float = 0.05  # share of the training set the defender holds
+    clean_seed: int = 0
+    balanced: bool = False
+    attack: AttackSpec | None = None  # the trigger when known (ASR, RA, per-class ASR); else None
+    data: DataSpec | None = None  # None: the data set the checkpoint names
+    device: str | None = None
+    download: bool = False
+
+    kind = "purify"
+
+    def check(self) -> PurifyJob:
+        self.sau.validate()
+        ratio = self.clean_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
+            raise ValueError(f"the clean ratio must be in (0, 1], got {ratio!r}")
+        if not Path(self.checkpoint).exists():
+            raise ValueError(f"no checkpoint at {self.checkpoint}")
+        return self
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "checkpoint": str(self.checkpoint),
+            "sau": self.sau.to_dict(),
+            "clean_ratio": self.clean_ratio,
+            "clean_seed": self.clean_seed,
+            "balanced": self.balanced,
+            "attack": None if self.attack is None else self.attack.to_dict(),
+            "data": None if self.data is None else self.data.to_dict(),
+            "device": self.device,
+            "download": self.download,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PurifyJob:
+        return cls(
+            checkpoint=str(d["checkpoint"]),
+            sau=SAUConfig.from_dict(d.get("sau", {})),
+            clean_ratio=float(d.get("clean_ratio", 0.05)),
+            clean_seed=int(d.get("clean_seed", 0)),
+            balanced=bool(d.get("balanced", False)),
+            attack=_spec_from(d.get("attack")),
+            data=None if d.get("data") is None else DataSpec.from_dict(d["data"]),
+            device=d.get("device"),
+            download=bool(d.get("download", False)),
+        )
+
+
+def checkpoint_data(ckpt: Checkpoint) -> DataSpec:
+    """The data set a checkpoint was made for: its ``data`` block, else its geometry's name."""
+    if isinstance(ckpt.meta.get("data"), dict):
+        return DataSpec.from_dict(ckpt.meta["data"])
+    return DataSpec(ckpt.info.name, None, dict(ckpt.info.params))
+
+
+def check_fits(ckpt: Checkpoint, split: Split) -> None:
+    """ValueError when the data set's images or classes differ from what the model expects."""
+    a, b = ckpt.info, split.info
+    if tuple(a.shape) != tuple(b.shape) or a.num_classes != b.num_classes:
+        raise ValueError(
+            f"the checkpoint expects {a.num_classes} classes of {tuple(a.shape)} images, the "
+            f"data set gives {b.num_classes} classes of {tuple(b.shape)} images"
+        )
+
+
+# ------------------------------------------------------------------------------- live summary
+@dataclass(frozen=True)
+class Progress:
+    fraction: float  # in [0, 1]
+    elapsed: float  # seconds since the job started working
+    eta: float | None  # seconds left (None until the first step)
+    step: int
+    total: int | None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A consistent copy of a job's state at one moment (safe to read from any thread)."""
+
+    run_id: str
+    kind: str  # "attack" or "purify"
+    state: str  # queued, running, finished, stopped, failed, interrupted
+    message: str
+    device: str | None
+    step: int
+    total_steps: int | None
+    t_started: float | None  # wall-clock time of the Started event
+    t_last: float | None  # of the latest event
+    t_ended: float | None
+    epochs: list[dict]  # TrainEpoch records
+    rounds: list[dict]  # SAURound records
+    batches: list[dict]  # thinned TrainBatch / SAUBatch records
+    before: dict | None  # purify: the backdoored model on the full test sets (Baseline record)
+    final: dict | None  # the Finished record's evaluation
+    probe: ProbeSnapshot | None  # the latest probe batch
+    probe_rounds: list[int]
+    metrics: dict | None = None  # metrics.json, once written
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("queued", "running")
+
+    def progress(self, now: float | None = None) -> Progress:
+        """Fraction of steps done, elapsed seconds and an ETA extrapolated from the step rate."""
+        total = self.total_steps
+        if self.t_started is None:
+            return Progress(1.0 if not self.active else 0.0, 0.0, None, self.step, total)
+        end = self.t_ended if self.t_ended is not None else (time.time() if now is None else now)
+        elapsed = max(0.0, end - self.t_started)
+        if not self.active:
+            return Progress(1.0, elapsed, 0.0, self.step, total)
+        fraction = min(1.0, self.step / total) if total else 0.0
+        eta = None
+        if self.step > 0 and total and self.t_last is not None:
+            rate = max(self.t_last - self.t_started, 1e-9) / self.step
+            eta = max(0.0, rate * (total - self.step) - (end - self.t_last))
+        return Progress(fraction, elapsed, eta, self.step, total)
+
+
+_BATCH_KEEP = ("step", "epoch", "round", "loss", "l_cl", "l_shared", "l_adv", "l_share", "shared", "n")  # fmt: skip
+
+
+class LiveState:
+    """The running summary of one job, fed with event records (dicts), read as :class:`JobView`.
+
+    :meth:`apply` and :meth:`view` may be called from different threads.
+    """
+
+    def __init__(self, run_id: str, kind: str) -> None:
+        self._lock = threading.Lock()
+        self.run_id, self.kind = run_id, kind
+        self.state, self.message = "queued", ""
+        self.device: str | None = None
+        self.step, self.total_steps = 0, None
+        self.t_started = self.t_last = self.t_ended = None
+        self.epochs: list[dict] = []
+        self.rounds: list[dict] = []
+        self.batches: list[dict] = []
+        self.stride = 1
+        self.before = self.final = self.metrics = None
+        self.probe: ProbeSnapshot | None = None
+        self.probe_rounds: list[int] = []
+
+    def apply(self, record: dict, probe: ProbeSnapshot | None = None) -> None:
+        """Fold one event record (as :meth:`Run.append_event` writes it) into the summary."""
+        kind = record.get("event")
+        with self._lock:
+            t = record.get("t")
+            if isinstance(t, (int, float)):
+                self.t_last = t
+            if kind == "Started":
+                self.device = record.get("device")
+                self.total_steps = record.get("total_steps")
+                self.t_started = t
+                self.state = "running"
+            elif kind in ("TrainBatch", "SAUBatch"):
+                self.step = int(record.get("step", self.step))
+                if self.step % self.stride == 0:
+                    self.batches.append({k: record[k] for k in _BATCH_KEEP if k in record})
+                    if len(self.batches) > MAX_BATCH_POINTS:
+                        self.batches = self.batches[1::2]
+                        self.stride *= 2
+            elif kind == "TrainEpoch":
+                self.epochs.append(record)
+            elif kind == "SAURound":
+                self.rounds.append(record)
+            elif kind == "Baseline":
+                self.before = record
+            elif kind == "ProbeSnapshot":
+                if probe is not None:
+                    self.probe = probe
+                rnd = record.get("round")
+                if isinstance(rnd, int) and rnd not in self.probe_rounds:
+                    self.probe_rounds.append(rnd)
+            elif kind == "Finished":
+                self.final = record.get("final")
+                self.t_ended = t
+
+    def set_state(self, state: str, message: str = "", metrics: dict | None = None) -> None:
+        with self._lock:
+            self.state = state
+            self.message = message
+            if metrics is not None:
+                self.metrics = metrics
+            if state in FINAL_STATES and self.t_ended is None:
+                self.t_ended = time.time()
+
+    def view(self) -> JobView:
+        with self._lock:
+            return JobView(
+                run_id=self.run_id,
+                kind=self.kind,
+                state=self.state,
+                message=self.message,
+                device=self.device,
+                step=self.step,
+                total_steps=self.total_steps,
+                t_started=self.t_started,
+                t_last=self.t_last,
+                t_ended=self.t_ended,
+                epochs=list(self.epochs),
+                rounds=list(self.rounds),
+                batches=list(self.batches),
+                before=self.before,
+                final=self.final,
+                probe=self.probe,
+                probe_rounds=list(self.probe_rounds),
+                metrics=self.metrics,
+            )
+
+
+def view_of(run: Run) -> JobView:
+    """A past (or foreign) run's view, rebuilt from its files: events, status, metrics, probe."""
+    live = LiveState(run.id, run.kind)
+    for record in run.events():
+        live.apply(record)
+    status = run.status()
+    try:
+        metrics = run.metrics()
+    except RunError:
+        metrics = None
+    live.set_state(str(status.get("state", "failed")), str(status.get("message") or ""), metrics)
+    rounds = run.probe_rounds()
+    view = live.view()
+    probe = None
+    if rounds:
+        try:
+            probe = run.load_probe(rounds[-1])
+        except RunError:
+            probe = None
+    return replace(view, probe=probe, probe_rounds=rounds)
+
+
+# ---------------------------------------------------------------------------------- the worker
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def _attack(job: AttackJob, run: Run, callback, stop, split: Split | None) -> tuple[dict, bool]:
+    split = split if split is not None else job.data.load(download=job.download)
+    config = job.train or default_train_config(split.info.name)
+    result = plant_backdoor(
+        split, job.attack, job.arch, config, device=job.device, callback=callback, stop=stop
+    )
+    metrics = write_attack_outputs(run.path, result, job.data, config)
+    return metrics, result.result.stopped
+
+
+def _purify(job: PurifyJob, run: Run, callback, stop, split: Split | None) -> tuple[dict, bool]:
+    try:
+        ckpt = load_checkpoint(job.checkpoint, device="cpu")
+    except CheckpointError as err:
+        raise ValueError(str(err)) from None
+    data = job.data or checkpoint_data(ckpt)
+    split = split if split is not None else data.load(download=job.download)
+    check_fits(ckpt, split)
+    spec = job.attack
+    if spec is not None:
+        spec.validate(split.info)
+    # The backdoored model on the full test sets: the curves' round 0.
+    ev = evaluate(
+        ckpt.model,
+        split.test.x,
+        split.test.y,
+        backdoor_for(split, spec),
+        num_classes=split.info.num_classes,
+        confusion=False,
+    )
+    base = ev.to_dict(confusion=False)
+    callback({"event": "Baseline", **{k: base[k] for k in ("acc", "asr", "ra", "per_class_asr")}})
+    result = purify_checkpoint(
+        ckpt,
+        split,
+        job.sau,
+        clean_ratio=job.clean_ratio,
+        clean_seed=job.clean_seed,
+        balanced=job.balanced,
+        spec=spec,
+        device=job.device,
+        callback=callback,
+        stop=stop,
+    )
+    metrics = write_purify_outputs(
+        run.path, result, ckpt, clean_ratio=job.clean_ratio, clean_seed=job.clean_seed, spec=spec
+    )
+    return metrics, result.stopped
+
+
+@dataclass
+class _Job:
+    run: Run
+    live: LiveState
+    stop: threading.Event
+    thread: threading.Thread
+
+
+class JobRunner:
+    """Runs jobs in background threads, at most ``max_active`` at a time (the others queue).
+
+    One runner serves a whole app (all sessions); its methods are thread-safe.
+    """
+
+    HEARTBEAT = 2.0  # seconds between status.json progress writes
+
+    def __init__(self, store: RunStore, max_active: int = 1) -> None:
+        if max_active < 1:
+            raise ValueError("max_active must be >= 1")
+        self.store = store
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()
+        self._slots = threading.Semaphore(max_active)
+
+    def submit(
+        self, job: AttackJob | PurifyJob, label: str = "", *, split: Split | None = None
+    ) -> str:
+        """Start ``job`` (after cheap checks; ValueError) and return its run id at once.
+
+        ``split``: an already loaded data set to use instead of loading ``job.data`` (tests,
+        notebooks); it is never modified.
+        """
+        if not isinstance(job, (AttackJob, PurifyJob)):
+            raise TypeError(f"not a job: {job!r}")
+        job.check()
+        run = self.store.create(job.kind, job.to_dict(), label)
+        live = LiveState(run.id, job.kind)
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=self._work, args=(run, job, live, stop, split), name=f"sau-{run.id}", daemon=True
+        )
+        with self._lock:
+            self._jobs[run.id] = _Job(run, live, stop, thread)
+        thread.start()
+        return run.id
+
+    def stop(self, run_id: str) -> bool:
+        """Ask a job of this runner to stop; True when it was still active."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+        if job is None or not job.thread.is_alive():
+            return False
+        job.stop.set()
+        return True
+
+    def is_active(self, run_id: str) -> bool:
+        with self._lock:
+            job = self._jobs.get(run_id)
+        return job is not None and job.thread.is_alive()
+
+    def active(self) -> list[str]:
+        with self._lock:
+            return [rid for rid, job in self._jobs.items() if job.thread.is_alive()]
+
+    def wait(self, run_id: str, timeout: float | None = None) -> bool:
+        """Block until the job ends (True) or ``timeout`` seconds pass (False)."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+        if job is None:
+            return True
+        job.thread.join(timeout)
+        return not job.thread.is_alive()
+
+    def view(self, run_id: str) -> JobView:
+        """The job's live view when this runner runs it, else the run read back from disk."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+        if job is not None:
+            return job.live.view()
+        return view_of(self.store.get(run_id))
+
+    # ------------------------------------------------------------------------------ worker
+    def _work(self, run: Run, job, live: LiveState, stop: threading.Event, split) -> None:
+        last_beat = [0.0]
+
+        def callback(event: Any) -> None:
+            record = run.append_event(event)
+            live.apply(record, probe=event if isinstance(event, ProbeSnapshot) else None)
+            kind = record["event"]
+            changes: dict[str, Any] = {}
+            if kind == "Started":
+                changes = {"device": record["device"], "total_steps": record["total_steps"]}
+            elif kind in ("TrainEpoch", "SAURound"):
+                n = "epoch" if kind == "TrainEpoch" else "round"
+                changes = {"round": record[n], "rounds": record[n + "s"]}
+            if changes or record["t"] - last_beat[0] > self.HEARTBEAT:
+                last_beat[0] = record["t"]
+                run.update_status(step=live.step, heartbeat=record["t"], **changes)
+
+        acquired = False
+        try:
+            run.claim()
+            while not (acquired := self._slots.acquire(timeout=0.1)):
+                if stop.is_set():
+                    run.update_status(
+                        state="stopped", ended=_now(), message="stopped before it started"
+                    )
+                    live.set_state("stopped", "stopped before it started")
+                    return
+            run.update_status(state="running", started=_now(), heartbeat=time.time())
+            live.set_state("running")
+            work = _attack if isinstance(job, AttackJob) else _purify
+            metrics, stopped = work(job, run, callback, stop, split)
+            state = "stopped" if stopped else "finished"
+            message = "stopped by the user" if stopped else ""
+            run.update_status(state=state, ended=_now(), message=message)
+            live.set_state(state, message, metrics)
+        except Exception as err:  # the job fails, the app keeps running
+            message = _one_line(err)
+            try:
+                (run.path / "error.txt").write_text(traceback.format_exc())
+                run.update_status(state="failed", ended=_now(), message=message)
+            except OSError:
+                pass
+            live.set_state("failed", message)
+        finally:
+            if acquired:
+                self._slots.release()
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def job_from_config(config: dict) -> AttackJob | PurifyJob:
+    """The job a run's ``config.json`` ``job`` block describes (to repeat a run)."""
+    kind = config.get("kind")
+    if kind == "attack":
+        return AttackJob.from_dict(config)
+    if kind == "purify":
+        return PurifyJob.from_dict(config)
+    raise ValueError(f"not a job description (kind {kind!r})")
+
+
+# ----------------------------------------------------------------------------- uploaded models
+MAX_SIDECAR_BYTES = 1 << 20
+
+
+def import_checkpoint(
+    store: RunStore,
+    weights: bytes,
+    filename: str,
+    *,
+    sidecar: bytes | None = None,
+    arch: str | None = None,
+    data: DataSpec | None = None,
+    attack: AttackSpec | None = None,
+    label: str = "",
+    split: Split | None = None,
+) -> Run:
+    """Check an uploaded model and keep it as a finished ``import`` run (a checkpoint directory).
+
+    Args:
+        weights: the file's bytes: safetensors, or a plain PyTorch state dict (``.pt``/``.pth``,
+            read with ``weights_only=True``; never unpickled otherwise).
+        filename: its name (only the extension is used).
+        sidecar: an optional SAU Lab ``checkpoint.json``; it names the architecture, data set
+            and attack. Its data root and trigger-image path are not used (they name server files).
+        arch, data: the architecture and data set when there is no sidecar (they win over it).
+        attack: the trigger when known (ASR/RA are measured with it), else the sidecar's or none.
+
+    The model is evaluated on the data set's test set; ``metrics.json`` holds ACC (and ASR/RA).
+    Raises ValueError (CheckpointError is one) with a clear message for anything that does not fit.
+    """
+    suffix = Path(str(filename)).suffix.lower()
+    if suffix not in (".safetensors", ".pt", ".pth"):
+        raise ValueError(f"upload a .safetensors, .pt or .pth file, not {suffix or 'a file without extension'}")  # fmt: skip
+    if len(weights) > MAX_BYTES:
+        raise ValueError(f"the weights file is {len(weights) >> 20} MiB, over the 1 GiB limit")
+    meta: dict = {}
+    if sidecar is not None:
+        if len(sidecar) > MAX_SIDECAR_BYTES:
+            raise ValueError("the checkpoint.json file is over 1 MiB; it cannot be a sidecar")
+        try:
+            meta = json.loads(sidecar.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"checkpoint.json is not valid JSON: {err}") from None
+        if not isinstance(meta, dict) or "arch" not in meta or "dataset" not in meta:
+            raise ValueError(
+                "checkpoint.json lacks the 'arch' and 'dataset' of a SAU Lab checkpoint"
+            )
+    if data is None:
+        if isinstance(meta.get("data"), dict):
+            d = DataSpec.from_dict(meta["data"])
+            data = DataSpec(d.name, None, d.kwargs)
+        elif isinstance(meta.get("dataset"), dict) and "name" in meta["dataset"]:
+            ds = meta["dataset"]
+            data = DataSpec(str(ds["name"]), None, dict(ds.get("params", {})))
+        else:
+            raise ValueError("name the data set the model was trained on")
+    arch = arch or meta.get("arch")
+    if not arch:
+        raise ValueError("name the model's architecture")
+    if arch not in MODELS:
+        raise ValueError(f"unknown model {arch!r}; choose from {', '.join(MODELS)}")
+    if attack is None and isinstance(meta.get("attack"), dict):
+        attack = AttackSpec.from_dict(meta["attack"])
+    if attack is not None and attack.params.get("image"):
+        attack = replace(attack, params={k: v for k, v in attack.params.items() if k != "image"})
+    split = split if split is not None else data.load()
+    if attack is not None:
+        attack.validate(split.info)
+
+    with tempfile.TemporaryDirectory(prefix="sau-upload-") as tmp:
+        path = Path(tmp) / (WEIGHTS if suffix == ".safetensors" else f"weights{suffix}")
+        path.write_bytes(weights)
+        try:
+            # No sidecar in tmp: the architecture and the data set's geometry come from us.
+            ckpt = load_checkpoint(path, arch=arch, info=split.info)
+        except CheckpointError as err:
+            raise ValueError(str(err)) from None
+        ev = evaluate(ckpt.model, split.test.x, split.test.y, backdoor_for(split, attack),
+                      num_classes=split.info.num_classes, confusion=False)  # fmt: skip
+        run = store.create("import", {"kind": "import", "file": Path(filename).name[:200],
+                                      "arch": arch, "data": data.to_dict(),
+                                      "attack": None if attack is None else attack.to_dict()},
+                           label or f"uploaded {Path(filename).name[:80]}")  # fmt: skip
+        try:
+            d = ev.to_dict(confusion=False)
+            metrics = {k: d[k] for k in ("acc", "asr", "ra", "per_class_asr")}
+            save_checkpoint(run.path, ckpt.model, {
+                "data": data.to_dict(),
+                "attack": None if attack is None else attack.to_dict(),
+                "metrics": metrics,
+                "imported_from": Path(filename).name[:200],
+            })  # fmt: skip
+            run.write_metrics(metrics)
+            run.update_status(state="finished", started=_now(), ended=_now())
+        except BaseException:
+            shutil.rmtree(run.path, ignore_errors=True)
+            raise
+    return run

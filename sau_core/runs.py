@@ -1,0 +1,449 @@
+"""The run store: every job (attack or purify) keeps its files in a run directory.
+
+A run directory ``<root>/<run id>/`` holds, written as the job goes:
+
+- ``config.json``: what was asked (the job's settings, a free-text label), written once;
+- ``status.json``: ``state`` (queued, running, finished, stopped, failed, interrupted), the
+  created/started/ended times, the last round or epoch and step, the device, the owning process;
+- ``events.jsonl``: one JSON line per progress event (:func:`sau_core.events.to_record` plus a
+  time stamp ``t``); the tensors of a :class:`~sau_core.events.ProbeSnapshot` go to
+  ``probes/round_NNNN.safetensors`` and its line names that file;
+- ``metrics.json`` and the checkpoint files (``model.safetensors`` + ``checkpoint.json``) when
+  the job ends, so a finished run directory is itself a checkpoint (``sau purify --checkpoint``);
+- ``error.txt`` with the traceback when the job failed.
+
+JSON is written atomically (temporary file, then rename); nothing is pickled. Run ids are made
+here from the time, the kind and random hex digits, never from user text, and every id that comes
+back from outside (a URL, a form) is checked against that pattern before it touches the disk.
+A run whose status says running but whose process is gone is reported as ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+import warnings
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import write_json_atomic
+from .events import ProbeSnapshot, to_record
+
+__all__ = [
+    "ACTIVE_STATES",
+    "DEFAULT_ROOT",
+    "KINDS",
+    "STATES",
+    "Run",
+    "RunError",
+    "RunInfo",
+    "RunStore",
+    "RunWarning",
+    "default_root",
+    "valid_run_id",
+]
+
+DEFAULT_ROOT = Path("runs")
+ROOT_ENV = "SAU_LAB_RUNS"  # overrides the default root (the dashboard and the tests use it)
+KINDS = ("attack", "purify", "import")  # import: a checkpoint the user uploaded
+STATES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("finished", "stopped", "failed", "interrupted")
+_ID = re.compile(r"^(\d{8}-\d{6})-(attack|purify|import)-([0-9a-f]{6})$")
+STALE_AFTER = 600.0  # seconds without a heartbeat before a run on another host counts as dead
+MAX_EVENT_BYTES = 64 << 20  # events.jsonl larger than this is read from its last 64 MiB only
+
+
+class RunError(ValueError):
+    """A run id is malformed or unknown, or a run directory cannot be read."""
+
+
+class RunWarning(UserWarning):
+    """A directory under the runs root was skipped (corrupt or not a run)."""
+
+
+def default_root() -> Path:
+    """``$SAU_LAB_RUNS`` when set, else ``runs/`` (relative to the working directory)."""
+    return Path(os.environ.get(ROOT_ENV) or DEFAULT_ROOT)
+
+
+def valid_run_id(run_id: Any) -> bool:
+    """Whether ``run_id`` has the shape of an id this module makes (safe to join to a path)."""
+    return isinstance(run_id, str) and _ID.match(run_id) is not None
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+# ------------------------------------------------------------------------------ process identity
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (Linux), to tell a live owner from a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
+    rest = stat[stat.rfind(")") + 2 :].split()
+    return rest[19] if len(rest) > 19 else None
+
+
+def _owner() -> dict:
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "pid_start": _process_start(pid)}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def owner_alive(status: dict, now: float | None = None) -> bool:
+    """Whether the process that wrote ``status`` may still be running its job.
+
+    On this host: its pid exists and (where the kernel says) started when the status says. On
+    another host (a shared disk): its heartbeat is younger than :data:`STALE_AFTER` seconds.
+    """
+    owner = status.get("owner")
+    if not isinstance(owner, dict):
+        return False
+    if owner.get("host") == socket.gethostname():
+        pid = owner.get("pid")
+        if not isinstance(pid, int) or not _pid_alive(pid):
+            return False
+        start = owner.get("pid_start")
+        return start is None or _process_start(pid) in (None, start)
+    beat = status.get("heartbeat")
+    now = time.time() if now is None else now
+    return isinstance(beat, (int, float)) and now - beat < STALE_AFTER
+
+
+# ------------------------------------------------------------------------------------ the run
+@dataclass(frozen=True)
+class RunInfo:
+    """One line of the run list: what :meth:`RunStore.list` returns."""
+
+    id: str
+    kind: str
+    label: str
+    state: str
+    created: str
+    started: str | None
+    ended: str | None
+    message: str
+    round: int | None  # last completed round (purify) or epoch (attack)
+    rounds: int | None
+    metrics: dict | None  # metrics.json, when written
+    config: dict
+
+
+class Run:
+    """A handle on one run directory; every write is atomic (JSON) or an append (events)."""
+
+    def __init__(self, root: Path, run_id: str) -> None:
+        if not valid_run_id(run_id):
+            raise RunError(f"not a run id: {run_id!r}")
+        self.id = run_id
+        self.path = Path(root) / run_id
+        self._lock = threading.Lock()  # guards status.json read-modify-write and event appends
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r})"
+
+    @property
+    def kind(self) -> str:
+        return _ID.match(self.id).group(2)
+
+    # ---------------------------------------------------------------------------- files
+    def config(self) -> dict:
+        return _read_json(self.path / "config.json")
+
+    def status(self) -> dict:
+        """``status.json`` as written, with ``state`` turned to interrupted when the owner is gone."""
+        status = _read_json(self.path / "status.json")
+        if status.get("state") in ACTIVE_STATES and not owner_alive(status):
+            status = {**status, "state": "interrupted"}
+        return status
+
+    def update_status(self, **changes: Any) -> dict:
+        """Merge ``changes`` into ``status.json`` (atomically) and return the new status."""
+        with self._lock:
+            path = self.path / "status.json"
+            status = _read_json(path) if path.exists() else {}
+            status.update(changes)
+            write_json_atomic(path, status)
+            return status
+
+    def claim(self) -> dict:
+        """Mark this process as the run's owner (before it starts working)."""
+        return self.update_status(owner=_owner(), heartbeat=time.time())
+
+    def metrics(self) -> dict | None:
+        path = self.path / "metrics.json"
+        return _read_json(path) if path.exists() else None
+
+    def write_metrics(self, metrics: dict) -> None:
+        write_json_atomic(self.path / "metrics.json", metrics)
+
+    def has_checkpoint(self) -> bool:
+        return (self.path / "model.safetensors").is_file() and (
+            self.path / "checkpoint.json"
+        ).is_file()
+
+    # --------------------------------------------------------------------------- events
+    def append_event(self, event: Any, t: float | None = None) -> dict:
+        """Append one event (a dataclass from :mod:`sau_core.events` or a plain dict record).
+
+        A :class:`ProbeSnapshot`'s tensors go to ``probes/round_NNNN.safetensors``; its line
+        keeps the round and the file name. Returns the record as written.
+        """
+        if isinstance(event, ProbeSnapshot):
+            name = f"probes/round_{event.round:04d}.safetensors"
+            save_probe(self.path / name, event)
+            record = {"event": "ProbeSnapshot", "round": event.round, "file": name}
+        elif isinstance(event, dict):
+            record = dict(event)
+        else:
+            record = to_record(event)
+        record["t"] = time.time() if t is None else t
+        line = json.dumps(record, allow_nan=True) + "\n"
+        with self._lock, open(self.path / "events.jsonl", "a", encoding="utf-8") as f:
+            f.write(line)
+        return record
+
+    def events(self) -> Iterator[dict]:
+        """The event records in order; a torn or corrupt line (a crash mid-write) is skipped."""
+        path = self.path / "events.jsonl"
+        if not path.exists():
+            return
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - MAX_EVENT_BYTES))
+            data = f.read()
+        if size > MAX_EVENT_BYTES:  # drop the partial first line
+            data = data[data.find(b"\n") + 1 :]
+        for raw in data.splitlines():
+            try:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(record, dict) and isinstance(record.get("event"), str):
+                yield record
+
+    def probe_rounds(self) -> list[int]:
+        """Rounds with a stored probe snapshot, ascending."""
+        folder = self.path / "probes"
+        if not folder.is_dir():
+            return []
+        rounds = []
+        for p in folder.glob("round_*.safetensors"):
+            m = re.fullmatch(r"round_(\d{4,})\.safetensors", p.name)
+            if m:
+                rounds.append(int(m.group(1)))
+        return sorted(rounds)
+
+    def load_probe(self, round: int) -> ProbeSnapshot:
+        if isinstance(round, bool) or not isinstance(round, int) or round < 0:
+            raise RunError(f"round must be a non-negative int, got {round!r}")
+        path = self.path / f"probes/round_{round:04d}.safetensors"
+        if not path.is_file():
+            raise RunError(f"run {self.id} has no probe snapshot for round {round}")
+        return load_probe(path)
+
+    # --------------------------------------------------------------------------- export
+    def zip_bytes(self) -> bytes:
+        """The whole run directory as a zip (files under ``<run id>/``); links are skipped."""
+        buf = io.BytesIO()
+        self.write_zip(buf)
+        return buf.getvalue()
+
+    def write_zip(self, dest: str | Path | io.BufferedIOBase) -> None:
+        with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(self.path.rglob("*")):
+                if path.is_symlink() or not path.is_file() or path.name.endswith(".tmp"):
+                    continue
+                zf.write(path, f"{self.id}/{path.relative_to(self.path).as_posix()}")
+
+
+# ------------------------------------------------------------------------------- probe files
+_PROBE_TENSORS = [f.name for f in fields(ProbeSnapshot) if f.name != "round"]
+
+
+def save_probe(path: Path, probe: ProbeSnapshot) -> None:
+    """A probe snapshot as safetensors (tensors by field name; the round in the metadata)."""
+    from safetensors.torch import save
+
+    from .checkpoint import write_bytes_atomic
+
+    tensors = {name: getattr(probe, name).detach().cpu().clone() for name in _PROBE_TENSORS}
+    write_bytes_atomic(Path(path), save(tensors, metadata={"round": str(probe.round)}))
+
+
+def load_probe(path: Path) -> ProbeSnapshot:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+        missing = [k for k in _PROBE_TENSORS if k not in tensors]
+        if missing:
+            raise RunError(f"{path.name} lacks {', '.join(missing)}")
+        return ProbeSnapshot(round=int(meta.get("round", -1)), **tensors)
+    except (SafetensorError, OSError, ValueError) as err:
+        if isinstance(err, RunError):
+            raise
+        raise RunError(f"cannot read probe file {path.name}: {err}") from None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path.parent.name}: {path.name} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunError(f"{path.parent.name}: {path.name} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path.parent.name}: {path.name} does not hold a JSON object")
+    return data
+
+
+# ---------------------------------------------------------------------------------- the store
+class RunStore:
+    """The run directories under one root (created on first write).
+
+    >>> store = RunStore("runs")
+    >>> run = store.create("attack", {"attack": {...}}, label="my first backdoor")
+    >>> [r.id for r in store.list()]
+    """
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(default_root() if root is None else root)
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+    def create(self, kind: str, config: dict, label: str = "") -> Run:
+        """A new run directory with ``config.json`` and a queued ``status.json``."""
+        if kind not in KINDS:
+            raise RunError(f"run kind must be one of {list(KINDS)}, got {kind!r}")
+        if not isinstance(label, str):
+            raise RunError("a run label must be text")
+        label = " ".join(label.split())[:200]  # one line, bounded; never part of a path
+        self.root.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind}-{secrets.token_hex(3)}"
+            try:
+                (self.root / run_id).mkdir()
+            except FileExistsError:
+                continue
+            break
+        else:  # pragma: no cover - 16M ids per second
+            raise RunError("could not make a fresh run id")
+        run = Run(self.root, run_id)
+        created = _now()
+        write_json_atomic(
+            run.path / "config.json",
+            {"id": run_id, "kind": kind, "label": label, "created": created, "job": config},
+        )
+        write_json_atomic(
+            run.path / "status.json",
+            {"state": "queued", "created": created, "started": None, "ended": None,
+             "round": None, "rounds": None, "step": 0, "total_steps": None, "device": None,
+             "message": "", "owner": _owner(), "heartbeat": time.time()},
+        )  # fmt: skip
+        return run
+
+    def get(self, run_id: Any) -> Run:
+        """The run with this id; :class:`RunError` for a malformed or unknown id."""
+        if not valid_run_id(run_id):
+            raise RunError(f"not a run id: {str(run_id)[:80]!r}")
+        run = Run(self.root, run_id)
+        if not (run.path / "config.json").is_file():
+            raise RunError(f"no run {run_id} under {self.root}")
+        return run
+
+    def scan(self) -> tuple[list[RunInfo], list[str]]:
+        """All readable runs, newest first, and one message per directory that was skipped."""
+        runs: list[RunInfo] = []
+        problems: list[str] = []
+        if not self.root.is_dir():
+            return runs, problems
+        for path in sorted(self.root.iterdir(), reverse=True):
+            if path.name.startswith("."):
+                continue
+            if not path.is_dir() or path.is_symlink() or not valid_run_id(path.name):
+                problems.append(f"{path.name}: not a run directory")
+                continue
+            try:
+                runs.append(self.info(Run(self.root, path.name)))
+            except RunError as err:
+                problems.append(str(err))
+        return runs, problems
+
+    def list(self) -> list[RunInfo]:
+        """All readable runs, newest first; each skipped directory raises a :class:`RunWarning`."""
+        runs, problems = self.scan()
+        for problem in problems:
+            warnings.warn(f"skipped {problem}", RunWarning, stacklevel=2)
+        return runs
+
+    def info(self, run: Run) -> RunInfo:
+        config = run.config()
+        status = run.status()
+        if config.get("id") != run.id or config.get("kind") != run.kind:
+            raise RunError(f"{run.id}: config.json belongs to another run")
+        state = status.get("state")
+        if state not in STATES:
+            raise RunError(f"{run.id}: unknown state {state!r}")
+        try:
+            metrics = run.metrics()
+        except RunError:
+            metrics = None
+        return RunInfo(
+            id=run.id,
+            kind=run.kind,
+            label=str(config.get("label", "")),
+            state=state,
+            created=str(config.get("created", "")),
+            started=status.get("started"),
+            ended=status.get("ended"),
+            message=str(status.get("message") or ""),
+            round=status.get("round"),
+            rounds=status.get("rounds"),
+            metrics=metrics,
+            config=config.get("job", {}) if isinstance(config.get("job"), dict) else {},
+        )
+
+    def mark_interrupted(self) -> list[str]:
+        """Write ``interrupted`` into every active run whose owner is gone; returns their ids."""
+        done = []
+        for info in self.scan()[0]:
+            if info.state != "interrupted":
+                continue
+            run = self.get(info.id)
+            raw = _read_json(run.path / "status.json")
+            if raw.get("state") in ACTIVE_STATES:
+                run.update_status(
+                    state="interrupted",
+                    ended=_now(),
+                    message="the process running this job ended before it finished",
+                )
+                done.append(info.id)
+        return done

@@ -1,0 +1,179 @@
+"""Pictures for people: trigger previews, triggered test images with predictions, probe tiles.
+
+Plain tensors in, uint8 arrays (H, W, 3) out, so any front end (the dashboard, a notebook) can
+show them. Small images are enlarged with nearest-neighbour so pixels stay sharp; perturbations
+are mapped to grey = 0, white = the largest positive change, black = the largest negative one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .attacks import AttackSpec, create_trigger
+from .data import DatasetInfo, ImageData
+from .events import ProbeSnapshot
+from .metrics import predict
+
+__all__ = [
+    "ProbeTile",
+    "TriggeredExample",
+    "amplify",
+    "probe_tiles",
+    "sample_images",
+    "to_uint8",
+    "trigger_pattern",
+    "trigger_preview",
+    "triggered_examples",
+]
+
+
+def to_uint8(img: Tensor, scale: int | None = None, target: int = 96) -> np.ndarray:
+    """One image (C, H, W) in [0, 1] as uint8 (H*s, W*s, 3), enlarged ``s`` times (nearest).
+
+    ``scale`` None: the largest integer factor that keeps the side at most ``target`` pixels.
+    """
+    if img.ndim != 3:
+        raise ValueError(f"expected one image (C, H, W), got shape {tuple(img.shape)}")
+    if scale is None:
+        scale = max(1, target // max(img.shape[1:]))
+    arr = (img.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    arr = arr.transpose(1, 2, 0)  # (H, W, C)
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    return np.repeat(np.repeat(arr, scale, axis=0), scale, axis=1)
+
+
+def amplify(delta: Tensor) -> Tensor:
+    """A perturbation (C, H, W) mapped to [0, 1]: 0.5 + delta / (2 max |delta|); grey when zero."""
+    peak = float(delta.abs().max()) if delta.numel() else 0.0
+    if peak < 1e-12:
+        return torch.full_like(delta, 0.5)
+    return (0.5 + delta / (2 * peak)).clamp(0, 1)
+
+
+def sample_images(data: ImageData, n: int = 8, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """``n`` test images, one per class in turn where possible (x (n, C, H, W), y (n,))."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(data), generator=g)
+    picked: list[int] = []
+    seen: set[int] = set()
+    for i in order.tolist():  # first one image per class, then fill up
+        c = int(data.y[i])
+        if c not in seen:
+            seen.add(c)
+            picked.append(i)
+        if len(picked) >= n:
+            break
+    for i in order.tolist():
+        if len(picked) >= n:
+            break
+        if i not in picked:
+            picked.append(i)
+    idx = torch.tensor(picked[:n], dtype=torch.long)
+    return data.x[idx], data.y[idx]
+
+
+def trigger_preview(
+    x: Tensor, info: DatasetInfo, name: str, params: dict | None = None
+) -> tuple[Tensor, Tensor]:
+    """``x`` (B, C, H, W) with the trigger of attack ``name`` applied, and the amplified change.
+
+    Raises ValueError for unknown attacks or parameters out of range, as the attack does.
+    """
+    trigger = create_trigger(name, info, params or {})
+    xt = trigger(x)
+    return xt, torch.stack([amplify(d) for d in (xt - x)]) if len(x) else xt
+
+
+def trigger_pattern(spec: AttackSpec, info: DatasetInfo, x: Tensor | None = None) -> Tensor:
+    """What the trigger adds, as one picture (C, H, W) in [0, 1].
+
+    Additive triggers (BadNets, Blended, SIG) are shown on a mid-grey canvas; a warp (WaNet)
+    changes nothing on a flat image, so its amplified change of the sample ``x`` (C, H, W) is
+    shown instead when given.
+    """
+    trigger = create_trigger(spec.name, info, spec.params)
+    if spec.name == "wanet" and x is not None:
+        return amplify(trigger(x[None])[0] - x)
+    canvas = torch.full((1, *info.shape), 0.5)
+    return trigger(canvas)[0]
+
+
+@dataclass
+class TriggeredExample:
+    clean: Tensor  # (C, H, W)
+    triggered: Tensor
+    y: int  # true label
+    pred_clean: int
+    pred_triggered: int
+    target: int  # the attack's label for this image
+
+
+def triggered_examples(
+    model: nn.Module, data: ImageData, spec: AttackSpec, n: int = 12, seed: int = 0
+) -> list[TriggeredExample]:
+    """``n`` test images outside the target class, clean and triggered, with the model's answers."""
+    from .attacks import target_labels
+
+    keep = (
+        data.y != spec.target
+        if spec.label_rule == "all2one"
+        else torch.ones_like(data.y, dtype=torch.bool)
+    )
+    pool = data.subset(keep.nonzero().squeeze(1))
+    if len(pool) == 0:
+        return []
+    x, y = sample_images(pool, n, seed)
+    xt = create_trigger(spec.name, data.info, spec.params)(x)
+    device = next(model.parameters()).device
+    pc = predict(model, x, device=device)
+    pt = predict(model, xt, device=device)
+    tgt = target_labels(y, spec, data.info.num_classes)
+    return [
+        TriggeredExample(x[i], xt[i], int(y[i]), int(pc[i]), int(pt[i]), int(tgt[i]))
+        for i in range(len(y))
+    ]
+
+
+@dataclass
+class ProbeTile:
+    """One probe image at one round, ready to show."""
+
+    clean: Tensor  # (C, H, W)
+    perturbation: Tensor  # amplified to [0, 1]
+    adversarial: Tensor  # x + delta, clipped to [0, 1] for display
+    y: int
+    h0: int  # h0's label for the adversarial example
+    h: int  # h's label for it
+    h0_clean: int
+    h_clean: int
+    shared: bool  # both models fooled into the same wrong class
+    common: bool  # both fooled (maybe into different classes)
+    linf: float  # largest pixel change
+
+
+def probe_tiles(probe: ProbeSnapshot) -> list[ProbeTile]:
+    """The probe batch as tiles: clean, perturbation (amplified), adversarial, labels, flags."""
+    tiles = []
+    for i in range(len(probe.y)):
+        d = probe.delta[i]
+        tiles.append(
+            ProbeTile(
+                clean=probe.x[i],
+                perturbation=amplify(d),
+                adversarial=(probe.x[i] + d).clamp(0, 1),
+                y=int(probe.y[i]),
+                h0=int(probe.pred_h0_adv[i]),
+                h=int(probe.pred_h_adv[i]),
+                h0_clean=int(probe.pred_h0_clean[i]),
+                h_clean=int(probe.pred_h_clean[i]),
+                shared=bool(probe.shared[i]),
+                common=bool(probe.common[i]),
+                linf=float(d.abs().max()) if d.numel() else 0.0,
+            )
+        )
+    return tiles

@@ -1,0 +1,152 @@
+"""Every dashboard page under Streamlit's AppTest: it draws without an exception, its widgets are
+wired to the engine, and a tiny SAU run started from the Purify form goes to completion.
+
+The live region (``st.fragment(run_every=...)``) is covered by the browser test; here the run is
+awaited on disk and the page drawn again, which shows the finished view.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from sau_core.pipeline import DEMO, DataSpec
+from sau_core.ready import make_ready
+from sau_core.runs import RunStore
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+TINY = replace(
+    DEMO,
+    data=DataSpec("digits", None, {**DEMO.data.kwargs, "resolution": 8}),
+    train=replace(DEMO.train, epochs=1),
+)
+
+
+@pytest.fixture(scope="module")
+def ready_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ready")
+    make_ready(out, [DEMO.attack.name], TINY)
+    return out
+
+
+@pytest.fixture
+def env(monkeypatch, tmp_path, ready_dir):
+    monkeypatch.setenv("SAU_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("SAU_LAB_CHECKPOINTS", str(ready_dir))
+    return tmp_path / "runs"
+
+
+def _app(page: str | None = None, **query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    for k, v in query.items():
+        at.query_params[k] = v
+    if page is not None:
+        at.switch_page(page)
+    return at.run()
+
+
+def _ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _wait_finished(root, timeout=120.0) -> str:
+    end = time.time() + timeout
+    while time.time() < end:
+        runs = RunStore(root).scan()[0]
+        if runs and runs[0].state not in ("queued", "running"):
+            return runs[0].id
+        time.sleep(0.2)
+    raise AssertionError("the run did not finish")
+
+
+# ------------------------------------------------------------------------------------ smoke
+@pytest.mark.parametrize(
+    "page, title",
+    [
+        (None, "Set up"),
+        ("app_pages/attack.py", "Attack: plant a backdoor"),
+        ("app_pages/purify.py", "Purify with SAU"),
+        ("app_pages/gallery.py", "Shared adversarial examples"),
+        ("app_pages/runs.py", "Runs"),
+    ],
+)
+def test_every_page_draws(env, page, title):
+    at = _ok(_app(page))
+    assert at.title[0].value == title
+
+
+def test_setup_offers_the_ready_made_demo_and_every_data_set(env):
+    at = _ok(_app())
+    assert at.button(key="demo-ready").label == "Use the demo preset"
+    datasets = at.selectbox(key="train.dataset")
+    assert "digits" in datasets.options and datasets.value == "digits"
+    # an unavailable data set says why, and the app keeps running
+    at = _ok(datasets.set_value("cifar10").run())
+    assert any("not available" in w.value for w in at.warning)
+
+
+def test_setup_trigger_form_is_generated_and_validated(env):
+    at = _ok(_app())
+    size = at.number_input(key="attack.badnets.size")
+    assert size.value == 3 and size.max == 16  # the bound depends on the image size
+    at.selectbox(key="train.attack").set_value("sig").run()
+    _ok(at)
+    freq = at.number_input(key="attack.sig.freq")
+    at = _ok(freq.set_value(8).run())  # 2 * 8 / 16 is an integer: the sinusoid vanishes
+    assert any("do not work" in e.value for e in at.error)
+
+
+def test_demo_button_chooses_the_model_and_opens_purify(env):
+    at = _ok(_app())
+    at = _ok(at.button(key="demo-ready").click().run())
+    assert at.session_state["model"]["source"] == "ready"
+    assert at.title[0].value == "Purify with SAU"
+
+
+def test_purify_form_runs_a_tiny_sau_to_completion(env):
+    at = _ok(_app())
+    at = _ok(at.button(key="demo-ready").click().run())
+    at.number_input(key="sau.digits.rounds").set_value(1)
+    at.number_input(key="sau.digits.probe_size").set_value(4)
+    submit = [b for b in at.button if b.label == "Purify"]
+    at = _ok(submit[0].click().run())
+    run_id = _wait_finished(env)
+    assert at.query_params["run"] == run_id  # a reload reattaches
+    at = _ok(at.run())
+    assert "Before and after SAU" in [h.value for h in at.subheader]
+    assert at.table[0].value.shape == (3, 4)
+    # the gallery and the run list show it
+    at.switch_page("app_pages/gallery.py")
+    at = _ok(at.run())
+    assert any("probe images have a shared adversarial example" in m.value for m in at.markdown)
+    at.switch_page("app_pages/runs.py")
+    _ok(at.run())
+
+
+def test_a_failing_run_shows_its_message(env):
+    if torch.backends.mps.is_available():
+        pytest.skip("needs a machine without Apple's MPS")
+    at = _ok(_app())
+    at = _ok(at.button(key="demo-ready").click().run())
+    at.selectbox(key="sau.digits.device").set_value("mps")
+    submit = [b for b in at.button if b.label == "Purify"]
+    at = _ok(submit[0].click().run())
+    # mps is not available on this machine: the run fails with a message, the app keeps going
+    run_id = _wait_finished(env)
+    at = _ok(at.run())
+    state = RunStore(env).get(run_id).status()
+    assert state["state"] == "failed" and "mps" in state["message"]
+    assert any("mps" in e.value for e in at.error)
+
+
+def test_a_link_with_a_bad_run_id_is_refused_politely(env):
+    at = _ok(_app("app_pages/purify.py", run="../../etc"))
+    assert any("no valid run" in w.value for w in at.warning)
+    at = _ok(_app("app_pages/attack.py", run="20250101-000000-attack-abcdef"))
+    assert any("Cannot open that run" in w.value for w in at.warning)

@@ -1,0 +1,315 @@
+"""The job runner: attack and purify jobs in a worker thread, live views, stop, queue, failures.
+
+Budgets are tiny: 8x8 digits, a 400-image training subset, one epoch, one or two SAU rounds.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import torch
+
+from sau_core.attacks import AttackSpec
+from sau_core.checkpoint import load_checkpoint
+from sau_core.data import Split
+from sau_core.jobs import (
+    MAX_BATCH_POINTS,
+    AttackJob,
+    JobRunner,
+    JobView,
+    LiveState,
+    PurifyJob,
+    import_checkpoint,
+    job_from_config,
+    view_of,
+)
+from sau_core.pipeline import DataSpec
+from sau_core.runs import RunStore
+from sau_core.sau import SAUConfig
+from sau_core.train import default_train_config
+
+DATA8 = DataSpec("digits", None, {"resolution": 8, "seed": 0})
+SPEC = AttackSpec("badnets", target=0, poison_ratio=0.1)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Split:
+    s = DATA8.load()
+    return Split(s.train.subset(torch.arange(400)), s.test.subset(torch.arange(120)))
+
+
+@pytest.fixture(scope="module")
+def attacked(tiny, tmp_path_factory):
+    """One finished attack run (1 epoch), shared by the purify tests."""
+    runner = JobRunner(RunStore(tmp_path_factory.mktemp("runs")))
+    job = AttackJob(DATA8, "small_cnn", SPEC, default_train_config("digits", epochs=1))
+    run_id = runner.submit(job, label="tiny", split=tiny)
+    assert runner.wait(run_id, timeout=120)
+    return runner, run_id
+
+
+def _wait_for(predicate, timeout=60.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _sau(**kw) -> SAUConfig:
+    return SAUConfig(**{"rounds": 2, "batch_size": 64, "probe_size": 4, "eval_size": 0, **kw})
+
+
+# ------------------------------------------------------------------------------------ attack
+def test_attack_job_runs_to_completion(attacked):
+    runner, run_id = attacked
+    view = runner.view(run_id)
+    assert view.state == "finished" and view.kind == "attack"
+    assert view.device.startswith("cpu") or view.device.startswith("cuda")
+    assert len(view.epochs) == 1 and view.step == view.total_steps == 7  # 400 / 64
+    assert view.progress().fraction == 1.0 and view.progress().eta == 0.0
+    assert view.metrics["asr"] is not None and 0 <= view.metrics["acc"] <= 1
+    run = runner.store.get(run_id)
+    status = run.status()
+    assert status["state"] == "finished" and status["ended"] and status["round"] == 1
+    ckpt = load_checkpoint(run.path)  # the run directory is a checkpoint
+    assert ckpt.meta["attack"]["name"] == "badnets"
+    kinds = [e["event"] for e in run.events()]
+    assert kinds[0] == "Started" and kinds[-1] == "Finished" and kinds.count("TrainBatch") == 7
+
+
+def test_view_from_disk_matches_the_live_view(attacked):
+    runner, run_id = attacked
+    live = runner.view(run_id)
+    disk = view_of(runner.store.get(run_id))
+    assert disk.state == live.state and disk.epochs == live.epochs
+    assert disk.batches == live.batches and disk.metrics == live.metrics
+    assert disk.t_started == live.t_started and disk.device == live.device
+
+
+def test_attack_job_loads_its_data_when_no_split_is_given(tmp_path):
+    runner = JobRunner(RunStore(tmp_path))
+    train = default_train_config("digits", epochs=1, batch_size=512)
+    run_id = runner.submit(AttackJob(DATA8, "small_cnn", SPEC, train))
+    assert runner.wait(run_id, timeout=120)
+    view = runner.view(run_id)
+    assert view.state == "finished", view.message
+    assert view.step == 3  # 1347 training images at batch 512
+
+
+# ------------------------------------------------------------------------------------ purify
+def test_purify_job_runs_to_completion(attacked, tiny):
+    runner, attack_id = attacked
+    ckpt = str(runner.store.get(attack_id).path)
+    job = PurifyJob(ckpt, _sau(), clean_ratio=0.2, attack=SPEC, data=DATA8)
+    run_id = runner.submit(job, split=tiny)
+    assert runner.wait(run_id, timeout=120)
+    view = runner.view(run_id)
+    assert view.state == "finished", view.message
+    assert [r["round"] for r in view.rounds] == [1, 2]
+    assert view.before is not None and view.before["asr"] is not None
+    assert view.probe_rounds == [0, 1, 2] and view.probe.round == 2 and len(view.probe.y) == 4
+    m = view.metrics
+    assert set(m) >= {"before", "after", "der"} and 0 <= m["der"] <= 1
+    assert m["before"]["asr"] == pytest.approx(view.before["asr"])  # same full test set
+    run = runner.store.get(run_id)
+    assert run.probe_rounds() == [0, 1, 2] and run.has_checkpoint()
+    disk = view_of(run)
+    assert disk.rounds == view.rounds and disk.before == view.before
+    assert torch.equal(disk.probe.delta, view.probe.delta)
+
+
+def test_purify_without_trigger_has_no_asr(attacked, tiny):
+    runner, attack_id = attacked
+    job = PurifyJob(str(runner.store.get(attack_id).path), _sau(rounds=1), 0.2, data=DATA8)
+    run_id = runner.submit(job, split=tiny)
+    assert runner.wait(run_id, timeout=120)
+    view = runner.view(run_id)
+    assert view.state == "finished", view.message
+    assert view.before["asr"] is None and view.rounds[0]["asr"] is None
+    assert view.metrics["der"] is None
+
+
+def test_stop_ends_a_purify_job_early(attacked, tiny):
+    runner, attack_id = attacked
+    job = PurifyJob(str(runner.store.get(attack_id).path), _sau(rounds=500), 0.2, attack=SPEC)
+    run_id = runner.submit(job, split=tiny)
+    assert _wait_for(lambda: len(runner.view(run_id).rounds) >= 1)
+    assert runner.stop(run_id)
+    assert runner.wait(run_id, timeout=60)
+    view = runner.view(run_id)
+    assert view.state == "stopped" and view.message == "stopped by the user"
+    assert view.metrics["stopped"] and view.metrics["rounds_done"] < 500
+    assert runner.store.get(run_id).status()["state"] == "stopped"
+    assert not runner.stop(run_id)  # already over
+
+
+def test_queued_job_waits_for_a_free_slot_and_can_be_stopped(attacked, tiny, tmp_path):
+    _, attack_id = attacked
+    runner = JobRunner(RunStore(tmp_path), max_active=1)
+    ckpt = str(attacked[0].store.get(attack_id).path)
+    first = runner.submit(PurifyJob(ckpt, _sau(rounds=500), 0.2), split=tiny)
+    assert _wait_for(lambda: runner.view(first).state == "running")
+    second = runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2), split=tiny)
+    time.sleep(0.3)
+    assert runner.view(second).state == "queued"
+    assert runner.store.get(second).status()["state"] == "queued"
+    assert set(runner.active()) == {first, second}
+    runner.stop(second)
+    assert runner.wait(second, timeout=10)
+    assert runner.view(second).message == "stopped before it started"
+    runner.stop(first)
+    assert runner.wait(first, timeout=60)
+
+
+# ------------------------------------------------------------------------------- exceptions
+def test_failing_job_is_recorded_and_the_runner_carries_on(attacked, tiny, tmp_path):
+    _, attack_id = attacked
+    runner = JobRunner(RunStore(tmp_path))
+    ckpt = str(attacked[0].store.get(attack_id).path)
+    bad = DataSpec("digits", None, {"resolution": 16})  # the model wants 8x8 images
+    run_id = runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2, data=bad))
+    assert runner.wait(run_id, timeout=60)
+    view = runner.view(run_id)
+    assert view.state == "failed"
+    assert "expects 10 classes of (1, 8, 8) images" in view.message
+    run = runner.store.get(run_id)
+    assert "Traceback" in (run.path / "error.txt").read_text()
+    assert run.status()["state"] == "failed"
+    ok = runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2), split=tiny)
+    assert runner.wait(ok, timeout=60) and runner.view(ok).state == "finished"
+
+
+def test_bad_jobs_are_refused_before_a_run_exists(tmp_path):
+    store = RunStore(tmp_path)
+    runner = JobRunner(store)
+    with pytest.raises(ValueError, match="unknown model"):
+        runner.submit(AttackJob(arch="alexnet"))
+    with pytest.raises(ValueError, match="no checkpoint"):
+        runner.submit(PurifyJob(str(tmp_path / "missing")))
+    with pytest.raises(ValueError, match="clean ratio"):
+        runner.submit(PurifyJob(str(tmp_path), clean_ratio=0.0))
+    with pytest.raises(TypeError):
+        runner.submit({"kind": "attack"})
+    assert store.list() == []
+
+
+def test_unknown_attack_fails_the_run_with_a_clear_message(tmp_path, tiny):
+    runner = JobRunner(RunStore(tmp_path))
+    run_id = runner.submit(AttackJob(DATA8, attack=AttackSpec("nope")), split=tiny)
+    assert runner.wait(run_id, timeout=30)
+    assert runner.view(run_id).state == "failed"
+    assert "unknown attack 'nope'" in runner.view(run_id).message
+
+
+# ---------------------------------------------------------------------------- plain pieces
+def test_jobs_round_trip_through_json():
+    a = AttackJob(DATA8, "small_cnn", SPEC, default_train_config("digits", epochs=2), "cpu")
+    assert job_from_config(json.loads(json.dumps(a.to_dict()))) == a
+    p = PurifyJob("runs/x", _sau(), 0.1, 3, True, SPEC, DATA8, None)
+    assert job_from_config(json.loads(json.dumps(p.to_dict()))) == p
+    with pytest.raises(ValueError, match="not a job"):
+        job_from_config({"kind": "bake"})
+
+
+def test_live_state_thins_batches_and_keeps_order():
+    live = LiveState("r", "purify")
+    live.apply({"event": "Started", "total_steps": 10_000, "device": "cpu", "t": 0.0})
+    for step in range(1, 10_001):
+        live.apply({"event": "SAUBatch", "step": step, "round": 1, "loss": 1.0, "t": float(step)})
+    view = live.view()
+    steps = [b["step"] for b in view.batches]
+    assert len(steps) <= MAX_BATCH_POINTS and steps == sorted(steps)
+    assert steps[-1] >= 10_000 - 8 and view.step == 10_000
+    gaps = {b - a for a, b in zip(steps, steps[1:], strict=False)}
+    assert len(gaps) == 1  # evenly spaced
+
+
+def test_live_state_is_safe_to_read_while_written():
+    live = LiveState("r", "attack")
+    live.apply({"event": "Started", "total_steps": 50_000, "device": "cpu", "t": 0.0})
+    errors = []
+
+    def write():
+        for step in range(1, 50_001):
+            live.apply({"event": "TrainBatch", "step": step, "loss": 0.5, "t": 1.0})
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    while thread.is_alive():
+        view = live.view()
+        steps = [b["step"] for b in view.batches]
+        if steps != sorted(steps):
+            errors.append(steps)
+    thread.join()
+    assert not errors and live.view().step == 50_000
+
+
+def _view(**kw) -> JobView:
+    base = dict(run_id="r", kind="purify", state="running", message="", device="cpu", step=10,
+                total_steps=40, t_started=100.0, t_last=110.0, t_ended=None, epochs=[],
+                rounds=[], batches=[], before=None, final=None, probe=None, probe_rounds=[])  # fmt: skip
+    return JobView(**{**base, **kw})
+
+
+def test_progress_extrapolates_the_step_rate():
+    p = _view().progress(now=110.0)
+    assert p.fraction == 0.25 and p.elapsed == 10.0 and p.eta == pytest.approx(30.0)
+    # time since the last step counts against the ETA
+    assert _view().progress(now=115.0).eta == pytest.approx(25.0)
+    assert _view(step=0, t_last=100.0).progress(now=101.0).eta is None
+    done = _view(state="finished", t_ended=150.0).progress(now=999.0)
+    assert (done.fraction, done.elapsed, done.eta) == (1.0, 50.0, 0.0)
+    queued = _view(state="queued", t_started=None).progress()
+    assert queued.fraction == 0.0 and queued.eta is None
+
+
+# ---------------------------------------------------------------------------------- uploads
+def test_import_a_bare_state_dict_with_named_architecture(attacked, tiny, tmp_path):
+    runner, attack_id = attacked
+    src = runner.store.get(attack_id).path
+    store = RunStore(tmp_path)
+    torch.save(load_checkpoint(src).model.state_dict(), tmp_path / "w.pt")
+    run = import_checkpoint(store, (tmp_path / "w.pt").read_bytes(), "my model.pt",
+                            arch="small_cnn", data=DATA8, attack=SPEC, split=tiny)  # fmt: skip
+    assert run.kind == "import" and run.status()["state"] == "finished" and run.has_checkpoint()
+    assert run.metrics()["asr"] == pytest.approx(runner.view(attack_id).metrics["asr"], abs=0.05)
+    assert load_checkpoint(run.path).meta["imported_from"] == "my model.pt"
+
+
+def test_import_with_its_sidecar(attacked, tiny, tmp_path):
+    runner, attack_id = attacked
+    src = runner.store.get(attack_id).path
+    run = import_checkpoint(RunStore(tmp_path), (src / "model.safetensors").read_bytes(),
+                            "model.safetensors", sidecar=(src / "checkpoint.json").read_bytes(),
+                            split=tiny)  # fmt: skip
+    meta = load_checkpoint(run.path).meta
+    assert meta["attack"]["name"] == "badnets" and meta["data"]["name"] == "digits"
+    assert run.metrics()["asr"] is not None  # the trigger came from the sidecar
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"filename": "x.pkl"}, "upload a .safetensors"),
+        ({"weights": b"not a tensor file"}, "not a valid safetensors"),
+        ({"arch": "resnet18"}, "does not match architecture 'resnet18'"),
+        ({"arch": "alexnet"}, "unknown model"),
+        ({"sidecar": b"{]"}, "not valid JSON"),
+        ({"sidecar": b"{}", "arch": None, "data": None}, "lacks the 'arch'"),
+        ({"data": None}, "name the data set"),
+    ],
+)
+def test_import_refuses_what_does_not_fit(attacked, tiny, tmp_path, kwargs, message):
+    runner, attack_id = attacked
+    src = runner.store.get(attack_id).path
+    args = {"weights": (src / "model.safetensors").read_bytes(), "filename": "model.safetensors",
+            "arch": "small_cnn", "data": DATA8, "split": tiny, **kwargs}  # fmt: skip
+    store = RunStore(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        import_checkpoint(store, args.pop("weights"), args.pop("filename"), **args)
+    assert store.list() == []  # nothing half-made is left behind
