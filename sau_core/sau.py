@@ -205,6 +205,8 @@ def shared_pgd(
     projection; stops early once every sample is shared (on GPUs without a host sync: the
     remaining steps leave delta unchanged, which is what stopping does).
     """
+    if x.device.type != "cuda" and config.norm in ("Linf", "Reg"):
+        return _shared_pgd_compact(h, h0, x, y, pred_h, pred_h0, config, generator, amp)
     b = x.shape[0]
     delta = init_delta(x, config.pgd_init, config.norm, config.eps, generator)
     zero = x.new_zeros(())
@@ -241,6 +243,56 @@ def shared_pgd(
             if bool(all_shared):
                 break
     return PGDResult(delta.detach(), l_adv, l_share, steps)
+
+
+def _shared_pgd_compact(
+    h: nn.Module,
+    h0: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    pred_h: Tensor,
+    pred_h0: Tensor,
+    config: SAUConfig,
+    generator: torch.Generator | None,
+    amp: bool,
+) -> PGDResult:
+    """:func:`shared_pgd` that stops computing samples once they are shared (CPU; L_inf, Reg).
+
+    A shared sample is left out of both loss terms, so its gradient is exactly zero, its
+    perturbation stays as it is (sign(0) = 0, and L_inf/Reg projection leaves an in-ball point
+    alone) and it stays shared: running it again changes no number. Dropping it from later steps
+    gives the same perturbations with less work; the reported losses differ only in the order
+    of their sums. (L1/L2 re-projection can move a point by rounding, so those keep the full
+    batch; on CUDA the full batch avoids the host sync that compaction needs.)
+    """
+    b = x.shape[0]
+    delta = init_delta(x, config.pgd_init, config.norm, config.eps, generator)
+    active = torch.arange(b, device=x.device)
+    l_adv = l_share = x.new_zeros(())
+    steps = 0
+    for _ in range(config.pgd_steps):
+        xs, ys = x[active], y[active]
+        d = delta[active].requires_grad_(True)
+        xa = xs + d
+        if config.clip:
+            xa = xa.clamp(0, 1)
+        with autocast(x.device, amp):
+            logits_h, logits_h0 = h(xa).float(), h0(xa).float()
+        adv_h, adv_h0, _, shared = sae_flags(
+            pred_h[active], pred_h0[active], logits_h.argmax(1), logits_h0.argmax(1)
+        )
+        ce_h = F.cross_entropy(logits_h, ys, reduction="none")
+        ce_h0 = F.cross_entropy(logits_h0, ys, reduction="none")
+        adv_loss = -((ce_h * ~adv_h).sum() + (ce_h0 * ~adv_h0).sum()) / 2 / b
+        share_loss = (_js_per_sample(logits_h, logits_h0) * ~shared).sum() / b
+        loss = config.beta_1 * adv_loss + config.beta_2 * share_loss
+        (grad,) = torch.autograd.grad(loss, d)
+        delta[active] = project(d.detach() - config.pgd_lr * grad.sign(), config.norm, config.eps)
+        l_adv, l_share, steps = adv_loss.detach(), share_loss.detach(), steps + 1
+        if bool(shared.all()):
+            break
+        active = active[~shared]
+    return PGDResult(delta, l_adv, l_share, torch.tensor(steps))
 
 
 def sae_flags(
