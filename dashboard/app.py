@@ -35,9 +35,17 @@ PAGES = {
             url_path="gallery",
         ),
     ],
-    # A later issue adds Explain (saliency) and Compare pages here.
     "Results": [
-        st.Page("app_pages/runs.py", title="Runs", icon=":material/folder_open:", url_path="runs")
+        st.Page(
+            "app_pages/explain.py",
+            title="Explain",
+            icon=":material/visibility:",
+            url_path="explain",
+        ),
+        st.Page(
+            "app_pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"
+        ),
+        st.Page("app_pages/runs.py", title="Runs", icon=":material/folder_open:", url_path="runs"),
     ],
 }
 

@@ -156,3 +156,73 @@ def before_after_rows(metrics: dict) -> list[dict]:
             "change": "–" if change is None else f"{100 * change:+.1f} pts",
         })  # fmt: skip
     return rows
+
+
+# ------------------------------------------------------------------------------- comparisons
+PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#7c3aed", "#ea580c", "#0891b2", "#db2777",
+           "#4b5563", "#ca8a04", "#65a30d"]  # fmt: skip
+
+
+def _num(v, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def compare_rows(runs: list[tuple[str, dict | None]]) -> list[dict]:
+    """One row per purify run (``(label, metrics.json)``): ACC, ASR, RA before and after, DER."""
+    rows = []
+    for label, metrics in runs:
+        m = metrics or {}
+        b, a = m.get("before") or {}, m.get("after") or {}
+        row = {"run": label}
+        for key, name in (("acc", "ACC"), ("asr", "ASR"), ("ra", "RA")):
+            row[f"{name} before"] = pct(b.get(key))
+            row[f"{name} after"] = pct(a.get(key))
+        row["DER"] = _num(m.get("der"))
+        row["rounds"] = m.get("rounds_done", "–")
+        rows.append(row)
+    return rows
+
+
+def compare_curves(
+    runs: list[tuple[str, list[dict], dict | None]], keys: tuple[str, ...] = ("acc", "asr")
+) -> go.Figure:
+    """ACC (solid) and ASR (dashed) per round of several runs on one chart, a colour per run.
+
+    ``runs``: ``(label, SAURound records, Baseline record or None)`` per run; round 0 is the
+    backdoored model when the Baseline record is there.
+    """
+    dashes = {"acc": "solid", "asr": "dash", "ra": "dot"}
+    fig = go.Figure()
+    for i, (label, rounds, before) in enumerate(runs):
+        color = PALETTE[i % len(PALETTE)]
+        for key in keys:
+            xs, ys = _points(rounds, before, key)
+            if xs:
+                fig.add_scatter(x=xs, y=ys, name=f"{label}: {key.upper()}", mode="lines+markers",
+                                legendgroup=str(i),
+                                line={"color": color, "dash": dashes.get(key, "solid")})  # fmt: skip
+    last = max((r["round"] for _, rounds, _ in runs for r in rounds), default=0)
+    _round_axis(fig, last or None)
+    names = " and ".join(k.upper() for k in keys)
+    _layout(fig, f"{names} per round (solid: ACC, dashed: ASR)", "share of test images",
+            percent=True)  # fmt: skip
+    fig.update_layout(height=420, hovermode="closest")
+    return fig
+
+
+def focus_rows(stats: dict) -> list[dict]:
+    """Rows of the trigger-focus table: ``{method: FocusComparison or FocusStats}``."""
+    rows = []
+    for method, s in stats.items():
+        pairs = [("h0 (backdoored)", s.before), ("h (purified)", s.after)] if hasattr(
+            s, "before") else [("model", s)]  # fmt: skip
+        for who, f in pairs:
+            rows.append({
+                "method": method,
+                "model": who,
+                "focus (mean)": _num(f.mean),
+                "spread (std)": _num(f.std),
+                "images": f.n,
+                "uniform map would give": _num(f.area),
+            })  # fmt: skip
+    return rows

@@ -45,6 +45,7 @@ __all__ = [
     "Explanation",
     "FocusComparison",
     "FocusStats",
+    "GridExplanation",
     "GradCamConfig",
     "InputXGradientConfig",
     "IntegratedGradientsConfig",
@@ -54,6 +55,7 @@ __all__ = [
     "attribute",
     "compare_focus",
     "explain",
+    "explain_grid",
     "focus_stats",
     "heatmaps",
     "list_methods",
@@ -830,3 +832,66 @@ def explain(
     ]
     scale = shared_scale(*attrs, percentile=percentile, per_image=per_image)
     return Explanation(method, _normalise(attrs, scale), scale, preds, confs, targets)
+
+
+@dataclass
+class GridExplanation:
+    """Two models (or more) explained on several versions of the same images (clean, triggered,
+    ...) with one method; every map of one image row shares ONE scale, across models and
+    versions, so brightness can be compared anywhere in the row."""
+
+    method: str
+    columns: list[str]  # the versions' names, e.g. ["clean", "triggered"]
+    images: list[Tensor]  # per version: (B, C, H, W) as given
+    maps: list[list[Tensor]]  # [version][model]: (B, H, W) float32 CPU in [0, 1]
+    pred: list[list[Tensor]]  # [version][model]: (B,) int64
+    conf: list[list[Tensor]]  # [version][model]: (B,) float32
+    scale: Tensor  # (B,) attribution mass that maps to 1 (or all equal when not per image)
+
+
+def explain_grid(
+    models: Sequence[nn.Module],
+    versions: Mapping[str, Tensor],
+    method: str = "saliency",
+    *,
+    percentile: float = 99.0,
+    per_image: bool = True,
+    batch_size: int = 64,
+    **params: Any,
+) -> GridExplanation:
+    """The Explain grid: each model's map, prediction and confidence on each version of the
+    images, with one colour scale per image row shared by every model and version.
+
+    Args:
+        models: e.g. ``(h0, h)``; each explains its own prediction.
+        versions: name -> images (B, C, H, W) in [0, 1], the same B for all (row i of every
+            version is the same picture, e.g. clean and with the trigger).
+        method, params, percentile, per_image, batch_size: as in :func:`explain`.
+    """
+    if isinstance(models, nn.Module) or not models:
+        raise ValueError("models must be a non-empty sequence of models, e.g. (h0, h)")
+    if not isinstance(versions, Mapping) or not versions:
+        raise ValueError("versions must be a non-empty dict of name -> images (B, C, H, W)")
+    names = list(versions)
+    for name in names:
+        _check_images(versions[name], f"versions[{name!r}]")
+    sizes = {len(versions[n]) for n in names}
+    if len(sizes) != 1:
+        raise ValueError(f"every version needs the same number of images, got {sorted(sizes)}")
+    attrs, preds, confs = [], [], []
+    for name in names:
+        x = versions[name]
+        probs = [predict_proba(m, x, batch_size=batch_size) for m in models]  # (B, K) each
+        pred = [p.argmax(1) for p in probs]
+        preds.append(pred)
+        confs.append([p.gather(1, c[:, None]).squeeze(1) for p, c in zip(probs, pred, strict=True)])
+        attrs.append(
+            [
+                attribute(m, x, t, method, batch_size=batch_size, **params)
+                for m, t in zip(models, pred, strict=True)
+            ]
+        )
+    flat = [a for row in attrs for a in row]
+    scale = shared_scale(*flat, percentile=percentile, per_image=per_image)
+    maps = [_normalise(row, scale) for row in attrs]
+    return GridExplanation(method, names, [versions[n] for n in names], maps, preds, confs, scale)

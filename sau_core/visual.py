@@ -22,6 +22,10 @@ __all__ = [
     "ProbeTile",
     "TriggeredExample",
     "amplify",
+    "heat_legend",
+    "heat_to_uint8",
+    "hstack",
+    "png_bytes",
     "probe_tiles",
     "sample_images",
     "to_uint8",
@@ -177,3 +181,56 @@ def probe_tiles(probe: ProbeSnapshot) -> list[ProbeTile]:
             )
         )
     return tiles
+
+
+# A perceptually ordered colour map (anchors of matplotlib's "inferno"): black = no
+# attribution, yellow-white = the shared scale's top.
+_HEAT = torch.tensor(
+    [[0, 0, 4], [40, 11, 84], [101, 21, 110], [159, 42, 99], [212, 72, 66], [245, 125, 21],
+     [250, 193, 39], [252, 255, 164]], dtype=torch.float32
+)  # fmt: skip
+
+
+def heat_to_uint8(heat: Tensor, scale: int | None = None, target: int = 96) -> np.ndarray:
+    """A heat map (H, W) in [0, 1] as a coloured uint8 picture (H*s, W*s, 3), enlarged ``s``
+    times as :func:`to_uint8` does. Values outside [0, 1] are clipped; NaN counts as 0."""
+    if not isinstance(heat, Tensor) or heat.ndim != 2:
+        shape = tuple(heat.shape) if isinstance(heat, Tensor) else type(heat).__name__
+        raise ValueError(f"expected one heat map (H, W), got {shape}")
+    v = heat.detach().float().cpu().nan_to_num(0.0).clamp(0, 1) * (len(_HEAT) - 1)
+    lo = v.floor().long().clamp(max=len(_HEAT) - 2)
+    frac = (v - lo)[..., None]
+    rgb = _HEAT[lo] * (1 - frac) + _HEAT[lo + 1] * frac  # (H, W, 3)
+    return to_uint8(rgb.permute(2, 0, 1) / 255.0, scale=scale, target=target)
+
+
+def heat_legend(width: int = 192, height: int = 12) -> np.ndarray:
+    """The colour scale of :func:`heat_to_uint8` as a horizontal bar, 0 left, 1 right."""
+    ramp = torch.linspace(0, 1, width)[None].expand(height, width)
+    return heat_to_uint8(ramp, scale=1)
+
+
+def hstack(parts: list[np.ndarray], gap: int = 4) -> np.ndarray:
+    """uint8 pictures (H, W, 3) side by side, top-aligned, separated by white gaps."""
+    if not parts:
+        raise ValueError("hstack needs at least one picture")
+    h = max(p.shape[0] for p in parts)
+    out = []
+    for i, p in enumerate(parts):
+        if i:
+            out.append(np.full((h, gap, 3), 255, dtype=np.uint8))
+        if p.shape[0] < h:
+            p = np.concatenate([p, np.full((h - p.shape[0], p.shape[1], 3), 255, np.uint8)])
+        out.append(p)
+    return np.concatenate(out, axis=1)
+
+
+def png_bytes(img: np.ndarray) -> bytes:
+    """A uint8 picture (H, W, 3) as PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img)).save(buf, format="PNG")
+    return buf.getvalue()

@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboard import components, state, widgets
 from dashboard.glossary import HELP, pct
+from dashboard.report import build_report
 from sau_core.attacks import AttackSpec
 from sau_core.jobs import PurifyJob
 from sau_core.pipeline import DEMO, DataSpec, sau_caveats
@@ -129,7 +130,7 @@ if run_id is not None:
     else:
         components.purify_view(view, runner, class_names, total)
         if view.metrics:
-            c1, c2 = st.columns(2)
+            c1, c2, c3 = st.columns(3)
             c1.page_link("app_pages/gallery.py", label="See the shared adversarial examples",
                          icon=":material/photo_library:", query_params={"run": run_id})  # fmt: skip
             c2.download_button(
@@ -137,6 +138,14 @@ if run_id is not None:
                 data=lambda: state.store().get(run_id).zip_bytes(),
                 file_name=f"{run_id}.zip",
                 mime="application/zip",
+            )
+            c3.download_button(
+                "Download a report (HTML)",
+                data=lambda: build_report(state.store().get(run_id)),
+                file_name=f"{run_id}.html",
+                mime="text/html",
+                help="One file that opens offline: settings, table, interactive curves, the "
+                "shared adversarial examples and saliency maps.",
             )
             after = view.metrics.get("after", {})
             st.caption(f"Purified model: ACC {pct(after.get('acc'))}, ASR {pct(after.get('asr'))}.")

@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboard import components, state
 from dashboard.glossary import pct
+from dashboard.report import build_report
 
 st.title("Runs")
 store = state.store()
@@ -61,7 +62,17 @@ c2.download_button(
     mime="application/zip",
     key=f"zip-{info.id}",
 )
-if runner.is_active(info.id) and c3.button("Stop", key=f"runs-stop-{info.id}"):
-    runner.stop(info.id)
-    st.toast("Stopping.")
+if runner.is_active(info.id):
+    if c3.button("Stop", key=f"runs-stop-{info.id}"):
+        runner.stop(info.id)
+        st.toast("Stopping.")
+elif info.metrics:
+    c3.download_button(
+        "Report (HTML)",
+        data=lambda: build_report(store.get(info.id)),
+        file_name=f"{info.id}.html",
+        mime="text/html",
+        key=f"report-{info.id}",
+        help="One self-contained file that opens offline.",
+    )
 components.config_expander(info.config)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import streamlit as st
 
-from dashboard import components, state, widgets
+from dashboard import components, share, state, widgets
 from dashboard.glossary import HELP, pct
 from sau_core import ready
 from sau_core.attacks import ATTACKS, AttackSpec, list_attacks, param_schema
 from sau_core.data import DIGITS_RESOLUTIONS, available, list_datasets
 from sau_core.jobs import AttackJob, import_checkpoint
 from sau_core.models import MODELS
-from sau_core.pipeline import DEMO, DataSpec
+from sau_core.pipeline import DEMO, TEACHING_PRESETS, DataSpec
 from sau_core.runs import RunError
 from sau_core.train import TrainConfig, default_train_config
 from sau_core.visual import sample_images, trigger_preview
@@ -27,6 +29,24 @@ st.markdown(
 
 entries, note = ready.list_ready()
 by_name = {e.name: e for e in entries}
+
+# ---------------------------------------------------------------------- the link's set-up
+# The training form's choices live in the URL (?preset=sig&res=16&...): a link reproduces them.
+# They are applied once per URL, before the widgets exist; a bad parameter is reported, not used.
+_query = st.query_params.to_dict()
+_values, _problems = share.parse_setup_query(_query)
+if st.session_state.get("setup.applied") != json.dumps(sorted(_query.items())):
+    st.session_state.update(_values)
+for _p in _problems:
+    st.warning(f"Part of this link's set-up was ignored: {_p}.", icon=":material/link_off:")
+for _k, _v in share.preset_values(DEMO.attack.name).items():  # the form's defaults: the demo
+    st.session_state.setdefault(_k, _v)
+st.session_state.setdefault(share.PRESET_KEY, DEMO.attack.name)
+
+
+def apply_preset() -> None:
+    """The chosen teaching preset fills the training form (a widget callback)."""
+    st.session_state.update(share.preset_values(st.session_state[share.PRESET_KEY]))
 
 
 def use_ready(entry: ready.ReadyMade) -> None:
@@ -65,6 +85,23 @@ with st.container(border=True):
             state.watch(run_id, "attack")
             st.switch_page("app_pages/attack.py", query_params={"run": run_id})
 
+    st.markdown("**Teaching presets**: the demo's settings with another attack.")
+    c1, c2 = st.columns([2, 1])
+    preset = c1.selectbox("Preset", list(TEACHING_PRESETS), key=share.PRESET_KEY,
+                          format_func=lambda n: TEACHING_PRESETS[n].title, on_change=apply_preset,
+                          help="Choosing one also fills *Train your own* below.")  # fmt: skip
+    c1.caption(TEACHING_PRESETS[preset].help)
+    c2.write("")
+    if c2.button("Use this preset", key="preset.use"):
+        chosen = TEACHING_PRESETS[preset].setup
+        if chosen.attack.name in by_name:  # the ready-made model is this preset, trained
+            use_ready(by_name[chosen.attack.name])
+        else:
+            job = AttackJob(chosen.data, chosen.arch, chosen.attack, chosen.train)
+            run_id = state.runner().submit(job, label=TEACHING_PRESETS[preset].title)
+            state.watch(run_id, "attack")
+            st.switch_page("app_pages/attack.py", query_params={"run": run_id})
+
 current = state.model()
 if current is not None:
     st.info(
@@ -98,7 +135,6 @@ with tab_train:
     ds = st.selectbox(
         "Data set",
         datasets,
-        index=datasets.index("digits"),
         format_func=lambda n: n if status[n][0] else f"{n} (unavailable)",
         key="train.dataset",
         help="Digits ships with the app (1,797 handwritten digits). The others need their files.",
@@ -113,8 +149,7 @@ with tab_train:
     if ds == "digits":
         kwargs = dict(DEMO.data.kwargs)
         kwargs["resolution"] = st.select_slider(
-            "Image size (pixels)", list(DIGITS_RESOLUTIONS),
-            value=DEMO.data.kwargs.get("resolution", 16), key="train.resolution",
+            "Image size (pixels)", list(DIGITS_RESOLUTIONS), key="train.resolution",
             help="The 8x8 digits, enlarged for bigger triggers.",
         )  # fmt: skip
     data = DataSpec(ds, None, kwargs)
@@ -130,16 +165,18 @@ with tab_train:
     arch = c1.selectbox("Model", list(MODELS), key="train.arch",
                         help="\n\n".join(f"**{k}**: {v.help}" for k, v in MODELS.items()))  # fmt: skip
     attack = c2.selectbox("Attack", list_attacks(), key="train.attack",
-                          index=list_attacks().index(DEMO.attack.name),
                           format_func=lambda n: ATTACKS[n].help.split(":")[0],
                           help="\n\n".join(v.help for v in ATTACKS.values()))  # fmt: skip
     st.caption(ATTACKS[attack].help)
     k = info.num_classes if info is not None else 10
     c1, c2, c3 = st.columns(3)
-    target = c1.number_input("Target class", 0, k - 1, DEMO.attack.target, key="train.target",
+    if not 0 <= st.session_state["train.target"] < k:
+        st.warning(f"Target class {st.session_state['train.target']} does not exist here; using 0.")
+        st.session_state["train.target"] = 0
+    target = c1.number_input("Target class", 0, k - 1, key="train.target",
                              help=HELP["target"])  # fmt: skip
-    ratio = c2.slider("Poison ratio", 0.01, 0.5, DEMO.attack.poison_ratio, 0.01,
-                      key="train.ratio", help=HELP["poison_ratio"])  # fmt: skip
+    ratio = c2.slider("Poison ratio", *share.RATIO_RANGE, step=0.01, key="train.ratio",
+                      help=HELP["poison_ratio"])  # fmt: skip
     rule = c3.selectbox("Label rule", ["all2one", "all2all"], key="train.rule",
                         disabled=ATTACKS[attack].clean_label,
                         help="all2one: every triggered image goes to the target; all2all: "
@@ -168,6 +205,20 @@ with tab_train:
         train_values = widgets.render_fields(
             widgets.field_schema(TrainConfig, defaults), f"trainconf.{ds}", columns=3
         )
+    # the form's choices into the URL: a link to this page reproduces them
+    _form = {k: st.session_state.get(k) for k in share.FIELDS.values()}
+    _preset = st.session_state.get(share.PRESET_KEY)
+    if _preset in TEACHING_PRESETS and any(
+        _form.get(k) != v for k, v in share.preset_values(_preset).items()
+    ):
+        _preset = None  # the form no longer is the preset
+    _new = share.setup_query(_form, _preset)
+    for _k in (share.PRESET, *share.FIELDS):
+        if _k in _new and st.query_params.get(_k) != _new[_k]:
+            st.query_params[_k] = _new[_k]
+        elif _k not in _new and _k in st.query_params:
+            del st.query_params[_k]
+    st.session_state["setup.applied"] = json.dumps(sorted(st.query_params.to_dict().items()))
     label = st.text_input("Name for this run (optional)", key="train.label", max_chars=120)
     if st.button(
         "Train the backdoored model", type="primary", disabled=split is None and not download

@@ -2,7 +2,8 @@
 
 Goes through the demo as a user would: load the preset, purify with two rounds from the form,
 watch the live page, reload (the run's URL reattaches), open the gallery and the per-class ASR
-chart, train a one-epoch backdoor, list the runs. A screenshot of each page is saved under
+chart, train a one-epoch backdoor, list the runs, explain the SAU run (saliency of h0 and h) and
+compare it; then the run's HTML report is opened from disk with the network refused. A screenshot of each page is saved under
 ``$SAU_SCREENSHOTS`` (default ``tests/browser/screenshots/``, ignored by git).
 
 Needs Debian's chromium at /usr/bin/chromium (``.ci/run`` installs it); Playwright's own browser
@@ -29,17 +30,28 @@ LONG = 240_000  # ms: a shared 2-core machine can be slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with streamlit_server(tmp_path_factory.mktemp("browser")) as url:
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("browser")
+
+
+@pytest.fixture(scope="module")
+def server(workdir):
+    with streamlit_server(workdir) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def browser():
     with launch_browser() as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        yield page
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def page(server, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    yield page
+    page.close()
 
 
 def test_demo_end_to_end(server, page):
@@ -111,5 +123,67 @@ def test_demo_end_to_end(server, page):
     expect(page.get_by_role("heading", name="Runs")).to_be_visible()
     time.sleep(1)
     screenshot(page, SHOTS / "6_runs.png")
+
+    # Explain: h0's and h's saliency maps on clean and triggered images, and the trigger focus
+    page.get_by_role("link", name="Explain").first.click()
+    expect(page.get_by_role("heading", name="Explain: where do the models look?")).to_be_visible()
+    expect(page.get_by_text("After SAU, h puts")).to_be_visible(timeout=LONG)
+    expect(page.get_by_text("h0 →").first).to_be_visible()
+    expect(page.get_by_text("h →").first).to_be_visible()
+    screenshot(page, SHOTS / "7_explain.png")
+
+    # Compare: the SAU run's table row and its curves
+    page.get_by_role("link", name="Compare").first.click()
+    expect(page.get_by_role("heading", name="Compare runs")).to_be_visible()
+    expect(page.get_by_text("ACC and ASR per round").first).to_be_visible(timeout=LONG)
+    screenshot(page, SHOTS / "8_compare.png")
     assert page.locator("[data-testid='stException']").count() == 0
+    assert not errors, errors
+
+
+def test_the_report_opens_offline(workdir, browser):
+    """A run's HTML report opens from disk with every network request refused: its charts draw
+    (plotly.js is inlined) and its pictures load (data: URLs)."""
+    from playwright.sync_api import expect
+
+    from dashboard.report import write_report
+    from sau_core.runs import RunStore
+
+    store = RunStore(workdir / "runs")
+    done = [r for r in store.scan()[0] if r.kind == "purify" and r.metrics]
+    if done:
+        run_dir = store.get(done[0].id).path
+    else:  # the end-to-end test did not leave one: make a tiny run here
+        from tests.lab import make_lab
+
+        _, runs, ids = make_lab(workdir / "lab")
+        run_dir = runs / ids[0]
+    out = write_report(run_dir, workdir / "report.html")
+    context = browser.new_context(offline=True)
+    requests: list[str] = []
+
+    def refuse(route):
+        if not route.request.url.startswith(("file:", "data:")):
+            requests.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    context.route("**/*", refuse)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    try:
+        page.goto(out.resolve().as_uri())
+        expect(page.get_by_role("heading", name="Before and after SAU")).to_be_visible()
+        expect(page.locator(".js-plotly-plot .main-svg").first).to_be_visible(timeout=30_000)
+        assert page.locator(".js-plotly-plot").count() >= 3
+        loaded = page.evaluate(
+            "() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)"
+        )
+        assert loaded and page.locator("img").count() >= 5
+        page.screenshot(path=str(SHOTS / "9_report.png"), full_page=True)
+    finally:
+        context.close()
+    assert not requests, requests
     assert not errors, errors

@@ -1,0 +1,164 @@
+"""The Explain and Compare pages and the report buttons under Streamlit's AppTest, on a tiny lab
+(one-epoch 8x8 BadNets checkpoint, two finished SAU runs of one and two rounds)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from tests.lab import make_lab
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    torch.set_num_threads(1)
+    return make_lab(tmp_path_factory.mktemp("lab"), rounds=(1, 2))
+
+
+@pytest.fixture
+def env(monkeypatch, lab):
+    ready_dir, runs, ids = lab
+    monkeypatch.setenv("SAU_LAB_RUNS", str(runs))
+    monkeypatch.setenv("SAU_LAB_CHECKPOINTS", str(ready_dir))
+    return ids
+
+
+def _app(page: str, **query) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=90)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.switch_page(page)
+    return at.run()
+
+
+def _ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_explain_shows_h0_and_h_on_clean_and_triggered_images(env):
+    at = _ok(_app("app_pages/explain.py", run=env[0]))
+    assert at.title[0].value == "Explain: where do the models look?"
+    assert at.selectbox(key="explain.run").value == env[0]  # the URL's run
+    assert "Saliency" in at.subheader[0].value
+    assert [m.value for m in at.markdown if m.value in ("**clean**", "**triggered**")] == [
+        "**clean**", "**triggered**"]  # fmt: skip
+    # the trigger focus, in numbers and in words
+    focus = at.dataframe[0].value
+    assert list(focus["model"]) == ["h0 (backdoored)", "h (purified)"]
+    assert any("After SAU, h puts" in m.value for m in at.markdown)
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "grad_cam", "occlusion"])
+def test_every_method_draws_with_its_generated_form(env, method):
+    at = _ok(_app("app_pages/explain.py"))
+    at = _ok(at.selectbox(key="explain.method").set_value(method).run())
+    assert method.split("_")[0] in at.subheader[0].value.lower().replace("-", "_")
+
+
+def test_bad_method_settings_give_a_clear_message(env):
+    at = _ok(_app("app_pages/explain.py"))
+    at = _ok(at.selectbox(key="explain.method").set_value("grad_cam").run())
+    at = at.text_input(key="explain.grad_cam.layer").set_value("no.such.layer").run()
+    assert not at.exception
+    assert any("no layer" in e.value for e in at.error)
+
+
+def test_explain_the_gallery_examples_and_a_single_model(env):
+    at = _ok(_app("app_pages/explain.py"))
+    at = _ok(
+        at.radio(key="explain.source").set_value("Shared adversarial examples (gallery)").run()
+    )
+    assert any(m.value == "**shared adversarial**" for m in at.markdown)
+    at = _ok(at.radio(key="explain.kind").set_value("A single model").run())
+    assert any("h0" in m.value for m in at.markdown)
+    assert not any(m.value == "*h*" for m in at.markdown)
+
+
+def test_an_upload_is_validated(env):
+    at = _ok(_app("app_pages/explain.py"))
+    at = _ok(at.radio(key="explain.source").set_value("Upload an image").run())
+    assert any("Upload a picture" in i.value for i in at.info)
+    # AppTest cannot drive st.file_uploader; the decoding and its checks are tested in
+    # tests/test_explore.py, and the page's path through them here:
+    from sau_core.data import DatasetInfo
+    from sau_core.explore import decode_image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (20, 20)).save(buf, format="PNG")
+    assert decode_image(buf.getvalue(), DatasetInfo("d", 10, (1, 8, 8), (0.5,), (0.5,))).shape[
+        1:] == (1, 8, 8)  # fmt: skip
+
+
+def test_compare_sets_runs_side_by_side(env):
+    at = _ok(_app("app_pages/compare.py"))
+    assert at.title[0].value == "Compare runs"
+    assert sorted(at.multiselect(key="compare.runs").value) == sorted(env)
+    table = at.dataframe[0].value
+    assert len(table) == 2 and {"ACC before", "ASR after", "DER"} <= set(table.columns)
+    assert sorted(table["rounds"].tolist()) == [1, 2]
+    at = _ok(at.multiselect(key="compare.runs").set_value([env[1]]).run())
+    assert len(at.dataframe[0].value) == 1
+
+
+def test_report_buttons_on_purify_and_runs(env):
+    at = _ok(_app("app_pages/purify.py", run=env[0]))
+    labels = [b.label for b in at.get("download_button")]
+    assert "Download a report (HTML)" in labels
+
+
+# ------------------------------------------------------------------- presets and the URL
+def test_share_parses_and_writes_the_setup_query():
+    from dashboard import share
+
+    values, problems = share.parse_setup_query({"preset": "sig", "target": "3", "run": "x"})
+    assert problems == []
+    assert values["train.attack"] == "sig" and values["train.target"] == 3
+    assert values["setup.preset"] == "sig" and values["train.resolution"] == 16
+    values, problems = share.parse_setup_query({
+        "preset": "nope", "dataset": "../etc", "res": "12", "arch": "x" * 500, "attack": "",
+        "target": "-1", "ratio": "nan", "rule": "all2none"})  # fmt: skip
+    assert values == {} and len(problems) == 8
+    assert any("too long" in p for p in problems) and any("poison ratio" in p for p in problems)
+    query = share.setup_query(share.preset_values("wanet"), "wanet")
+    assert query["preset"] == "wanet" and query["attack"] == "wanet" and query["ratio"] == "0.1"
+    assert share.parse_setup_query(query) == (
+        {"setup.preset": "wanet", **share.preset_values("wanet")}, [])  # fmt: skip
+
+
+def test_a_preset_fills_the_form_and_the_url(env):
+    at = _ok(_app("app_pages/setup.py"))
+    assert at.selectbox(key="setup.preset").value == "badnets"
+    at = _ok(at.selectbox(key="setup.preset").set_value("sig").run())
+    assert at.selectbox(key="train.attack").value == "sig"
+    assert at.query_params["preset"] == "sig" and at.query_params["attack"] == "sig"
+    # changing a field keeps it in the URL and drops the preset (the form is no longer it)
+    at = _ok(at.number_input(key="train.target").set_value(4).run())
+    assert at.query_params["target"] == "4" and "preset" not in at.query_params
+
+
+def test_a_link_reproduces_the_setup_and_bad_params_are_reported(env):
+    at = _ok(_app("app_pages/setup.py", preset="wanet", res="32", target="7"))
+    assert at.selectbox(key="train.attack").value == "wanet"
+    assert at.select_slider(key="train.resolution").value == 32
+    assert at.number_input(key="train.target").value == 7
+    at = _app("app_pages/setup.py", attack="nope", ratio="7", target="abc")
+    assert not at.exception
+    texts = [w.value for w in at.warning]
+    assert sum("ignored" in t for t in texts) == 3
+    assert at.selectbox(key="train.attack").value == "badnets"  # the default stays
+
+
+def test_use_this_preset_takes_the_ready_made_model(env):
+    at = _ok(_app("app_pages/setup.py"))
+    at = _ok(at.button(key="preset.use").click().run())
+    assert at.session_state["model"]["source"] == "ready"
+    assert at.title[0].value == "Purify with SAU"
