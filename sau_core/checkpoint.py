@@ -10,6 +10,7 @@ architecture and the data set. Files are written atomically (temporary file, the
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import tempfile
@@ -27,7 +28,9 @@ from .models import Classifier, create_model
 __all__ = [
     "Checkpoint",
     "CheckpointError",
+    "check_info",
     "load_checkpoint",
+    "parse_sidecar",
     "save_checkpoint",
     "write_json_atomic",
 ]
@@ -36,6 +39,9 @@ FORMAT = "sau-lab-checkpoint/1"
 WEIGHTS = "model.safetensors"
 SIDECAR = "checkpoint.json"
 MAX_BYTES = 1 << 30  # 1 GiB: larger files are refused before reading
+MAX_SIDECAR_BYTES = 1 << 20  # 1 MiB: a sidecar is a few hundred bytes of JSON
+MAX_CLASSES = 10_000  # bounds on a sidecar's data set geometry (a model is built from it)
+MAX_SIDE = 1024
 
 
 class CheckpointError(ValueError):
@@ -114,17 +120,28 @@ def _read_state(path: Path) -> dict[str, Tensor]:
         from safetensors import SafetensorError
         from safetensors.torch import load
 
+        raw = path.read_bytes()
+        declared = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
+        if not 0 <= declared <= len(raw) - 8:
+            raise CheckpointError(
+                f"{path.name} is not a valid safetensors file: "
+                + (
+                    f"its header ({declared:,} bytes) does not fit in the file ({len(raw):,} bytes)"
+                    if declared >= 0
+                    else f"{len(raw)} bytes is too short for a header"
+                )
+            )
         try:
-            return load(path.read_bytes())
+            return load(raw)
         except (SafetensorError, ValueError, RuntimeError) as err:
             raise CheckpointError(f"{path.name} is not a valid safetensors file: {err}") from None
     if path.suffix in (".pt", ".pth", ".bin"):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # weights_only refuses code; report it, never fall back
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
             raise CheckpointError(
-                f"{path.name} could not be read as a plain state dict (weights_only=True): "
-                f"{str(err).splitlines()[0]}"
+                f"{path.name} could not be read as a plain state dict (weights_only=True): {first}"
             ) from None
         if (
             isinstance(state, dict)
@@ -141,16 +158,65 @@ def _read_state(path: Path) -> dict[str, Tensor]:
     )
 
 
-def _read_sidecar(path: Path) -> dict:
+def check_info(info: DatasetInfo, source: str = "checkpoint") -> DatasetInfo:
+    """CheckpointError unless ``info`` is a geometry a model can be built for (bounded sizes)."""
+    c, h, w = info.shape if len(info.shape) == 3 else (0, 0, 0)
+    problems = []
+    if not 2 <= info.num_classes <= MAX_CLASSES:
+        problems.append(f"num_classes must be in [2, {MAX_CLASSES}], got {info.num_classes}")
+    if len(info.shape) != 3 or c not in (1, 3) or not (1 <= h <= MAX_SIDE and 1 <= w <= MAX_SIDE):
+        problems.append(
+            f"shape must be (1 or 3, H, W) with H, W in [1, {MAX_SIDE}], got {info.shape}"
+        )
+    if len(info.mean) != c or len(info.std) != c:
+        problems.append(
+            f"mean and std need {c} values each, got {len(info.mean)} and {len(info.std)}"
+        )
+    if not all(math.isfinite(m) for m in info.mean) or not all(
+        math.isfinite(s) and s > 0 for s in info.std
+    ):
+        problems.append("mean must be finite and std finite and positive")
+    if problems:
+        raise CheckpointError(f"{source} has a malformed 'dataset' block: " + "; ".join(problems))
+    return info
+
+
+def parse_sidecar(raw: bytes, name: str = SIDECAR) -> dict:
+    """The checked contents of a sidecar's bytes; CheckpointError for anything malformed."""
+    if len(raw) > MAX_SIDECAR_BYTES:
+        raise CheckpointError(
+            f"{name} is over {MAX_SIDECAR_BYTES >> 20} MiB; it cannot be a sidecar"
+        )
     try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise CheckpointError(f"{name} is not valid JSON: {str(err)[:200]}") from None
     if not isinstance(meta, dict) or "arch" not in meta or "dataset" not in meta:
         raise CheckpointError(
-            f"{path} lacks the 'arch' and 'dataset' fields of a SAU Lab checkpoint"
+            f"{name} lacks the 'arch' and 'dataset' fields of a SAU Lab checkpoint"
         )
+    if not isinstance(meta["arch"], str):
+        raise CheckpointError(
+            f"{name}: 'arch' must be a model name, got {type(meta['arch']).__name__}"
+        )
+    try:
+        info = DatasetInfo.from_dict(meta["dataset"])
+    except (KeyError, TypeError, ValueError, OverflowError) as err:
+        raise CheckpointError(f"{name} has a malformed 'dataset' block: {str(err)[:200]}") from None
+    check_info(info, name)
     return meta
+
+
+def _read_sidecar(path: Path) -> dict:
+    try:
+        if path.stat().st_size > MAX_SIDECAR_BYTES:
+            raise CheckpointError(
+                f"{path} is over {MAX_SIDECAR_BYTES >> 20} MiB; it cannot be a sidecar"
+            )
+        raw = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"{path} cannot be read: {err}") from None
+    return parse_sidecar(raw, str(path))
 
 
 def load_state_into(model: nn.Module, state: dict[str, Tensor], source: str = "checkpoint") -> None:
@@ -167,9 +233,17 @@ def load_state_into(model: nn.Module, state: dict[str, Tensor], source: str = "c
         for k, v in own.items()
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
+    if not wrong:
+        wrong = [
+            f"{k}: dtype {state[k].dtype} vs expected {v.dtype}"
+            for k, v in own.items()
+            if k in state and state[k].is_floating_point() != v.is_floating_point()
+        ]
     if missing or unexpected or wrong:
         parts = []
-        if wrong:
+        if wrong and "dtype" in wrong[0]:
+            parts.append(f"{len(wrong)} tensors have the wrong dtype (e.g. {'; '.join(wrong[:3])})")
+        elif wrong:
             parts.append(f"{len(wrong)} tensors have the wrong shape (e.g. {'; '.join(wrong[:3])})")
         if missing:
             parts.append(f"{len(missing)} tensors are missing (e.g. {', '.join(missing[:3])})")
@@ -178,6 +252,11 @@ def load_state_into(model: nn.Module, state: dict[str, Tensor], source: str = "c
         arch = getattr(model, "arch", type(model).__name__)
         raise CheckpointError(
             f"{source} does not match architecture {arch!r} for this data set: " + "; ".join(parts)
+        )
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(
+            f"{source}: {len(bad)} tensors hold values that are not finite (e.g. {bad[0]})"
         )
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
@@ -214,12 +293,7 @@ def load_checkpoint(
     if meta:
         if arch is not None and arch != meta["arch"]:
             raise CheckpointError(f"checkpoint is a {meta['arch']!r}, not a {arch!r}")
-        try:
-            saved_info = DatasetInfo.from_dict(meta["dataset"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(
-                f"{sidecar.name} has a malformed 'dataset' block: {err}"
-            ) from None
+        saved_info = DatasetInfo.from_dict(meta["dataset"])  # checked by _read_sidecar
         info = info or saved_info
         arch = meta["arch"]
     elif arch is None or info is None:

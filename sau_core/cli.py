@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import MISSING, fields
@@ -21,6 +22,7 @@ from pathlib import Path
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+MAX_INT = 2**63 - 1  # integer flags beyond this cannot be seeds or counts
 
 
 class CLIError(Exception):
@@ -28,6 +30,38 @@ class CLIError(Exception):
 
 
 # --------------------------------------------------------------------------- flag helpers
+def finite_float(text: str) -> float:
+    """argparse type: a finite float (``nan``, ``inf`` and ``1e999`` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def bounded_int(text: str) -> int:
+    """argparse type: an int that fits in 64 bits (seeds and counts; bounds are checked later)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if abs(value) > MAX_INT:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_INT} in size, got {text[:40]}")
+    return value
+
+
+def _check_out(out: str | Path) -> None:
+    """Refuse an --out that is an existing file before any work is done."""
+    path = Path(out)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise CLIError(f"--out {out}: {p} is a file, not a directory")
+            break
+
+
 def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, prefix: str = "", skip=()) -> None:
     """One ``--flag`` per dataclass field, help and bounds from the field's metadata."""
     for f in fields(cls):
@@ -44,7 +78,7 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, prefix: str = "",
         if f.type in ("bool", bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             continue
-        typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
+        typ = {"int": bounded_int, "float": finite_float, "str": str}.get(str(f.type), str)
         if "choices" in meta:
             kwargs["choices"] = meta["choices"]
         parser.add_argument(
@@ -91,12 +125,15 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--resolution",
-        type=int,
+        type=bounded_int,
         default=None,
         help="image size: digits 8/16/32 (default 16), others resize",
     )
     g.add_argument(
-        "--split-seed", type=int, default=0, help="seed of the digits train/test split (default: 0)"
+        "--split-seed",
+        type=bounded_int,
+        default=0,
+        help="seed of the digits train/test split (default: 0)",
     )
 
 
@@ -115,7 +152,10 @@ def _add_attack_flags(p: argparse.ArgumentParser, required: bool) -> None:
         help="attack parameter, repeatable: e.g. --param size=4 --param alpha=0.1",
     )
     g.add_argument(
-        "--target", type=int, default=None, help="target class (default: 0, or the checkpoint's)"
+        "--target",
+        type=bounded_int,
+        default=None,
+        help="target class (default: 0, or the checkpoint's)",
     )
     g.add_argument(
         "--label-rule",
@@ -125,11 +165,11 @@ def _add_attack_flags(p: argparse.ArgumentParser, required: bool) -> None:
     )
     g.add_argument(
         "--poison-ratio",
-        type=float,
+        type=finite_float,
         default=None,
         help="share of training images poisoned (default: 0.1)",
     )
-    g.add_argument("--attack-seed", type=int, default=None, help="seed of the poisoned indices and trigger (default: 0)")  # fmt: skip
+    g.add_argument("--attack-seed", type=bounded_int, default=None, help="seed of the poisoned indices and trigger (default: 0)")  # fmt: skip
 
 
 def _data_spec(args):
@@ -211,6 +251,7 @@ def cmd_attack(args) -> int:
     from .pipeline import plant_backdoor, write_attack_outputs
     from .train import TrainConfig, default_train_config
 
+    _check_out(args.out)
     data = _data_spec(args)
     spec = _attack_spec(args)
     config = default_train_config(args.dataset, **_dataclass_overrides(args, TrainConfig))
@@ -266,6 +307,7 @@ def cmd_purify(args) -> int:
     from .pipeline import purify_checkpoint, write_purify_outputs
     from .sau import SAUConfig, default_sau_config
 
+    _check_out(args.out)
     ckpt, split = _load(args)
     spec = None if args.unknown_trigger else _attack_spec(args, ckpt.meta.get("attack"))
     config = default_sau_config(split.info.name, **_dataclass_overrides(args, SAUConfig))
@@ -384,12 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="download the data set when missing")
     p.add_argument(
         "--clean-ratio",
-        type=float,
+        type=finite_float,
         default=0.05,
         help="share of the training set the defender holds (default: 0.05)",
     )
     p.add_argument(
-        "--clean-seed", type=int, default=0, help="seed of the clean subset (default: 0)"
+        "--clean-seed", type=bounded_int, default=0, help="seed of the clean subset (default: 0)"
     )
     p.add_argument(
         "--clean-balanced", action="store_true", help="draw the clean subset evenly over classes"
@@ -411,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     p.add_argument(
-        "--rounds", type=int, default=None, help="SAU rounds (default: the demo preset's)"
+        "--rounds", type=bounded_int, default=None, help="SAU rounds (default: the demo preset's)"
     )
     common(p)
     p.set_defaults(func=cmd_demo)
@@ -426,9 +468,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (CLIError, ValueError, DataUnavailable, CheckpointError, FileNotFoundError,
-            PermissionError, IsADirectoryError, NotADirectoryError) as err:  # fmt: skip
-        print(f"sau {args.command}: error: {err}", file=sys.stderr)
+    except (CLIError, ValueError, DataUnavailable, CheckpointError, OSError) as err:
+        message = " ".join(str(err).split())  # one line, bounded
+        if len(message) > 500:
+            message = message[:500] + " ..."
+        print(f"sau {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"sau {args.command}: interrupted", file=sys.stderr)

@@ -353,6 +353,18 @@ def safe_pickle_load(path: str | Path, encoding: str = "latin1") -> Any:
         return SafeUnpickler(f, encoding=encoding).load()
 
 
+def _load_data_pickle(path: Path) -> Any:
+    """:func:`safe_pickle_load` with every failure (refused global, torn or garbage file) a ValueError."""
+    try:
+        return safe_pickle_load(path)
+    except (OSError, MemoryError):
+        raise
+    except Exception as err:  # UnpicklingError, EOFError, and whatever a garbage stream raises
+        raise ValueError(
+            f"{path} is not a readable data file: {type(err).__name__}: {err}"
+        ) from None
+
+
 def _str_keys(entry: Any, path: Path) -> dict[str, Any]:
     if not isinstance(entry, dict):
         raise ValueError(
@@ -363,7 +375,7 @@ def _str_keys(entry: Any, path: Path) -> dict[str, Any]:
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10 batch: uint8 images (N, 3, 32, 32) and int64 labels (N,)."""
-    entry = _str_keys(safe_pickle_load(path), path)
+    entry = _str_keys(_load_data_pickle(path), path)
     data, labels = entry.get("data"), entry.get("labels")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
         raise ValueError(f"{path}: 'data' must be a uint8 array of shape (N, 3072)")
@@ -384,7 +396,7 @@ def _cifar10_classes(folder: Path) -> tuple[str, ...]:
     path = folder / CIFAR10_META_FILE
     if not path.is_file():
         return CIFAR10_CLASSES
-    names = _str_keys(safe_pickle_load(path), path).get("label_names")
+    names = _str_keys(_load_data_pickle(path), path).get("label_names")
     if not isinstance(names, (list, tuple)) or len(names) != 10:
         return CIFAR10_CLASSES
     return tuple(n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names)

@@ -16,7 +16,6 @@ that a UI polls with :meth:`JobRunner.view`. A finished run is read back the sam
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import threading
@@ -33,6 +32,7 @@ from .checkpoint import (
     Checkpoint,
     CheckpointError,
     load_checkpoint,
+    parse_sidecar,
     save_checkpoint,
 )
 from .data import Split
@@ -557,9 +557,6 @@ def job_from_config(config: dict) -> AttackJob | PurifyJob:
 
 
 # ----------------------------------------------------------------------------- uploaded models
-MAX_SIDECAR_BYTES = 1 << 20
-
-
 def import_checkpoint(
     store: RunStore,
     weights: bytes,
@@ -593,32 +590,26 @@ def import_checkpoint(
         raise ValueError(f"the weights file is {len(weights) >> 20} MiB, over the 1 GiB limit")
     meta: dict = {}
     if sidecar is not None:
-        if len(sidecar) > MAX_SIDECAR_BYTES:
-            raise ValueError("the checkpoint.json file is over 1 MiB; it cannot be a sidecar")
-        try:
-            meta = json.loads(sidecar.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ValueError(f"checkpoint.json is not valid JSON: {err}") from None
-        if not isinstance(meta, dict) or "arch" not in meta or "dataset" not in meta:
-            raise ValueError(
-                "checkpoint.json lacks the 'arch' and 'dataset' of a SAU Lab checkpoint"
-            )
-    if data is None:
-        if isinstance(meta.get("data"), dict):
-            d = DataSpec.from_dict(meta["data"])
-            data = DataSpec(d.name, None, d.kwargs)
-        elif isinstance(meta.get("dataset"), dict) and "name" in meta["dataset"]:
-            ds = meta["dataset"]
-            data = DataSpec(str(ds["name"]), None, dict(ds.get("params", {})))
-        else:
-            raise ValueError("name the data set the model was trained on")
+        meta = parse_sidecar(sidecar, "checkpoint.json")  # CheckpointError is a ValueError
+    try:
+        if data is None:
+            if isinstance(meta.get("data"), dict):
+                d = DataSpec.from_dict(meta["data"])
+                data = DataSpec(d.name, None, d.kwargs)
+            elif isinstance(meta.get("dataset"), dict) and "name" in meta["dataset"]:
+                ds = meta["dataset"]
+                data = DataSpec(str(ds["name"]), None, dict(ds.get("params", {})))
+            else:
+                raise ValueError("name the data set the model was trained on")
+        if attack is None and isinstance(meta.get("attack"), dict):
+            attack = AttackSpec.from_dict(meta["attack"])
+    except (TypeError, KeyError, AttributeError) as err:
+        raise ValueError(f"checkpoint.json has a malformed data or attack block: {err}") from None
     arch = arch or meta.get("arch")
     if not arch:
         raise ValueError("name the model's architecture")
     if arch not in MODELS:
         raise ValueError(f"unknown model {arch!r}; choose from {', '.join(MODELS)}")
-    if attack is None and isinstance(meta.get("attack"), dict):
-        attack = AttackSpec.from_dict(meta["attack"])
     if attack is not None and attack.params.get("image"):
         attack = replace(attack, params={k: v for k, v in attack.params.items() if k != "image"})
     split = split if split is not None else data.load()

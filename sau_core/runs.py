@@ -195,7 +195,7 @@ class Run:
         return self.update_status(owner=_owner(), heartbeat=time.time())
 
     def metrics(self) -> dict | None:
-        path = self.path / "metrics.json"
+        path = self._file("metrics.json")
         return _read_json(path) if path.exists() else None
 
     def write_metrics(self, metrics: dict) -> None:
@@ -207,6 +207,15 @@ class Run:
         ).is_file()
 
     # --------------------------------------------------------------------------- events
+    def _file(self, name: str) -> Path:
+        """``name`` inside the run directory; RunError when it is a symbolic link."""
+        path = self.path / name
+        for part in (path, *path.relative_to(self.path).parents[:-1]):
+            p = part if part is path else self.path / part
+            if p.is_symlink():
+                raise RunError(f"{self.id}: {name} is a symbolic link; refusing to follow it")
+        return path
+
     def append_event(self, event: Any, t: float | None = None) -> dict:
         """Append one event (a dataclass from :mod:`sau_core.events` or a plain dict record).
 
@@ -223,13 +232,20 @@ class Run:
             record = to_record(event)
         record["t"] = time.time() if t is None else t
         line = json.dumps(record, allow_nan=True) + "\n"
-        with self._lock, open(self.path / "events.jsonl", "a", encoding="utf-8") as f:
-            f.write(line)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        path = self._file("events.jsonl")
+        with self._lock:
+            try:
+                fd = os.open(path, flags, 0o644)
+            except OSError as err:  # ELOOP: a link put there after the check
+                raise RunError(f"{self.id}: cannot append to events.jsonl: {err}") from None
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
+                f.write(line)
         return record
 
     def events(self) -> Iterator[dict]:
         """The event records in order; a torn or corrupt line (a crash mid-write) is skipped."""
-        path = self.path / "events.jsonl"
+        path = self._file("events.jsonl")
         if not path.exists():
             return
         with open(path, "rb") as f:
@@ -261,7 +277,7 @@ class Run:
     def load_probe(self, round: int) -> ProbeSnapshot:
         if isinstance(round, bool) or not isinstance(round, int) or round < 0:
             raise RunError(f"round must be a non-negative int, got {round!r}")
-        path = self.path / f"probes/round_{round:04d}.safetensors"
+        path = self._file(f"probes/round_{round:04d}.safetensors")
         if not path.is_file():
             raise RunError(f"run {self.id} has no probe snapshot for round {round}")
         return load_probe(path)
@@ -313,11 +329,13 @@ def load_probe(path: Path) -> ProbeSnapshot:
 
 
 def _read_json(path: Path) -> dict:
+    if path.is_symlink():
+        raise RunError(f"{path.parent.name}: {path.name} is a symbolic link; refusing to follow it")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RunError(f"{path.parent.name}: {path.name} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise RunError(f"{path.parent.name}: {path.name} is not valid JSON ({err})") from None
     if not isinstance(data, dict):
         raise RunError(f"{path.parent.name}: {path.name} does not hold a JSON object")
@@ -375,6 +393,8 @@ class RunStore:
         if not valid_run_id(run_id):
             raise RunError(f"not a run id: {str(run_id)[:80]!r}")
         run = Run(self.root, run_id)
+        if run.path.is_symlink():
+            raise RunError(f"{run_id} under {self.root} is a symbolic link, not a run directory")
         if not (run.path / "config.json").is_file():
             raise RunError(f"no run {run_id} under {self.root}")
         return run
@@ -440,10 +460,19 @@ class RunStore:
             run = self.get(info.id)
             raw = _read_json(run.path / "status.json")
             if raw.get("state") in ACTIVE_STATES:
+                # status.json is updated just after each round's event line: a kill between the
+                # two leaves it one round behind, so the last completed round comes from events.
+                done_rounds = [
+                    r.get("round", r.get("epoch"))
+                    for r in run.events()
+                    if r["event"] in ("SAURound", "TrainEpoch")
+                ]
+                last = [n for n in done_rounds if isinstance(n, int)]
                 run.update_status(
                     state="interrupted",
                     ended=_now(),
                     message="the process running this job ended before it finished",
+                    **({"round": last[-1]} if last else {}),
                 )
                 done.append(info.id)
         return done

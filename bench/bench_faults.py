@@ -1,0 +1,154 @@
+"""Crash safety: kill the process running purify jobs with SIGKILL at random points.
+
+Each trial starts a driver process (``python bench/bench_faults.py --driver ROOT CKPT``) that runs
+digits purify jobs one after the other through :class:`sau_core.jobs.JobRunner` (8x8 images,
+a few rounds; one thread), waits until its first job has started, sleeps a random time and
+kills it with SIGKILL. Then, in this process:
+
+- every run whose status says *finished* must be intact: ``metrics.json`` parses and the run
+  directory loads as a checkpoint (``load_checkpoint``);
+- the run that was killed must read as *interrupted* (its owner is dead) once
+  ``RunStore.mark_interrupted`` (what the dashboard calls when it starts) has written it down;
+  its last completed round (status.json) is compared with the last ``SAURound`` line of its
+  ``events.jsonl``;
+- the run list must still load (a torn file is skipped, not a crash).
+
+Prints one line per trial and the totals. Usage:
+
+    bash .ci/venv python bench/bench_faults.py               # 10 trials (about 3 minutes)
+    bash .ci/venv python bench/bench_faults.py --trials 3 --seed 1
+
+Resuming an interrupted purify run from its last completed round is not implemented: the run
+keeps its events and probe snapshots, but not h's weights or the optimiser state per round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+JOBS_PER_DRIVER = 3
+ROUNDS = 6
+
+
+def driver(root: str, ckpt: str) -> None:
+    """Run purify jobs one after the other, printing each run id as it is submitted."""
+    import torch
+
+    torch.set_num_threads(1)
+    from sau_core.jobs import JobRunner, PurifyJob
+    from sau_core.runs import RunStore
+    from sau_core.sau import SAUConfig
+
+    runner = JobRunner(RunStore(root))
+    config = SAUConfig(rounds=ROUNDS, batch_size=64, eval_size=200, probe_size=8)
+    for _ in range(JOBS_PER_DRIVER):
+        run_id = runner.submit(PurifyJob(ckpt, sau=config, clean_ratio=0.2, device="cpu"))
+        print(run_id, flush=True)
+        runner.wait(run_id)
+    print("done", flush=True)
+
+
+def _last_event_round(run) -> int | None:
+    rounds = [r.get("round") for r in run.events() if r.get("event") == "SAURound"]
+    return rounds[-1] if rounds else None
+
+
+def check(root: Path) -> dict:
+    """What a restarted server sees under ``root``: finished runs verified, the rest classified."""
+    from sau_core.checkpoint import load_checkpoint
+    from sau_core.runs import RunStore
+
+    store = RunStore(root)
+    marked = store.mark_interrupted()  # what the dashboard does when it starts
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        infos = store.list()
+    out = {"finished": 0, "intact": 0, "interrupted": [], "other": [], "skipped": len(caught)}
+    for info in infos:
+        run = store.get(info.id)
+        if info.state == "finished":
+            out["finished"] += 1
+            json.loads((run.path / "metrics.json").read_text())
+            load_checkpoint(run.path)
+            out["intact"] += 1
+        elif info.state == "interrupted":
+            out["interrupted"].append((info.id, info.round, _last_event_round(run)))
+        else:
+            out["other"].append((info.id, info.state))
+    out["marked"] = len(marked)
+    out["tmp_files"] = sum(1 for p in root.rglob("*.tmp"))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-delay", type=float, default=12.0, help="seconds (default 12)")
+    parser.add_argument("--driver", nargs=2, metavar=("ROOT", "CKPT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.driver:
+        driver(*args.driver)
+        return 0
+
+    import random
+
+    from sau_core.checkpoint import save_checkpoint
+    from sau_core.data import load_digits
+    from sau_core.models import create_model
+    from sau_core.pipeline import DataSpec
+
+    rng = random.Random(args.seed)
+    work = Path(tempfile.mkdtemp(prefix="sau-faults-"))
+    ckpt = work / "ckpt"
+    info = load_digits(resolution=8).info
+    save_checkpoint(ckpt, create_model("small_cnn", info, seed=0),
+                    {"data": DataSpec("digits", None, {"resolution": 8}).to_dict()})  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    totals = {"finished": 0, "intact": 0, "interrupted": 0, "round_match": 0, "problems": 0}
+    for trial in range(args.trials):
+        root = work / f"runs{trial}"
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--driver", str(root), str(ckpt)],
+            stdout=subprocess.PIPE, text=True, env=env, cwd=REPO,
+        )  # fmt: skip
+        first = proc.stdout.readline().strip()  # the first run id: a job is under way
+        delay = rng.uniform(0, args.max_delay)
+        time.sleep(delay)
+        alive = proc.poll() is None
+        if alive:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        seen = check(root)
+        problems = len(seen["other"]) + (seen["finished"] - seen["intact"])
+        if len(seen["interrupted"]) > 1:  # only the job under way can be cut short
+            problems += 1
+        match = sum(1 for _, r, e in seen["interrupted"] if r == e)
+        totals["finished"] += seen["finished"]
+        totals["intact"] += seen["intact"]
+        totals["interrupted"] += len(seen["interrupted"])
+        totals["round_match"] += match
+        totals["problems"] += problems
+        rounds = ", ".join(f"round {r} (events: {e})" for _, r, e in seen["interrupted"]) or "-"
+        print(f"trial {trial}: killed after {delay:.2f} s ({'while alive' if alive else 'after it ended'}"
+              f", first run {first[-6:]}); finished {seen['finished']} (intact {seen['intact']}), "
+              f"interrupted {len(seen['interrupted'])} at {rounds}, marked {seen['marked']}, "
+              f"skipped dirs {seen['skipped']}, leftover .tmp {seen['tmp_files']}")  # fmt: skip
+    print(f"{args.trials} trials: {totals['finished']} finished runs, {totals['intact']} intact; "
+          f"{totals['interrupted']} interrupted runs, {totals['round_match']} with status round = "
+          f"last SAURound event; problems {totals['problems']}")  # fmt: skip
+    return 1 if totals["problems"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
