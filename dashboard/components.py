@@ -137,15 +137,33 @@ def purify_view(
                 f"perclass-{view.run_id}",
             )
             st.caption(HELP["per_class_asr"])
-        c, d = st.columns(2)
-        with c:
-            plot(charts.loss_curves(view.batches), f"loss-{view.run_id}")
-            st.caption(HELP["losses"])
-        with d:
-            plot(charts.sae_counts(view.rounds, total), f"counts-{view.run_id}")
-            st.caption(HELP["counts"])
+        if view.active:  # while it runs: the latest numbers (the charts cost a redraw a second)
+            live_numbers(view)
+        else:
+            c, d = st.columns(2)
+            with c:
+                plot(charts.loss_curves(view.batches), f"loss-{view.run_id}")
+                st.caption(HELP["losses"])
+            with d:
+                plot(charts.sae_counts(view.rounds, total), f"counts-{view.run_id}")
+                st.caption(HELP["counts"])
     if not view.active:
         purify_summary(view)
+
+
+def live_numbers(view: JobView) -> None:
+    """The latest losses and adversarial-example counts, as numbers (charts when it ends)."""
+    batch = view.batches[-1] if view.batches else None
+    rnd = view.rounds[-1] if view.rounds else None
+    cols = st.columns(7)
+    if batch is not None:
+        cols[0].metric("loss", f"{batch['loss']:.3f}", help=HELP["losses"])
+        cols[1].metric("L_cl", f"{batch['l_cl']:.3f}")
+        cols[2].metric("L_shared", f"{batch['l_shared']:.3f}")
+    if rnd is not None:
+        for col, key, label in zip(cols[3:], ("adv_h", "adv_h0", "common", "shared"),
+                                   ("adv h", "adv h0", "common", "shared"), strict=True):  # fmt: skip
+            col.metric(label, f"{rnd[key]} / {rnd['n']}", help=HELP["counts"])
 
 
 def purify_summary(view: JobView) -> None:
