@@ -11,15 +11,16 @@ kills it with SIGKILL. Then, in this process:
   ``RunStore.mark_interrupted`` (what the dashboard calls when it starts) has written it down;
   its last completed round (status.json) is compared with the last ``SAURound`` line of its
   ``events.jsonl``;
-- the run list must still load (a torn file is skipped, not a crash).
+- the run list must still load (a torn file is skipped, not a crash);
+- every interrupted run is resumed (:meth:`sau_core.jobs.JobRunner.resume`, one thread) from the
+  state its last completed round saved, must finish, load as a checkpoint, hold each SAURound
+  exactly once, and give the same weights, bit for bit, as a reference run of the same job that
+  nothing interrupted.
 
 Prints one line per trial and the totals. Usage:
 
     bash .ci/venv python bench/bench_faults.py               # 10 trials (about 3 minutes)
     bash .ci/venv python bench/bench_faults.py --trials 3 --seed 1
-
-Resuming an interrupted purify run from its last completed round is not implemented: the run
-keeps its events and probe snapshots, but not h's weights or the optimiser state per round.
 """
 
 from __future__ import annotations
@@ -45,17 +46,70 @@ def driver(root: str, ckpt: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from sau_core.jobs import JobRunner, PurifyJob
+    from sau_core.jobs import JobRunner
     from sau_core.runs import RunStore
-    from sau_core.sau import SAUConfig
 
     runner = JobRunner(RunStore(root))
-    config = SAUConfig(rounds=ROUNDS, batch_size=64, eval_size=200, probe_size=8)
     for _ in range(JOBS_PER_DRIVER):
-        run_id = runner.submit(PurifyJob(ckpt, sau=config, clean_ratio=0.2, device="cpu"))
+        run_id = runner.submit(_job(ckpt))
         print(run_id, flush=True)
         runner.wait(run_id)
     print("done", flush=True)
+
+
+def _job(ckpt: str):
+    from sau_core.jobs import PurifyJob
+    from sau_core.sau import SAUConfig
+
+    config = SAUConfig(rounds=ROUNDS, batch_size=64, eval_size=200, probe_size=8)
+    return PurifyJob(ckpt, sau=config, clean_ratio=0.2, device="cpu")
+
+
+def reference(root: Path, ckpt: str) -> dict:
+    """The weights of the driver's job run to the end in this process (one thread)."""
+    import torch
+
+    from sau_core.checkpoint import load_checkpoint
+    from sau_core.jobs import JobRunner
+    from sau_core.runs import RunStore
+
+    torch.set_num_threads(1)
+    runner = JobRunner(RunStore(root))
+    run_id = runner.submit(_job(ckpt))
+    runner.wait(run_id)
+    return load_checkpoint(runner.store.get(run_id).path).model.state_dict()
+
+
+def resume_all(root: Path, ids: list[str], expected: dict | None) -> list[tuple[str, str]]:
+    """Resume each interrupted run; (id, outcome) with outcome "equal", "differs" or the error."""
+    import torch
+
+    from sau_core.checkpoint import load_checkpoint
+    from sau_core.jobs import JobRunner
+    from sau_core.runs import RunStore
+
+    torch.set_num_threads(1)
+    runner = JobRunner(RunStore(root))
+    out = []
+    for run_id in ids:
+        try:
+            runner.resume(run_id)
+            runner.wait(run_id)
+            run = runner.store.get(run_id)
+            status = run.status()
+            if status["state"] != "finished":
+                out.append((run_id, f"{status['state']}: {status.get('message')}"))
+                continue
+            rounds = [r["round"] for r in run.events() if r["event"] == "SAURound"]
+            if rounds != list(range(1, ROUNDS + 1)):
+                out.append((run_id, f"rounds in events: {rounds}"))
+                continue
+            got = load_checkpoint(run.path).model.state_dict()
+            same = expected is None or all(torch.equal(got[k], v) for k, v in expected.items())
+            out.append((run_id, "equal" if same else "differs"))
+        except Exception as err:  # a bench reports, it does not stop
+            out.append((run_id, f"{type(err).__name__}: {err}"))
+    return out
 
 
 def _last_event_round(run) -> int | None:
@@ -115,7 +169,11 @@ def main() -> int:
     save_checkpoint(ckpt, create_model("small_cnn", info, seed=0),
                     {"data": DataSpec("digits", None, {"resolution": 8}).to_dict()})  # fmt: skip
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    totals = {"finished": 0, "intact": 0, "interrupted": 0, "round_match": 0, "problems": 0}
+    t0 = time.perf_counter()
+    expected = reference(work / "reference", str(ckpt))
+    print(f"reference run (uninterrupted, {ROUNDS} rounds): {time.perf_counter() - t0:.1f} s")
+    totals = {"finished": 0, "intact": 0, "interrupted": 0, "round_match": 0, "problems": 0,
+              "resumed": 0, "equal": 0}  # fmt: skip
     for trial in range(args.trials):
         root = work / f"runs{trial}"
         proc = subprocess.Popen(
@@ -138,15 +196,23 @@ def main() -> int:
         totals["intact"] += seen["intact"]
         totals["interrupted"] += len(seen["interrupted"])
         totals["round_match"] += match
+        resumed = resume_all(root, [i for i, _, _ in seen["interrupted"]], expected)
+        ok = [o for _, o in resumed if o in ("equal", "differs")]
+        totals["resumed"] += len(ok)
+        totals["equal"] += ok.count("equal")
+        problems += len(resumed) - ok.count("equal")
         totals["problems"] += problems
         rounds = ", ".join(f"round {r} (events: {e})" for _, r, e in seen["interrupted"]) or "-"
         print(f"trial {trial}: killed after {delay:.2f} s ({'while alive' if alive else 'after it ended'}"
               f", first run {first[-6:]}); finished {seen['finished']} (intact {seen['intact']}), "
               f"interrupted {len(seen['interrupted'])} at {rounds}, marked {seen['marked']}, "
-              f"skipped dirs {seen['skipped']}, leftover .tmp {seen['tmp_files']}")  # fmt: skip
+              f"skipped dirs {seen['skipped']}, leftover .tmp {seen['tmp_files']}; resumed: "
+              f"{', '.join(o for _, o in resumed) or '-'}")  # fmt: skip
     print(f"{args.trials} trials: {totals['finished']} finished runs, {totals['intact']} intact; "
           f"{totals['interrupted']} interrupted runs, {totals['round_match']} with status round = "
-          f"last SAURound event; problems {totals['problems']}")  # fmt: skip
+          f"last SAURound event; {totals['resumed']} of {totals['interrupted']} resumed to the end, "
+          f"{totals['equal']} with weights equal to the uninterrupted run; "
+          f"problems {totals['problems']}")  # fmt: skip
     return 1 if totals["problems"] else 0
 
 

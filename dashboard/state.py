@@ -141,3 +141,15 @@ def reset_form(prefix: str) -> None:
     """Forget the widget values under ``prefix.`` so the form shows its defaults again."""
     for key in [k for k in st.session_state if str(k).startswith(prefix + ".")]:
         del st.session_state[key]
+
+
+def resume(run_id: str) -> None:
+    """Continue an interrupted purify run in this server's runner and watch it.
+
+    The run's data set is taken from this server's shared copy when its settings name one.
+    Raises RunError (a ValueError) or ValueError with a message to show.
+    """
+    data = (store().get(run_id).config().get("job") or {}).get("data")
+    split = load_split(data) if isinstance(data, dict) else None
+    runner().resume(run_id, split=split)
+    watch(run_id, "purify")

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import fields
 
 
+def _type_name(f) -> str:
+    """The field's annotation as text (``from __future__ import annotations`` keeps it a str)."""
+    return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+
+
 def check_fields(config, label: str) -> None:
-    """Raise ValueError for a field outside its metadata's ``choices``, ``min`` or ``max``."""
+    """Raise ValueError for a field outside its metadata's ``choices``, ``min`` or ``max``.
+
+    Numeric fields (annotated ``int`` or ``float``) must hold a number of that kind (a bool is
+    not one; an ``int`` is accepted where a ``float`` is asked), a float must be finite (NaN
+    passes every ``<``/``>`` comparison unnoticed, and inf would reach the maths as it is), and a
+    ``bool`` field must hold a bool.
+    """
     for f in fields(config):
-        value, meta = getattr(config, f.name), f.metadata
+        value, meta, kind = getattr(config, f.name), f.metadata, _type_name(f)
+        if kind in ("int", "float"):
+            allowed = int if kind == "int" else (int, float)
+            if isinstance(value, bool) or not isinstance(value, allowed):
+                raise ValueError(
+                    f"{label} {f.name} must be {'an integer' if kind == 'int' else 'a number'}, "
+                    f"got {value!r}"
+                )
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{label} {f.name} must be a finite number, got {value!r}")
+        elif kind == "bool" and not isinstance(value, bool):
+            raise ValueError(f"{label} {f.name} must be true or false, got {value!r}")
         if "choices" in meta and value not in meta["choices"]:
             raise ValueError(f"{label} {f.name} must be one of {meta['choices']}, got {value!r}")
         if "min" in meta and value < meta["min"]:

@@ -40,6 +40,7 @@ class Started:
     total_steps: int  # batches the whole job will run
     device: str  # e.g. "cpu" or "cuda:0 (NVIDIA H200)"
     config: dict = field(default_factory=dict)
+    resumed_from: int = 0  # rounds (epochs) already done when a job resumes; 0 for a fresh start
 
 
 @dataclass

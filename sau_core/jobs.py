@@ -12,10 +12,16 @@ that a UI polls with :meth:`JobRunner.view`. A finished run is read back the sam
     run_id = runner.submit(AttackJob(attack=AttackSpec("badnets")))
     runner.view(run_id).progress()     # fraction done, elapsed, ETA
     runner.stop(run_id)                # honoured within one batch
+    runner.resume(run_id)              # an interrupted purify run, from its last completed round
+
+A purify job keeps its state after every completed round (``state/resume.safetensors``, see
+:mod:`sau_core.runs`), so a run whose server died can continue in the same run directory with
+the numbers the uninterrupted run would have given.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import threading
@@ -48,7 +54,7 @@ from .pipeline import (
     write_purify_outputs,
 )
 from .runs import FINAL_STATES, Run, RunError, RunStore
-from .sau import SAUConfig
+from .sau import ResumeState, SAUConfig
 from .train import TrainConfig, default_train_config
 
 __all__ = [
@@ -220,6 +226,7 @@ class JobView:
     probe: ProbeSnapshot | None  # the latest probe batch
     probe_rounds: list[int]
     metrics: dict | None = None  # metrics.json, once written
+    step0: int = 0  # steps already done when the job (re)started: a resumed run's first step
 
     @property
     def active(self) -> bool:
@@ -236,8 +243,9 @@ class JobView:
             return Progress(1.0, elapsed, 0.0, self.step, total)
         fraction = min(1.0, self.step / total) if total else 0.0
         eta = None
-        if self.step > 0 and total and self.t_last is not None:
-            rate = max(self.t_last - self.t_started, 1e-9) / self.step
+        done = self.step - self.step0  # steps since t_started (a resumed run counts from there)
+        if done > 0 and total and self.t_last is not None:
+            rate = max(self.t_last - self.t_started, 1e-9) / done
             eta = max(0.0, rate * (total - self.step) - (end - self.t_last))
         return Progress(fraction, elapsed, eta, self.step, total)
 
@@ -256,7 +264,7 @@ class LiveState:
         self.run_id, self.kind = run_id, kind
         self.state, self.message = "queued", ""
         self.device: str | None = None
-        self.step, self.total_steps = 0, None
+        self.step, self.total_steps, self.step0 = 0, None, 0
         self.t_started = self.t_last = self.t_ended = None
         self.epochs: list[dict] = []
         self.rounds: list[dict] = []
@@ -276,7 +284,8 @@ class LiveState:
             if kind == "Started":
                 self.device = record.get("device")
                 self.total_steps = record.get("total_steps")
-                self.t_started = t
+                self.t_started, self.t_ended = t, None
+                self.step0 = self.step if record.get("resumed_from") else 0
                 self.state = "running"
             elif kind in ("TrainBatch", "SAUBatch"):
                 self.step = int(record.get("step", self.step))
@@ -331,6 +340,7 @@ class LiveState:
                 probe=self.probe,
                 probe_rounds=list(self.probe_rounds),
                 metrics=self.metrics,
+                step0=self.step0,
             )
 
 
@@ -372,7 +382,9 @@ def _attack(job: AttackJob, run: Run, callback, stop, split: Split | None) -> tu
     return metrics, result.result.stopped
 
 
-def _purify(job: PurifyJob, run: Run, callback, stop, split: Split | None) -> tuple[dict, bool]:
+def _purify(
+    job: PurifyJob, run: Run, callback, stop, split: Split | None, resume: ResumeState | None = None
+) -> tuple[dict, bool]:
     try:
         ckpt = load_checkpoint(job.checkpoint, device="cpu")
     except CheckpointError as err:
@@ -405,6 +417,8 @@ def _purify(job: PurifyJob, run: Run, callback, stop, split: Split | None) -> tu
         device=job.device,
         callback=callback,
         stop=stop,
+        resume=resume,
+        on_state=run.save_state,
     )
     metrics = write_purify_outputs(
         run.path, result, ckpt, clean_ratio=job.clean_ratio, clean_seed=job.clean_seed, spec=spec
@@ -493,8 +507,73 @@ class JobRunner:
             return job.live.view()
         return view_of(self.store.get(run_id))
 
+    def resume(self, run_id: str, *, split: Split | None = None) -> str:
+        """Continue an interrupted purify run in its own run directory; returns its id.
+
+        The run restarts after the round of its saved state (``state/resume.safetensors``; from
+        round 0 when it was interrupted before its first round ended): the event lines and probe
+        files of later rounds are dropped, the status goes back to queued then running (the
+        interrupted mark is cleared), new events are appended and the final metrics and
+        checkpoint are written as for any run. The numbers are those of an uninterrupted run.
+
+        Raises :class:`~sau_core.runs.RunError` (a ValueError) when the id is unknown, the run is
+        not an interrupted purify run, its saved state is unreadable or does not match its
+        settings, or ValueError when its checkpoint is gone.
+        """
+        run = self.store.get(run_id)
+        if run.kind != "purify":
+            raise RunError(f"only purify runs can be resumed; {run_id} is an {run.kind} run")
+        with self._lock:
+            old = self._jobs.get(run_id)
+            if old is not None and old.thread.is_alive():
+                raise RunError(f"run {run_id} is already running")
+            state = run.status().get("state")
+            if state != "interrupted":
+                raise RunError(f"run {run_id} is {state}; only an interrupted run can be resumed")
+            try:
+                job = job_from_config(run.config().get("job") or {})
+            except (KeyError, TypeError, ValueError) as err:
+                raise RunError(f"run {run_id}: its settings cannot be read ({err})") from None
+            if not isinstance(job, PurifyJob):
+                raise RunError(f"run {run_id} does not describe a purify job")
+            job.check()  # the source checkpoint must still be there
+            saved = run.resume_state() if run.resume_round() is not None else None
+            if saved is not None and saved.config != job.sau.to_dict():
+                raise RunError(f"run {run_id}: its saved state was made with other SAU settings")
+            last = 0 if saved is None else saved.round
+            run.rewind_events(last)
+            run.claim()
+            run.update_status(state="queued", ended=None, message="", round=last or None,
+                              rounds=job.sau.rounds, resumed=_now())  # fmt: skip
+            run.append_event({"event": "Resumed", "round": last})
+            live = LiveState(run.id, "purify")
+            for record in run.events():
+                live.apply(record)
+            rounds = run.probe_rounds()
+            if rounds:
+                with contextlib.suppress(RunError):
+                    live.probe = run.load_probe(rounds[-1])
+            live.set_state("queued")
+            stop = threading.Event()
+            thread = threading.Thread(target=self._work, args=(run, job, live, stop, split),
+                                      kwargs={"resume": saved, "resumed": True},
+                                      name=f"sau-{run.id}", daemon=True)  # fmt: skip
+            self._jobs[run.id] = _Job(run, live, stop, thread)
+        thread.start()
+        return run.id
+
     # ------------------------------------------------------------------------------ worker
-    def _work(self, run: Run, job, live: LiveState, stop: threading.Event, split) -> None:
+    def _work(
+        self,
+        run: Run,
+        job,
+        live: LiveState,
+        stop: threading.Event,
+        split,
+        *,
+        resume: ResumeState | None = None,
+        resumed: bool = False,
+    ) -> None:
         last_beat = [0.0]
 
         def callback(event: Any) -> None:
@@ -513,7 +592,8 @@ class JobRunner:
 
         acquired = False
         try:
-            run.claim()
+            if not resumed:
+                run.claim()
             while not (acquired := self._slots.acquire(timeout=0.1)):
                 if stop.is_set():
                     run.update_status(
@@ -521,16 +601,20 @@ class JobRunner:
                     )
                     live.set_state("stopped", "stopped before it started")
                     return
-            run.update_status(state="running", started=_now(), heartbeat=time.time())
+            times = {} if resumed else {"started": _now()}
+            run.update_status(state="running", heartbeat=time.time(), **times)
             live.set_state("running")
-            work = _attack if isinstance(job, AttackJob) else _purify
-            metrics, stopped = work(job, run, callback, stop, split)
+            if isinstance(job, AttackJob):
+                metrics, stopped = _attack(job, run, callback, stop, split)
+            else:
+                metrics, stopped = _purify(job, run, callback, stop, split, resume)
+                run.forget_state()  # the run has ended: nothing left to resume
             state = "stopped" if stopped else "finished"
             message = "stopped by the user" if stopped else ""
             run.update_status(state=state, ended=_now(), message=message)
             live.set_state(state, message, metrics)
         except Exception as err:  # the job fails, the app keeps running
-            message = _one_line(err)
+            message = failure_message(err, job)
             try:
                 (run.path / "error.txt").write_text(traceback.format_exc())
                 run.update_status(state="failed", ended=_now(), message=message)
@@ -540,6 +624,50 @@ class JobRunner:
         finally:
             if acquired:
                 self._slots.release()
+            release_device_memory()
+
+
+def _out_of_memory_types() -> tuple[type[BaseException], ...]:
+    import torch
+
+    found = {
+        getattr(torch, "OutOfMemoryError", None),
+        getattr(torch.cuda, "OutOfMemoryError", None),
+    }
+    return tuple(t for t in found if isinstance(t, type))
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is the device running out of memory (CUDA, or MPS's RuntimeError)."""
+    if isinstance(err, _out_of_memory_types()):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+def failure_message(err: BaseException, job: Any = None) -> str:
+    """The one line a failed job shows; for out-of-memory, what to change."""
+    if not is_out_of_memory(err):
+        return _one_line(err)
+    if isinstance(job, PurifyJob):
+        hint = (f"a smaller SAU batch size (now {job.sau.batch_size}), a smaller eval_size, "
+                "or the CPU")  # fmt: skip
+    elif isinstance(job, AttackJob) and job.train is not None:
+        hint = f"a smaller training batch size (now {job.train.batch_size}), or the CPU"
+    else:
+        hint = "a smaller batch size, or the CPU"
+    return (f"the device ran out of memory ({_one_line(err)[:160]}). Other jobs keep running; "
+            f"try again with {hint}.")  # fmt: skip
+
+
+def release_device_memory() -> None:
+    """Hand the CUDA cache back to the device once a job has ended (its tensors are freed)."""
+    import gc
+
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def _now() -> str:

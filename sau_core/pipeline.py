@@ -18,7 +18,7 @@ from .data import ImageData, Split, clean_subset, load_dataset
 from .events import Callback, StopFlag, to_record
 from .metrics import Evaluation, der
 from .models import create_model
-from .sau import PurifyResult, SAUConfig, default_sau_config, purify
+from .sau import PurifyResult, ResumeState, SAUConfig, default_sau_config, purify
 from .train import TrainConfig, TrainResult, default_train_config, train
 
 __all__ = [
@@ -125,8 +125,14 @@ def purify_checkpoint(
     device: str | torch.device | None = None,
     callback: Callback | None = None,
     stop: StopFlag | None = None,
+    resume: ResumeState | None = None,
+    on_state=None,
 ) -> PurifyResult:
-    """Run SAU on a loaded checkpoint; ``spec`` (the trigger) is optional."""
+    """Run SAU on a loaded checkpoint; ``spec`` (the trigger) is optional.
+
+    ``resume`` and ``on_state``: see :func:`~sau_core.sau.purify` (continue an interrupted run;
+    receive the state after every completed round).
+    """
     clean = clean_set(split, clean_ratio, seed=clean_seed, balanced=balanced)
     if spec is not None:
         spec.validate(split.info)
@@ -139,6 +145,8 @@ def purify_checkpoint(
         device=device,
         callback=callback,
         stop=stop,
+        resume=resume,
+        on_state=on_state,
     )
 
 

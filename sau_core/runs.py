@@ -10,7 +10,12 @@ A run directory ``<root>/<run id>/`` holds, written as the job goes:
   ``probes/round_NNNN.safetensors`` and its line names that file;
 - ``metrics.json`` and the checkpoint files (``model.safetensors`` + ``checkpoint.json``) when
   the job ends, so a finished run directory is itself a checkpoint (``sau purify --checkpoint``);
-- ``error.txt`` with the traceback when the job failed.
+- ``error.txt`` with the traceback when the job failed;
+- ``state/resume.safetensors`` (purify): h's weights, the AMSGrad state and the generator state
+  after the last completed round, with the round, the elapsed time, the SAU settings and the
+  round records in its metadata (one file, replaced atomically every round, so the weights and
+  the round they belong to can never disagree); :meth:`Run.resume_state` reads it back and
+  :meth:`sau_core.jobs.JobRunner.resume` continues an interrupted run from it.
 
 JSON is written atomically (temporary file, then rename); nothing is pickled. Run ids are made
 here from the time, the kind and random hex digits, never from user text, and every id that comes
@@ -20,8 +25,10 @@ A run whose status says running but whose process is gone is reported as ``inter
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import math
 import os
 import re
 import secrets
@@ -43,6 +50,7 @@ __all__ = [
     "DEFAULT_ROOT",
     "KINDS",
     "STATES",
+    "RESUME_FILE",
     "Run",
     "RunError",
     "RunInfo",
@@ -61,6 +69,9 @@ FINAL_STATES = ("finished", "stopped", "failed", "interrupted")
 _ID = re.compile(r"^(\d{8}-\d{6})-(attack|purify|import)-([0-9a-f]{6})$")
 STALE_AFTER = 600.0  # seconds without a heartbeat before a run on another host counts as dead
 MAX_EVENT_BYTES = 64 << 20  # events.jsonl larger than this is read from its last 64 MiB only
+RESUME_FILE = "state/resume.safetensors"
+RESUME_FORMAT = "sau-lab-resume/1"
+MAX_RESUME_BYTES = 4 << 30  # weights + three Adam moments of a large model; refused above
 
 
 class RunError(ValueError):
@@ -206,6 +217,67 @@ class Run:
             self.path / "checkpoint.json"
         ).is_file()
 
+    # ---------------------------------------------------------------------- resume state
+    def save_state(self, state) -> None:
+        """Keep a :class:`~sau_core.sau.ResumeState` as ``state/resume.safetensors`` (atomic)."""
+        save_resume_state(self._file(RESUME_FILE), state)
+
+    def resume_state(self):
+        """The saved :class:`~sau_core.sau.ResumeState`; RunError when there is none or it is
+        unreadable."""
+        path = self._file(RESUME_FILE)
+        if not path.is_file():
+            raise RunError(f"run {self.id} kept no state to resume from")
+        return load_resume_state(path)
+
+    def resume_round(self) -> int | None:
+        """The round the saved state would resume after (read from the header only), or None."""
+        path = self._file(RESUME_FILE)
+        if not path.is_file():
+            return None
+        try:
+            return int(_resume_header(path)["round"])
+        except (RunError, KeyError, ValueError):
+            return None
+
+    def forget_state(self) -> None:
+        """Delete the resume state (a run that ended has no use for it)."""
+        path = self._file(RESUME_FILE)
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+
+    def rewind_events(self, last_round: int) -> int:
+        """Drop the event lines of rounds after ``last_round`` (and any ``Finished`` line, and torn
+        lines), rewriting ``events.jsonl`` atomically, and delete those rounds' probe files.
+
+        Used when a run resumes from ``last_round``: what an interrupted process wrote after its
+        last saved state is redone. Returns the number of lines dropped.
+        """
+        from .checkpoint import write_bytes_atomic
+
+        path = self._file("events.jsonl")
+        kept, dropped = [], 0
+        if path.exists():
+            with open(path, "rb") as f:
+                for raw in f:
+                    try:
+                        record = json.loads(raw)
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        dropped += 1
+                        continue
+                    rnd = record.get("round") if isinstance(record, dict) else None
+                    late = isinstance(rnd, int) and rnd > last_round
+                    if not isinstance(record, dict) or late or record.get("event") == "Finished":
+                        dropped += 1
+                        continue
+                    kept.append(raw if raw.endswith(b"\n") else raw + b"\n")
+            write_bytes_atomic(path, b"".join(kept))
+        for rnd in self.probe_rounds():
+            if rnd > last_round:
+                self._file(f"probes/round_{rnd:04d}.safetensors").unlink(missing_ok=True)
+        return dropped
+
     # --------------------------------------------------------------------------- events
     def _file(self, name: str) -> Path:
         """``name`` inside the run directory; RunError when it is a symbolic link."""
@@ -326,6 +398,105 @@ def load_probe(path: Path) -> ProbeSnapshot:
         if isinstance(err, RunError):
             raise
         raise RunError(f"cannot read probe file {path.name}: {err}") from None
+
+
+# ------------------------------------------------------------------------------ resume files
+def save_resume_state(path: Path, state) -> None:
+    """A :class:`~sau_core.sau.ResumeState` as one safetensors file: tensors ``h/<name>``,
+    ``adam/<param index>/<key>`` and ``generator``; the rest as JSON in the metadata."""
+    from safetensors.torch import save
+
+    from .checkpoint import write_bytes_atomic
+    from .events import to_record
+
+    tensors = {f"h/{k}": v.detach().cpu().contiguous() for k, v in state.h.items()}
+    for i, entry in state.optimizer["state"].items():
+        for key, value in entry.items():
+            tensors[f"adam/{int(i)}/{key}"] = value.detach().cpu().contiguous()
+    tensors["generator"] = state.generator.detach().cpu().contiguous()
+    meta = {
+        "format": RESUME_FORMAT,
+        "round": str(int(state.round)),
+        "elapsed": repr(float(state.elapsed)),
+        "config": json.dumps(state.config),
+        "history": json.dumps([to_record(r) for r in state.history]),
+    }
+    write_bytes_atomic(Path(path), save(tensors, metadata=meta))
+
+
+def _resume_header(path: Path) -> dict:
+    """The metadata of a resume file, read from its header alone (bounded); RunError."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < n <= 100 << 20:
+            raise RunError(f"{path.name} is not a resume state (bad header)")
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RunError(f"{path.name} is not a resume state ({err})") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != RESUME_FORMAT:
+        raise RunError(f"{path.name} is not a SAU Lab resume state")
+    return meta
+
+
+def load_resume_state(path: Path):
+    """The :class:`~sau_core.sau.ResumeState` in ``path``; RunError when it is malformed.
+
+    Only checks that need no model are made here (format, names, JSON); :func:`sau_core.sau.purify`
+    checks the weights, the optimizer state and the settings against the run it resumes.
+    """
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    from .events import SAURound
+    from .sau import ResumeState
+
+    path = Path(path)
+    if path.stat().st_size > MAX_RESUME_BYTES:
+        raise RunError(f"{path.name} is over {MAX_RESUME_BYTES >> 30} GiB")
+    meta = _resume_header(path)
+    try:
+        tensors = load(path.read_bytes())
+    except (SafetensorError, ValueError, RuntimeError, OSError) as err:
+        raise RunError(f"cannot read {path.name}: {err}") from None
+    try:
+        rnd = int(meta["round"])
+        elapsed = float(meta["elapsed"])
+        config = json.loads(meta["config"])
+        records = json.loads(meta["history"])
+        if not isinstance(config, dict) or not isinstance(records, list):
+            raise ValueError("config must be an object and history a list")
+        names = {f.name for f in fields(SAURound)}
+        history = []
+        for rec in records:
+            d = {k: v for k, v in rec.items() if k != "event"}
+            if rec.get("event") != "SAURound" or set(d) != names:
+                raise ValueError("history holds something other than SAURound records")
+            if isinstance(d["per_class_asr"], dict):
+                d["per_class_asr"] = {int(k): v for k, v in d["per_class_asr"].items()}
+            history.append(SAURound(**d))
+        h, adam, generator = {}, {}, None
+        for name, t in tensors.items():
+            if name == "generator":
+                generator = t
+            elif name.startswith("h/"):
+                h[name[2:]] = t
+            elif name.startswith("adam/") and name.count("/") == 2:
+                _, i, key = name.split("/")
+                adam.setdefault(int(i), {})[key] = t
+            else:
+                raise ValueError(f"unexpected tensor {name!r}")
+        if generator is None or generator.dtype != torch.uint8:
+            raise ValueError("no generator state (uint8)")
+    except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as err:
+        raise RunError(f"{path.name} is not a usable resume state: {err}") from None
+    if not math.isfinite(elapsed) or elapsed < 0:
+        raise RunError(f"{path.name}: elapsed time must be finite and >= 0")
+    return ResumeState(round=rnd, h=h, optimizer={"state": adam}, generator=generator,
+                       history=history, elapsed=elapsed, config=config)  # fmt: skip
 
 
 def _read_json(path: Path) -> dict:

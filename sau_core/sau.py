@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
@@ -48,6 +49,7 @@ __all__ = [
     "NORMS",
     "PGD_INITS",
     "PurifyResult",
+    "ResumeState",
     "SAUConfig",
     "default_sau_config",
     "init_delta",
@@ -425,6 +427,74 @@ class PurifyResult:
         return None if self.before.asr is None else der(self.before, self.after)
 
 
+@dataclass
+class ResumeState:
+    """What :func:`purify` needs to continue after ``round`` completed rounds with the numbers an
+    uninterrupted run would give: h's weights (and buffers), the AMSGrad state, and the generator
+    that shuffles the clean set and draws random PGD inits. Every tensor is a CPU copy.
+    (Everything else a round uses, the probe batch, the live subsets and h0's predictions, is
+    rebuilt from the seed.)
+    """
+
+    round: int  # rounds completed, 0 <= round <= config.rounds
+    h: dict[str, Tensor]  # h.state_dict()
+    optimizer: dict  # Adam's state_dict(); only its "state" is read (settings come from config)
+    generator: Tensor  # (N,) uint8, torch.Generator.get_state()
+    history: list[SAURound]  # the SAURound records of rounds 1..round
+    elapsed: float  # seconds of work before the interruption (ETA and elapsed continue from it)
+    config: dict  # SAUConfig.to_dict() of the run that made it (checked on resume)
+
+
+def _cpu_copy(obj):
+    if isinstance(obj, Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_cpu_copy(v) for v in obj]
+    return copy.deepcopy(obj)
+
+
+def _check_resume(resume: ResumeState, config: SAUConfig) -> None:
+    if not isinstance(resume, ResumeState):
+        raise TypeError(f"resume must be a ResumeState, got {type(resume).__name__}")
+    r = resume.round
+    if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= config.rounds:
+        raise ValueError(f"resume round must be in [0, {config.rounds}], got {r!r}")
+    if len(resume.history) != r:
+        raise ValueError(f"resume state holds {len(resume.history)} round records for {r} rounds")
+    saved = dict(resume.config)
+    if saved != config.to_dict():
+        changed = sorted(k for k in set(saved) | set(config.to_dict())
+                         if saved.get(k) != config.to_dict().get(k))  # fmt: skip
+        raise ValueError(
+            f"the SAU settings differ from the interrupted run's: {', '.join(changed)}"
+        )
+
+
+ADAM_KEYS = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")  # AMSGrad's per-parameter state
+
+
+def _checked_adam_state(optimizer: dict, params: list[Tensor]) -> dict:
+    """The per-parameter AMSGrad state of ``optimizer`` (a state_dict), shapes checked; ValueError."""
+    state = optimizer.get("state") if isinstance(optimizer, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError("the optimizer state has no 'state' block")
+    out = {}
+    for i, entry in state.items():
+        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(params):
+            raise ValueError(f"the optimizer state names parameter {i!r}; h has {len(params)}")
+        if not isinstance(entry, dict) or set(entry) != set(ADAM_KEYS):
+            raise ValueError(f"the optimizer state of parameter {i} is not AMSGrad's {ADAM_KEYS}")
+        for key in ADAM_KEYS:
+            t = entry[key]
+            want = () if key == "step" else tuple(params[i].shape)
+            if not isinstance(t, Tensor) or tuple(t.shape) != want or not t.is_floating_point():
+                raise ValueError(f"the optimizer's {key} of parameter {i} does not fit h")
+        out[i] = dict(entry)
+    return out
+
+
 def _frozen_copy(model: nn.Module, device: torch.device, fmt) -> nn.Module:
     m = copy.deepcopy(model).to(device=device, memory_format=fmt).eval()
     for p in m.parameters():
@@ -449,6 +519,8 @@ def purify(
     device: str | torch.device | None = None,
     callback: Callback | None = None,
     stop: StopFlag | None = None,
+    resume: ResumeState | None = None,
+    on_state: Callable[[ResumeState], None] | None = None,
 ) -> PurifyResult:
     """Purify a backdoored ``model`` with Shared Adversarial Unlearning.
 
@@ -465,6 +537,13 @@ def purify(
             :class:`ProbeSnapshot`, and finally :class:`Finished`.
         stop: a flag with ``is_set()``, checked before every batch; the run then ends with the
             model as it was after the last completed batch, evaluated on the full sets.
+        resume: a :class:`ResumeState` from ``on_state`` of an earlier run with the same model,
+            clean set and config: the run continues at round ``resume.round + 1`` and ends with
+            the numbers the uninterrupted run gives (bit for bit on a CPU with the same number
+            of threads). Its events start with :class:`Started` (``resumed_from`` set); no
+            round-0 probe. None: start from h0.
+        on_state: called with a :class:`ResumeState` (CPU copies) after every completed round,
+            once that round's events are out; a stopped, partial round gives none.
 
     Returns:
         :class:`PurifyResult` with the purified model (a new object) and full-set evaluations
@@ -484,6 +563,21 @@ def purify(
         h.parameters(), lr=config.lr, betas=(0.9, 0.999), weight_decay=0.0, amsgrad=True
     )
     gen = torch.Generator().manual_seed(config.seed)
+    history: list[SAURound] = []
+    done_before, elapsed_before = 0, 0.0
+    if resume is not None:
+        _check_resume(resume, config)
+        try:
+            h.load_state_dict(resume.h)
+            adam = _checked_adam_state(resume.optimizer, list(h.parameters()))
+            optimizer.load_state_dict(
+                {"state": adam, "param_groups": optimizer.state_dict()["param_groups"]}
+            )
+            gen.set_state(resume.generator)
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
+            raise ValueError(f"the resume state does not fit this model: {err}") from None
+        history = list(resume.history)
+        done_before, elapsed_before = resume.round, float(resume.elapsed)
     x_all = clean.x.to(device).contiguous(memory_format=fmt)
     y_all = clean.y.to(device)
     n = len(y_all)
@@ -505,13 +599,13 @@ def purify(
             ]
         )
 
-    emit(callback, Started("sau", total, describe(device), config.to_dict()))
-    if config.probe_size:
+    emit(callback, Started("sau", total, describe(device), config.to_dict(), done_before))
+    if config.probe_size and resume is None:
         emit(callback, _probe(h, h0, x_all[probe], y_all[probe], config, 0, amp))
 
-    history: list[SAURound] = []
-    start, step, stopped, rounds_done = time.perf_counter(), 0, False, 0
-    for rnd in range(1, config.rounds + 1):
+    start, stopped = time.perf_counter() - elapsed_before, False
+    step, rounds_done = done_before * batches, done_before
+    for rnd in range(done_before + 1, config.rounds + 1):
         order = torch.randperm(n, generator=gen) if config.shuffle else torch.arange(n)
         order = order.to(device)
         stats: list[Tensor] = []
@@ -563,6 +657,18 @@ def purify(
             emit(callback, _probe(h, h0, x_all[probe], y_all[probe], config, rnd, amp))
         if stopped:
             break
+        if on_state is not None:
+            on_state(
+                ResumeState(
+                    round=rnd,
+                    h=_cpu_copy(h.state_dict()),
+                    optimizer=_cpu_copy(optimizer.state_dict()),
+                    generator=gen.get_state(),  # already a CPU copy
+                    history=list(history),
+                    elapsed=time.perf_counter() - start,
+                    config=config.to_dict(),
+                )
+            )
 
     h.eval()
     elapsed = time.perf_counter() - start

@@ -150,3 +150,47 @@ def test_a_link_with_a_bad_run_id_is_refused_politely(env):
     assert any("no valid run" in w.value for w in at.warning)
     at = _ok(_app("app_pages/attack.py", run="20250101-000000-attack-abcdef"))
     assert any("Cannot open that run" in w.value for w in at.warning)
+
+
+class _Crash(BaseException):
+    """Ends a worker thread the way a killed server ends its job."""
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_an_interrupted_run_resumes_from_the_purify_page(env, ready_dir, monkeypatch):
+    import socket
+    import subprocess
+    import sys
+
+    from sau_core.events import SAUBatch
+    from sau_core.jobs import JobRunner, PurifyJob
+    from sau_core.runs import Run
+    from sau_core.sau import SAUConfig
+
+    original = Run.append_event
+
+    def append_event(self, event, t=None):  # the server dies in round 2
+        if isinstance(event, SAUBatch) and event.round == 2:
+            raise _Crash
+        return original(self, event, t)
+
+    sau = SAUConfig(rounds=2, batch_size=64, probe_size=4, eval_size=100)
+    job = PurifyJob(str(ready_dir / "badnets"), sau, 0.1, data=TINY.data, device="cpu")
+    runner = JobRunner(RunStore(env))
+    with monkeypatch.context() as m:
+        m.setattr(Run, "append_event", append_event)
+        run_id = runner.submit(job)
+        assert runner.wait(run_id, timeout=120)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    RunStore(env).get(run_id).update_status(owner={"host": socket.gethostname(), "pid": dead.pid})
+
+    at = _ok(_app("app_pages/purify.py", run=run_id))
+    assert any("was interrupted" in i.value for i in at.info)
+    button = at.button(key=f"resume-{run_id}")
+    assert button.label == "Resume from round 1"
+    _ok(button.click().run())
+    assert _wait_finished(env) == run_id
+    assert RunStore(env).get(run_id).status()["state"] == "finished"
+    at = _ok(_app("app_pages/purify.py", run=run_id))
+    assert "Before and after SAU" in [h.value for h in at.subheader]

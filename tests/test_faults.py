@@ -3,7 +3,7 @@
 The driver of ``bench/bench_faults.py`` runs digits purify jobs one after the other in a
 subprocess; it is killed once the second job has completed a round. The first run must be
 finished and load as a checkpoint; the second must read as interrupted with its last completed
-round. (The bench repeats this at random kill times.)
+round, and resume from it to the end. (The bench repeats this at random kill times.)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.bench_faults import check
+from bench.bench_faults import ROUNDS, check, resume_all
 from sau_core.checkpoint import save_checkpoint
 from sau_core.data import load_digits
 from sau_core.models import create_model
@@ -68,6 +68,12 @@ def test_sigkill_mid_run_leaves_finished_runs_intact(tmp_path: Path) -> None:
     status = json.loads((root / second / "status.json").read_text())
     assert status["state"] == "interrupted"
     assert RunStore(root).get(second).status()["state"] == "interrupted"
+    # the state is saved just after a round's events: a kill in between resumes one round earlier
+    assert (RunStore(root).get(second).resume_round() or 0) in (event_round, event_round - 1)
+    # resumed in this process (a server started again), it runs to the end
+    assert resume_all(root, [second], None) == [(second, "equal")]
+    run = RunStore(root).get(second)
+    assert run.status()["state"] == "finished" and run.metrics()["rounds_done"] == ROUNDS
 
 
 @pytest.mark.parametrize("junk", [b"", b"{", b"\x00" * 10, b"[" * 50_000])

@@ -6,6 +6,9 @@ Budgets are tiny: 8x8 digits, a 400-image training subset, one epoch, one or two
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -15,6 +18,7 @@ import torch
 from sau_core.attacks import AttackSpec
 from sau_core.checkpoint import load_checkpoint
 from sau_core.data import Split
+from sau_core.events import SAUBatch
 from sau_core.jobs import (
     MAX_BATCH_POINTS,
     AttackJob,
@@ -27,7 +31,7 @@ from sau_core.jobs import (
     view_of,
 )
 from sau_core.pipeline import DataSpec
-from sau_core.runs import RunStore
+from sau_core.runs import RESUME_FILE, Run, RunError, RunStore
 from sau_core.sau import SAUConfig
 from sau_core.train import default_train_config
 
@@ -166,6 +170,103 @@ def test_queued_job_waits_for_a_free_slot_and_can_be_stopped(attacked, tiny, tmp
     assert runner.wait(first, timeout=60)
 
 
+# ------------------------------------------------------------------------------------ resume
+class _Crash(BaseException):
+    """Ends a worker thread the way a killed process ends its job: nothing is cleaned up."""
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _crash_at(monkeypatch, round_: int, nth_batch: int) -> None:
+    """Make the worker die when it writes the ``nth_batch``-th SAUBatch line of ``round_``."""
+    original, seen = Run.append_event, [0]
+
+    def append_event(self, event, t=None):
+        if isinstance(event, SAUBatch) and event.round == round_:
+            seen[0] += 1
+            if seen[0] == nth_batch:
+                raise _Crash
+        return original(self, event, t)
+
+    monkeypatch.setattr(Run, "append_event", append_event)
+
+
+@pytest.fixture(scope="module")
+def straight(attacked, tiny):
+    """The reference: a 3-round purify job that nothing interrupts (one thread, like the
+    resumed runs: the thread count changes the order of float sums)."""
+    torch.set_num_threads(1)
+    runner, attack_id = attacked
+    job = PurifyJob(str(runner.store.get(attack_id).path), _sau(rounds=3), 0.2, attack=SPEC)
+    run_id = runner.submit(job, split=tiny)
+    assert runner.wait(run_id, timeout=120)
+    return job, runner.store.get(run_id)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+@pytest.mark.parametrize("crash, resumed_from", [((2, 2), 1), ((1, 1), 0)])
+def test_resume_an_interrupted_purify_run(straight, tiny, tmp_path, monkeypatch, crash,
+                                          resumed_from):  # fmt: skip
+    torch.set_num_threads(1)
+    job, reference = straight
+    runner = JobRunner(RunStore(tmp_path))
+    with monkeypatch.context() as m:
+        _crash_at(m, *crash)
+        run_id = runner.submit(job, split=tiny)
+        assert runner.wait(run_id, timeout=120)
+    run = runner.store.get(run_id)
+    assert run.resume_round() == (resumed_from or None)
+    # the process died: its pid is gone (what a restarted server sees, then marks)
+    run.update_status(owner={"host": socket.gethostname(), "pid": _dead_pid()})
+    assert runner.store.mark_interrupted() == [run_id]
+    assert view_of(run).state == "interrupted"
+
+    assert runner.resume(run_id, split=tiny) == run_id
+    with pytest.raises(RunError, match="already running|only an interrupted"):
+        runner.resume(run_id, split=tiny)
+    assert runner.wait(run_id, timeout=120)
+    view = runner.view(run_id)
+    assert view.state == "finished", view.message
+    status = run.status()
+    assert status["state"] == "finished" and status["message"] == "" and status["round"] == 3
+    assert status["resumed"] and status["ended"]
+    kinds = [(e["event"], e.get("round")) for e in run.events()]
+    assert [r for k, r in kinds if k == "SAURound"] == [1, 2, 3]  # no round twice
+    assert ("Resumed", resumed_from) in kinds and kinds[-1][0] == "Finished"
+    steps = [e["step"] for e in run.events() if e["event"] == "SAUBatch"]
+    assert steps == list(range(1, 7))  # 80 clean images, 2 batches per round
+    assert [r["round"] for r in view.rounds] == [1, 2, 3] and view.probe_rounds == [0, 1, 2, 3]
+    assert view.step0 == 2 * resumed_from and view.progress().fraction == 1.0
+    assert not (run.path / RESUME_FILE).exists()  # an ended run keeps no resume state
+    assert run.metrics()["rounds_done"] == 3
+    # the same numbers as the run nothing interrupted
+    a, b = load_checkpoint(reference.path).model, load_checkpoint(run.path).model
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
+    assert run.metrics()["after"] == reference.metrics()["after"]
+    assert view_of(run).rounds == view.rounds
+
+
+def test_only_interrupted_purify_runs_resume(attacked, straight, tmp_path):
+    runner, attack_id = attacked
+    _, finished = straight
+    with pytest.raises(RunError, match="only purify runs"):
+        runner.resume(attack_id)
+    with pytest.raises(RunError, match="is finished; only an interrupted"):
+        runner.resume(finished.id)
+    with pytest.raises(RunError, match="not a run id"):
+        runner.resume("../../etc")
+    store = RunStore(tmp_path)
+    run = store.create("purify", {"kind": "purify", "checkpoint": str(tmp_path / "gone")})
+    run.update_status(state="running", owner={"host": socket.gethostname(), "pid": _dead_pid()})
+    with pytest.raises(ValueError, match="no checkpoint"):
+        JobRunner(store).resume(run.id)
+
+
 # ------------------------------------------------------------------------------- exceptions
 def test_failing_job_is_recorded_and_the_runner_carries_on(attacked, tiny, tmp_path):
     _, attack_id = attacked
@@ -182,6 +283,45 @@ def test_failing_job_is_recorded_and_the_runner_carries_on(attacked, tiny, tmp_p
     assert run.status()["state"] == "failed"
     ok = runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2), split=tiny)
     assert runner.wait(ok, timeout=60) and runner.view(ok).state == "finished"
+
+
+def test_out_of_memory_fails_the_job_with_a_hint_and_frees_the_cache(
+    attacked, tiny, tmp_path, monkeypatch
+):
+    import sau_core.jobs as jobs
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    freed = []
+    monkeypatch.setattr(jobs, "purify_checkpoint", oom)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: freed.append(1))
+    runner = JobRunner(RunStore(tmp_path))
+    ckpt = str(attacked[0].store.get(attacked[1]).path)
+    run_id = runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2), split=tiny)
+    assert runner.wait(run_id, timeout=60)
+    view = runner.view(run_id)
+    assert view.state == "failed"
+    assert "ran out of memory" in view.message and "Tried to allocate 20.00 GiB" in view.message
+    assert "smaller SAU batch size (now 64)" in view.message
+    assert runner.store.get(run_id).status()["message"] == view.message
+    assert freed  # the CUDA cache was handed back when the job ended
+    monkeypatch.undo()
+    ok = runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2), split=tiny)  # the runner carries on
+    assert runner.wait(ok, timeout=60) and runner.view(ok).state == "finished"
+
+
+def test_failure_messages():
+    from sau_core.jobs import failure_message, is_out_of_memory
+
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("x"))
+    assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert failure_message(ValueError("bad\nsecond line")) == "ValueError: bad"
+    train = AttackJob(train=default_train_config("digits", batch_size=512))
+    assert "training batch size (now 512)" in failure_message(torch.OutOfMemoryError("x"), train)
 
 
 def test_bad_jobs_are_refused_before_a_run_exists(tmp_path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import math
 import threading
 
@@ -27,7 +29,7 @@ from sau_core.sau import (
     shared_adversarial_risk,
     shared_pgd,
 )
-from sau_core.train import default_train_config
+from sau_core.train import TrainConfig, default_train_config
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +67,48 @@ def test_config_defaults_are_the_reference():
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError):
         SAUConfig(**bad).validate()
+
+
+_FLOAT_FIELDS = [
+    (cls, f.name)
+    for cls in (SAUConfig, TrainConfig)
+    for f in dataclasses.fields(cls)
+    if f.type == "float"
+]
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("cls,name", _FLOAT_FIELDS, ids=lambda v: getattr(v, "__name__", v))
+def test_config_rejects_non_finite_floats(cls, name, value):
+    with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+        cls(**{name: value}).validate()
+
+
+def test_float_fields_are_found():  # the parametrisation above is not empty by accident
+    names = {(c.__name__, n) for c, n in _FLOAT_FIELDS}
+    assert {("SAUConfig", "eps"), ("SAUConfig", "lr"), ("TrainConfig", "momentum")} <= names
+
+
+@pytest.mark.parametrize(
+    "cls,bad,message",
+    [
+        (SAUConfig, {"rounds": 2.5}, "rounds must be an integer"),
+        (SAUConfig, {"rounds": True}, "rounds must be an integer"),
+        (SAUConfig, {"eps": "0.2"}, "eps must be a number"),
+        (SAUConfig, {"clip": "yes"}, "clip must be true or false"),
+        (TrainConfig, {"epochs": None}, "epochs must be an integer"),
+        (TrainConfig, {"lr": [0.1]}, "lr must be a number"),
+    ],
+)
+def test_config_rejects_values_of_the_wrong_kind(cls, bad, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**bad).validate()
+
+
+def test_config_accepts_an_int_for_a_float_and_rejects_nan_from_json():
+    assert SAUConfig(eps=1).validate().eps == 1
+    with pytest.raises(ValueError, match="eps must be a finite number"):
+        SAUConfig.from_dict(json.loads('{"eps": NaN}'))
 
 
 def test_config_from_dict_rejects_unknown_keys():
@@ -309,6 +353,87 @@ def test_empty_clean_set_is_refused(backdoored8, digits8):
     empty = ImageData(digits8.train.x[:0], digits8.train.y[:0], digits8.info)
     with pytest.raises(ValueError, match="empty"):
         purify(backdoored8.model, empty)
+
+
+# ------------------------------------------------------------------------------- resume
+def _untrained8(digits8):
+    from sau_core.models import create_model
+
+    return create_model("small_cnn", digits8.info, seed=0)
+
+
+def _numbers(r: SAURound) -> dict:
+    return {k: v for k, v in dataclasses.asdict(r).items() if k not in ("elapsed", "eta")}
+
+
+@pytest.mark.parametrize(
+    "extra", [{}, {"pgd_init": "random", "train_mode": True}], ids=["default", "random-init-bn"]
+)
+def test_resumed_run_equals_the_uninterrupted_run(digits8, tmp_path, extra):
+    """3 rounds straight through == 3 rounds stopped in round 2, resumed from round 1's state
+    (through the run directory's file), bit for bit on the CPU with one thread."""
+    from sau_core.runs import load_resume_state, save_resume_state
+
+    torch.set_num_threads(1)
+    model, clean = _untrained8(digits8), clean_set(digits8, 0.1)  # 135 images, 3 batches of 64
+    test = digits8.test.subset(torch.arange(100))
+    cfg = SAUConfig(rounds=3, batch_size=64, probe_size=4, eval_size=0, **extra)
+    full = purify(model, clean, cfg, test=test, device="cpu")
+
+    stop, saved, events = threading.Event(), [], []
+
+    def keep(state):  # interrupted: the state of round 1 is on disk, then round 2 never ends
+        saved.append(state.round)
+        save_resume_state(tmp_path / "resume.safetensors", state)
+        stop.set()
+
+    cut = purify(model, clean, cfg, test=test, device="cpu", stop=stop, on_state=keep)
+    assert cut.stopped and cut.rounds_done == 1 and saved == [1]
+    state = load_resume_state(tmp_path / "resume.safetensors")
+    assert state.round == 1 and len(state.history) == 1
+    assert set(state.optimizer["state"][0]) == {"step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
+    done = purify(model, clean, cfg, test=test, device="cpu", resume=state,
+                  callback=events.append)  # fmt: skip
+
+    assert not done.stopped and done.rounds_done == 3
+    for (name, a), b in zip(full.model.state_dict().items(), done.model.state_dict().values(),
+                            strict=True):  # fmt: skip
+        assert torch.equal(a, b), name
+    assert [_numbers(r) for r in done.history] == [_numbers(r) for r in full.history]
+    assert done.after.acc == full.after.acc
+    started = events[0]
+    assert isinstance(started, Started) and started.resumed_from == 1
+    assert [e.round for e in events if isinstance(e, SAURound)] == [2, 3]
+    assert [e.round for e in events if isinstance(e, ProbeSnapshot)] == [2, 3]  # no round 0
+    assert [e.step for e in events if isinstance(e, SAUBatch)] == [4, 5, 6, 7, 8, 9]
+
+
+def test_resume_state_must_fit_the_run(digits8):
+    model, clean = _untrained8(digits8), clean_set(digits8, 0.05)
+    cfg = SAUConfig(rounds=2, batch_size=64, probe_size=0, eval_size=0)
+    states = []
+    purify(model, clean, cfg, device="cpu", on_state=states.append)
+    assert [s.round for s in states] == [1, 2]
+    last = states[-1]
+    with pytest.raises(ValueError, match="settings differ.*rounds"):
+        purify(model, clean, SAUConfig(rounds=3, batch_size=64, probe_size=0, eval_size=0),
+               device="cpu", resume=dataclasses.replace(last, round=1, history=last.history[:1]))  # fmt: skip
+    with pytest.raises(ValueError, match="round must be in"):
+        purify(model, clean, cfg, device="cpu", resume=dataclasses.replace(last, round=5))
+    bad_h = dict(last.h)
+    bad_h.pop(next(iter(bad_h)))
+    with pytest.raises(ValueError, match="does not fit this model"):
+        purify(model, clean, cfg, device="cpu", resume=dataclasses.replace(last, h=bad_h))
+    adam = {"state": {i: dict(e) for i, e in last.optimizer["state"].items()}}
+    adam["state"][0]["exp_avg"] = torch.zeros(3)
+    with pytest.raises(ValueError, match="exp_avg of parameter 0 does not fit"):
+        purify(model, clean, cfg, device="cpu", resume=dataclasses.replace(last, optimizer=adam))
+    with pytest.raises(ValueError, match="does not fit this model"):
+        purify(model, clean, cfg, device="cpu",
+               resume=dataclasses.replace(last, generator=torch.zeros(3, dtype=torch.uint8)))  # fmt: skip
+    # resuming after the last round runs no round: just the final evaluation
+    res = purify(model, clean, cfg, device="cpu", resume=last)
+    assert res.rounds_done == 2 and len(res.history) == 2
 
 
 # --------------------------------------------------------------------------- slow: works

@@ -129,6 +129,17 @@ if run_id is not None:
         live()
     else:
         components.purify_view(view, runner, class_names, total)
+        if view.state == "interrupted":
+            last = state.store().get(run_id).resume_round() or 0
+            st.info(f"This run was interrupted. Its state after round {last} is kept: resuming "
+                    "continues from there with the numbers of an uninterrupted run.")  # fmt: skip
+            if st.button(f"Resume from round {last}", type="primary", key=f"resume-{run_id}"):
+                try:
+                    state.resume(run_id)
+                except ValueError as err:  # RunError is one
+                    st.error(f"Cannot resume: {err}")
+                else:
+                    st.rerun()
         if view.metrics:
             c1, c2, c3 = st.columns(3)
             c1.page_link("app_pages/gallery.py", label="See the shared adversarial examples",

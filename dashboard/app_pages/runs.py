@@ -66,6 +66,17 @@ if runner.is_active(info.id):
     if c3.button("Stop", key=f"runs-stop-{info.id}"):
         runner.stop(info.id)
         st.toast("Stopping.")
+elif info.state == "interrupted" and info.kind == "purify":
+    last = store.get(info.id).resume_round() or 0
+    if c3.button(f"Resume from round {last}", key=f"runs-resume-{info.id}", type="primary",
+                 help="Continue in the same run directory; the numbers are those of a run that "
+                 "was never interrupted."):  # fmt: skip
+        try:
+            state.resume(info.id)
+        except ValueError as err:  # RunError is one
+            st.error(f"Cannot resume: {err}")
+        else:
+            st.switch_page("app_pages/purify.py", query_params={"run": info.id})
 elif info.metrics:
     c3.download_button(
         "Report (HTML)",
