@@ -29,9 +29,31 @@ from dashboard.charts import before_after_rows
 from sau_core.pipeline import DEMO
 from sau_core.ready import default_dir, list_ready
 from sau_core.runs import RunStore
-from tests.browser.server import launch_browser, start_server, stop_server, tiny_ready
+from tests.browser.server import (
+    launch_browser,
+    screenshot,
+    start_server,
+    stop_server,
+    tiny_ready,
+)
 
 DRAWN = "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+
+
+def shots(page, out: Path) -> None:
+    """Screenshots of the finished demo: Purify, Gallery, Explain, Set up."""
+    screenshot(page, out / "purify_done.png")
+    page.get_by_role("link", name="Gallery").first.click()
+    page.get_by_text("probe images have a shared adversarial example").wait_for()
+    screenshot(page, out / "gallery.png")
+    page.get_by_role("link", name="Explain").first.click()
+    page.get_by_text("Trigger focus").first.wait_for()
+    page.wait_for_function(DRAWN)
+    screenshot(page, out / "explain.png", settle=3)
+    page.get_by_role("link", name="Set up").first.click()
+    page.get_by_role("button", name="Use the demo preset").wait_for()
+    screenshot(page, out / "setup.png")
+    print(f"screenshots in {out}")
 
 
 def main() -> None:
@@ -39,6 +61,13 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="use a 1-epoch 8x8 stand-in checkpoint")
     ap.add_argument("--rounds", type=int, default=None, help="SAU rounds (default: the form's)")
     ap.add_argument("--repeat", type=int, default=1, help="server starts to time")
+    ap.add_argument(
+        "--screenshots",
+        type=Path,
+        default=None,
+        help="also save screenshots here (Set up, Purify live and finished, Gallery, Explain); "
+        "taken after the timings, so they do not change them",
+    )
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="sau-bench-") as tmp:
@@ -84,6 +113,10 @@ def main() -> None:
                     page.get_by_role("button", name="Purify", exact=True).click()
                     page.get_by_text("ACC, ASR and RA per round").first.wait_for()
                     t_live = time.perf_counter() - t1
+                    if args.screenshots:  # mid-run (costs a little of the purify time)
+                        args.screenshots.mkdir(parents=True, exist_ok=True)
+                        time.sleep(15)
+                        page.screenshot(path=str(args.screenshots / "purify_live.png"))
                     page.get_by_text("Before and after SAU").wait_for()
                     t_done = time.perf_counter() - t1
                     print(f"click Purify -> live charts on screen: {t_live:.1f} s")
@@ -93,6 +126,8 @@ def main() -> None:
                     for row in before_after_rows(m):
                         print("   " + "  ".join(f"{v:>10s}" for v in row.values()))
                     print(f"   SAU loop {m.get('seconds', 0):.1f} s on {m.get('device')}")
+                    if args.screenshots:
+                        shots(page, args.screenshots)
                     page.close()
                 finally:
                     stop_server(proc)

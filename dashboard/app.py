@@ -16,7 +16,10 @@ except ModuleNotFoundError:  # `streamlit run dashboard/app.py` without `bash .c
 
 import streamlit as st
 
+from dashboard import state
+
 st.set_page_config(page_title="SAU Lab", page_icon=":material/shield:", layout="wide")
+state.owner()  # this session's random id, the owner of the runs it starts
 
 PAGES = {
     "Backdoor lab": [

@@ -71,6 +71,9 @@ def state_line(view: JobView) -> None:
     text = f"{icon} **{view.state}**"
     if view.message:
         text += f": {view.message}"
+    if view.state == "queued" and view.queue_position is not None:
+        n = view.queue_position
+        text += f": {n} job{'' if n == 1 else 's'} ahead of yours"
     if view.state == "failed":
         st.error(text)
     elif view.state in ("stopped", "interrupted"):

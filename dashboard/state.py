@@ -8,19 +8,22 @@ mutated by a page; what one user has chosen (their model, their runs) lives in
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 
 import streamlit as st
 
 from sau_core.checkpoint import SIDECAR
 from sau_core.data import DatasetInfo, Split
-from sau_core.jobs import JobRunner
+from sau_core.jobs import AttackJob, JobRunner, PurifyJob
 from sau_core.pipeline import DataSpec
-from sau_core.runs import Run, RunError, RunStore, default_root, valid_run_id
+from sau_core.runs import Run, RunError, RunInfo, RunStore, default_root, valid_run_id
 
 MODEL = "model"  # the chosen backdoored model: a dict, see choose_model
 ATTACK_RUN = "attack_run"  # the attack run this session watches
 PURIFY_RUN = "purify_run"  # the purify run this session watches
+OWNER = "owner"  # this session's random id: the owner of the runs it starts
+LINKED = "linked_runs"  # ids of the runs this session opened by a link (?run=ID)
 
 
 @st.cache_resource(show_spinner=False)
@@ -37,6 +40,37 @@ def runner() -> JobRunner:
 
 def store() -> RunStore:
     return runner().store
+
+
+def owner() -> str:
+    """This browser session's owner id: random, made once per session, never user text."""
+    if OWNER not in st.session_state:
+        st.session_state[OWNER] = secrets.token_hex(8)
+    return st.session_state[OWNER]
+
+
+def submit(job: AttackJob | PurifyJob, label: str = "", split: Split | None = None) -> str:
+    """Queue ``job`` in the app's runner on behalf of this session; its run id.
+
+    Raises ValueError for a bad job, :class:`~sau_core.jobs.QueueFull` when the queue is full."""
+    return runner().submit(job, label, split=split, owner=owner())
+
+
+def linked() -> set[str]:
+    """The runs this session opened by a link: it may see them besides its own."""
+    return set(st.session_state.get(LINKED, ()))
+
+
+def visible(info: RunInfo) -> bool:
+    """Whether this session may list the run: its own, or one it opened by a link."""
+    return info.owner == owner() or info.id in linked()
+
+
+def visible_runs() -> tuple[list[RunInfo], list[str]]:
+    """This session's runs and the ones it opened by link (newest first), and the skipped
+    folders' messages."""
+    runs, problems = store().scan()
+    return [r for r in runs if visible(r)], problems
 
 
 @st.cache_resource(show_spinner="Loading the data set ...", max_entries=4)
@@ -117,9 +151,11 @@ def query_run() -> tuple[Run | None, str]:
     if not valid_run_id(run_id):
         return None, f"The link names no valid run (`{run_id[:40]}`)."
     try:
-        return store().get(run_id), ""
+        run = store().get(run_id)
     except RunError as err:
         return None, f"Cannot open that run: {err}"
+    st.session_state[LINKED] = sorted(linked() | {run.id})
+    return run, ""
 
 
 def watch(run_id: str, kind: str) -> None:
@@ -151,5 +187,5 @@ def resume(run_id: str) -> None:
     """
     data = (store().get(run_id).config().get("job") or {}).get("data")
     split = load_split(data) if isinstance(data, dict) else None
-    runner().resume(run_id, split=split)
+    runner().resume(run_id, split=split, owner=owner())
     watch(run_id, "purify")

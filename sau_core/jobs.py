@@ -64,6 +64,8 @@ __all__ = [
     "LiveState",
     "Progress",
     "PurifyJob",
+    "QUEUE_FULL",
+    "QueueFull",
     "checkpoint_data",
     "import_checkpoint",
     "job_from_config",
@@ -227,6 +229,7 @@ class JobView:
     probe_rounds: list[int]
     metrics: dict | None = None  # metrics.json, once written
     step0: int = 0  # steps already done when the job (re)started: a resumed run's first step
+    queue_position: int | None = None  # queued in this runner: jobs that start before it
 
     @property
     def active(self) -> bool:
@@ -426,88 +429,263 @@ def _purify(
     return metrics, result.stopped
 
 
-@dataclass
+QUEUE_FULL = "the queue is full, try again in a minute"
+
+
+class QueueFull(RuntimeError):
+    """The runner already holds ``max_queued`` waiting jobs: :data:`QUEUE_FULL`."""
+
+
+def device_kind(device: str | None) -> str:
+    """The slot pool a job's device asks for: ``cpu``, ``cuda`` or ``mps`` (None: the best one).
+
+    A name that is no device maps to ``cpu``: such a job fails at once with a clear message.
+    """
+    import torch
+
+    from .device import pick_device
+
+    try:
+        return pick_device(device).type
+    except ValueError:
+        try:
+            return torch.device(device).type
+        except (RuntimeError, TypeError):
+            return "cpu"
+
+
+def default_limits() -> dict[str, int]:
+    """Concurrent jobs per device kind: one on the CPU, one on MPS, one per CUDA GPU."""
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return {"cpu": 1, "mps": 1, "cuda": max(1, gpus)}
+
+
+@dataclass(eq=False)
 class _Job:
     run: Run
     live: LiveState
     stop: threading.Event
-    thread: threading.Thread
+    job: Any
+    owner: str
+    device: str  # the slot pool: cpu, cuda or mps
+    seq: int  # submission order
+    split: Any = None
+    resume: ResumeState | None = None
+    resumed: bool = False
+    thread: threading.Thread | None = None  # None while queued
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def _next(queue: list[_Job], running: dict[str, int], served: dict[str, int], free) -> _Job | None:
+    """The job to start next: of the owners with a job whose device has a free slot, the one
+    with the fewest running jobs, then the one served longest ago (round-robin); FIFO within
+    an owner."""
+    first: dict[str, _Job] = {}
+    for entry in queue:  # in submission order
+        if entry.owner not in first and free(entry.device):
+            first[entry.owner] = entry
+    if not first:
+        return None
+    return min(
+        first.values(),
+        key=lambda e: (running.get(e.owner, 0), served.get(e.owner, -1), e.seq),
+    )
 
 
 class JobRunner:
-    """Runs jobs in background threads, at most ``max_active`` at a time (the others queue).
+    """Runs jobs in background threads, a bounded number per device; the others wait in a
+    bounded queue that is fair between owners (sessions).
 
-    One runner serves a whole app (all sessions); its methods are thread-safe.
+    Args:
+        store: where the runs are kept.
+        max_active: concurrent jobs per device kind: an int for every kind, a mapping such as
+            ``{"cpu": 2, "cuda": 4}`` (the kinds it leaves out keep their default), or None for
+            :func:`default_limits` (one on the CPU, one per GPU).
+        max_queued: jobs that may wait at once; :meth:`submit` raises :class:`QueueFull` beyond.
+
+    When a slot frees, the next job comes from the owner with the fewest running jobs (ties:
+    the owner served longest ago), first come first served within an owner. One runner serves a
+    whole app (all sessions); its methods are thread-safe.
     """
 
     HEARTBEAT = 2.0  # seconds between status.json progress writes
 
-    def __init__(self, store: RunStore, max_active: int = 1) -> None:
-        if max_active < 1:
+    def __init__(
+        self,
+        store: RunStore,
+        max_active: int | dict[str, int] | None = None,
+        *,
+        max_queued: int = 64,
+    ) -> None:
+        limits = default_limits()
+        if isinstance(max_active, int) and not isinstance(max_active, bool):
+            limits = dict.fromkeys(limits, max_active)
+            self._other = max_active
+        elif isinstance(max_active, dict):
+            limits.update(max_active)
+            self._other = 1
+        elif max_active is None:
+            self._other = 1
+        else:
+            raise TypeError(f"max_active must be an int, a dict or None, not {max_active!r}")
+        if any(not isinstance(n, int) or n < 1 for n in (*limits.values(), self._other)):
             raise ValueError("max_active must be >= 1")
+        if not isinstance(max_queued, int) or max_queued < 1:
+            raise ValueError("max_queued must be >= 1")
         self.store = store
+        self.limits = limits
+        self.max_queued = max_queued
         self._jobs: dict[str, _Job] = {}
         self._lock = threading.Lock()
-        self._slots = threading.Semaphore(max_active)
+        self._queue: list[_Job] = []  # waiting jobs, in submission order
+        self._busy: dict[str, int] = {}  # device kind -> running jobs
+        self._running: dict[str, int] = {}  # owner -> running jobs
+        self._served: dict[str, int] = {}  # owner -> tick of its latest start
+        self._tick = 0
+        self._seq = 0
 
+    def limit(self, device: str) -> int:
+        """How many jobs may run at once on this device kind."""
+        return self.limits.get(device, self._other)
+
+    # ------------------------------------------------------------------------------ queue
+    def _enqueue(self, entry: _Job) -> None:  # under self._lock
+        self._jobs[entry.run.id] = entry
+        self._queue.append(entry)
+        self._dispatch()
+
+    def _dispatch(self) -> None:  # under self._lock: start what the free slots allow
+        while True:
+            entry = _next(self._queue, self._running, self._served,
+                          lambda d: self._busy.get(d, 0) < self.limit(d))  # fmt: skip
+            if entry is None:
+                return
+            self._queue.remove(entry)
+            self._busy[entry.device] = self._busy.get(entry.device, 0) + 1
+            self._running[entry.owner] = self._running.get(entry.owner, 0) + 1
+            self._tick += 1
+            self._served[entry.owner] = self._tick
+            entry.thread = threading.Thread(target=self._work, args=(entry,),
+                                            name=f"sau-{entry.run.id}", daemon=True)  # fmt: skip
+            entry.thread.start()
+
+    def _check_room(self) -> None:  # under self._lock
+        if len(self._queue) >= self.max_queued:
+            raise QueueFull(QUEUE_FULL)
+
+    def position(self, run_id: str) -> int | None:
+        """How many waiting jobs start before this one (0: it is next), or None when it is not
+        waiting. It assumes nothing more is submitted and counts every device's jobs; a newly
+        submitted job of a less busy owner may still go ahead of it (that is the fairness)."""
+        with self._lock:
+            target = self._jobs.get(run_id)
+            if target is None or target not in self._queue:
+                return None
+            queue = list(self._queue)
+            running, served, tick = dict(self._running), dict(self._served), self._tick
+        for ahead in range(len(queue)):
+            entry = _next(queue, running, served, lambda d: True)
+            if entry is target:
+                return ahead
+            queue.remove(entry)
+            running[entry.owner] = running.get(entry.owner, 0) + 1
+            tick += 1
+            served[entry.owner] = tick
+        return None  # pragma: no cover - the target is in the queue
+
+    def queued(self) -> int:
+        """How many jobs wait for a slot."""
+        with self._lock:
+            return len(self._queue)
+
+    def runs(self, owner: str):
+        """The runs ``owner`` started (:class:`~sau_core.runs.RunInfo`, newest first)."""
+        return self.store.scan(owner)[0]
+
+    # ---------------------------------------------------------------------------- public
     def submit(
-        self, job: AttackJob | PurifyJob, label: str = "", *, split: Split | None = None
+        self,
+        job: AttackJob | PurifyJob,
+        label: str = "",
+        *,
+        split: Split | None = None,
+        owner: str = "",
     ) -> str:
-        """Start ``job`` (after cheap checks; ValueError) and return its run id at once.
+        """Queue ``job`` (after cheap checks; ValueError) and return its run id at once.
 
         ``split``: an already loaded data set to use instead of loading ``job.data`` (tests,
-        notebooks); it is never modified.
+        notebooks); it is never modified. ``owner``: the session submitting it (a random id,
+        see :func:`~sau_core.runs.valid_owner`), for fairness and for listing its runs.
+        Raises :class:`QueueFull` when ``max_queued`` jobs already wait.
         """
         if not isinstance(job, (AttackJob, PurifyJob)):
             raise TypeError(f"not a job: {job!r}")
         job.check()
-        run = self.store.create(job.kind, job.to_dict(), label)
-        live = LiveState(run.id, job.kind)
-        stop = threading.Event()
-        thread = threading.Thread(
-            target=self._work, args=(run, job, live, stop, split), name=f"sau-{run.id}", daemon=True
-        )
+        device = device_kind(job.device)
         with self._lock:
-            self._jobs[run.id] = _Job(run, live, stop, thread)
-        thread.start()
+            self._check_room()
+            run = self.store.create(job.kind, job.to_dict(), label, owner=owner)
+            self._seq += 1
+            entry = _Job(run, LiveState(run.id, job.kind), threading.Event(), job, owner, device,
+                         self._seq, split)  # fmt: skip
+            self._enqueue(entry)
         return run.id
 
     def stop(self, run_id: str) -> bool:
-        """Ask a job of this runner to stop; True when it was still active."""
+        """Ask a job of this runner to stop; True when it was still active.
+
+        A waiting job leaves the queue at once (stopped before it started); a running one
+        stops within one batch."""
         with self._lock:
-            job = self._jobs.get(run_id)
-        if job is None or not job.thread.is_alive():
-            return False
-        job.stop.set()
+            entry = self._jobs.get(run_id)
+            if entry is None or entry.done.is_set():
+                return False
+            waiting = entry in self._queue
+            if waiting:
+                self._queue.remove(entry)
+            else:
+                entry.stop.set()
+        if waiting:
+            message = "stopped before it started"
+            with contextlib.suppress(OSError):
+                entry.run.update_status(state="stopped", ended=_now(), message=message)
+            entry.live.set_state("stopped", message)
+            entry.done.set()
         return True
 
     def is_active(self, run_id: str) -> bool:
         with self._lock:
-            job = self._jobs.get(run_id)
-        return job is not None and job.thread.is_alive()
+            entry = self._jobs.get(run_id)
+        return entry is not None and not entry.done.is_set()
 
     def active(self) -> list[str]:
         with self._lock:
-            return [rid for rid, job in self._jobs.items() if job.thread.is_alive()]
+            return [rid for rid, entry in self._jobs.items() if not entry.done.is_set()]
 
     def wait(self, run_id: str, timeout: float | None = None) -> bool:
         """Block until the job ends (True) or ``timeout`` seconds pass (False)."""
         with self._lock:
-            job = self._jobs.get(run_id)
-        if job is None:
+            entry = self._jobs.get(run_id)
+        if entry is None:
             return True
-        job.thread.join(timeout)
-        return not job.thread.is_alive()
+        return entry.done.wait(timeout)
 
     def view(self, run_id: str) -> JobView:
-        """The job's live view when this runner runs it, else the run read back from disk."""
+        """The job's live view when this runner runs it, else the run read back from disk.
+
+        A waiting job's view has its :attr:`JobView.queue_position` (see :meth:`position`)."""
         with self._lock:
-            job = self._jobs.get(run_id)
-        if job is not None:
-            return job.live.view()
+            entry = self._jobs.get(run_id)
+        if entry is not None:
+            view = entry.live.view()
+            if view.state == "queued":
+                view = replace(view, queue_position=self.position(run_id))
+            return view
         return view_of(self.store.get(run_id))
 
-    def resume(self, run_id: str, *, split: Split | None = None) -> str:
+    def resume(self, run_id: str, *, split: Split | None = None, owner: str = "") -> str:
         """Continue an interrupted purify run in its own run directory; returns its id.
 
         The run restarts after the round of its saved state (``state/resume.safetensors``; from
@@ -515,17 +693,18 @@ class JobRunner:
         files of later rounds are dropped, the status goes back to queued then running (the
         interrupted mark is cleared), new events are appended and the final metrics and
         checkpoint are written as for any run. The numbers are those of an uninterrupted run.
+        It waits in the queue like a new job, on behalf of ``owner`` (the session resuming it).
 
         Raises :class:`~sau_core.runs.RunError` (a ValueError) when the id is unknown, the run is
         not an interrupted purify run, its saved state is unreadable or does not match its
-        settings, or ValueError when its checkpoint is gone.
+        settings, ValueError when its checkpoint is gone, or :class:`QueueFull`.
         """
         run = self.store.get(run_id)
         if run.kind != "purify":
             raise RunError(f"only purify runs can be resumed; {run_id} is an {run.kind} run")
         with self._lock:
             old = self._jobs.get(run_id)
-            if old is not None and old.thread.is_alive():
+            if old is not None and not old.done.is_set():
                 raise RunError(f"run {run_id} is already running")
             state = run.status().get("state")
             if state != "interrupted":
@@ -537,6 +716,7 @@ class JobRunner:
             if not isinstance(job, PurifyJob):
                 raise RunError(f"run {run_id} does not describe a purify job")
             job.check()  # the source checkpoint must still be there
+            self._check_room()
             saved = run.resume_state() if run.resume_round() is not None else None
             if saved is not None and saved.config != job.sau.to_dict():
                 raise RunError(f"run {run_id}: its saved state was made with other SAU settings")
@@ -554,26 +734,16 @@ class JobRunner:
                 with contextlib.suppress(RunError):
                     live.probe = run.load_probe(rounds[-1])
             live.set_state("queued")
-            stop = threading.Event()
-            thread = threading.Thread(target=self._work, args=(run, job, live, stop, split),
-                                      kwargs={"resume": saved, "resumed": True},
-                                      name=f"sau-{run.id}", daemon=True)  # fmt: skip
-            self._jobs[run.id] = _Job(run, live, stop, thread)
-        thread.start()
+            self._seq += 1
+            entry = _Job(run, live, threading.Event(), job, owner, device_kind(job.device),
+                         self._seq, split, resume=saved, resumed=True)  # fmt: skip
+            self._enqueue(entry)
         return run.id
 
     # ------------------------------------------------------------------------------ worker
-    def _work(
-        self,
-        run: Run,
-        job,
-        live: LiveState,
-        stop: threading.Event,
-        split,
-        *,
-        resume: ResumeState | None = None,
-        resumed: bool = False,
-    ) -> None:
+    def _work(self, entry: _Job) -> None:
+        run, job, live, stop = entry.run, entry.job, entry.live, entry.stop
+        split, resume, resumed = entry.split, entry.resume, entry.resumed
         last_beat = [0.0]
 
         def callback(event: Any) -> None:
@@ -590,17 +760,9 @@ class JobRunner:
                 last_beat[0] = record["t"]
                 run.update_status(step=live.step, heartbeat=record["t"], **changes)
 
-        acquired = False
         try:
             if not resumed:
                 run.claim()
-            while not (acquired := self._slots.acquire(timeout=0.1)):
-                if stop.is_set():
-                    run.update_status(
-                        state="stopped", ended=_now(), message="stopped before it started"
-                    )
-                    live.set_state("stopped", "stopped before it started")
-                    return
             times = {} if resumed else {"started": _now()}
             run.update_status(state="running", heartbeat=time.time(), **times)
             live.set_state("running")
@@ -622,9 +784,14 @@ class JobRunner:
                 pass
             live.set_state("failed", message)
         finally:
-            if acquired:
-                self._slots.release()
-            release_device_memory()
+            try:
+                release_device_memory()
+            finally:
+                with self._lock:
+                    self._busy[entry.device] -= 1
+                    self._running[entry.owner] -= 1
+                    self._dispatch()
+                entry.done.set()
 
 
 def _out_of_memory_types() -> tuple[type[BaseException], ...]:
@@ -696,6 +863,7 @@ def import_checkpoint(
     attack: AttackSpec | None = None,
     label: str = "",
     split: Split | None = None,
+    owner: str = "",
 ) -> Run:
     """Check an uploaded model and keep it as a finished ``import`` run (a checkpoint directory).
 
@@ -707,6 +875,7 @@ def import_checkpoint(
             and attack. Its data root and trigger-image path are not used (they name server files).
         arch, data: the architecture and data set when there is no sidecar (they win over it).
         attack: the trigger when known (ASR/RA are measured with it), else the sidecar's or none.
+        owner: the session uploading it (see :meth:`RunStore.create`).
 
     The model is evaluated on the data set's test set; ``metrics.json`` holds ACC (and ASR/RA).
     Raises ValueError (CheckpointError is one) with a clear message for anything that does not fit.
@@ -757,7 +926,7 @@ def import_checkpoint(
         run = store.create("import", {"kind": "import", "file": Path(filename).name[:200],
                                       "arch": arch, "data": data.to_dict(),
                                       "attack": None if attack is None else attack.to_dict()},
-                           label or f"uploaded {Path(filename).name[:80]}")  # fmt: skip
+                           label or f"uploaded {Path(filename).name[:80]}", owner)  # fmt: skip
         try:
             d = ev.to_dict(confusion=False)
             metrics = {k: d[k] for k in ("acc", "asr", "ra", "per_class_asr")}

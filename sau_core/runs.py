@@ -57,6 +57,7 @@ __all__ = [
     "RunStore",
     "RunWarning",
     "default_root",
+    "valid_owner",
     "valid_run_id",
 ]
 
@@ -67,6 +68,7 @@ STATES = ("queued", "running", "finished", "stopped", "failed", "interrupted")
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("finished", "stopped", "failed", "interrupted")
 _ID = re.compile(r"^(\d{8}-\d{6})-(attack|purify|import)-([0-9a-f]{6})$")
+_OWNER = re.compile(r"[A-Za-z0-9_-]{0,64}")
 STALE_AFTER = 600.0  # seconds without a heartbeat before a run on another host counts as dead
 MAX_EVENT_BYTES = 64 << 20  # events.jsonl larger than this is read from its last 64 MiB only
 RESUME_FILE = "state/resume.safetensors"
@@ -90,6 +92,11 @@ def default_root() -> Path:
 def valid_run_id(run_id: Any) -> bool:
     """Whether ``run_id`` has the shape of an id this module makes (safe to join to a path)."""
     return isinstance(run_id, str) and _ID.match(run_id) is not None
+
+
+def valid_owner(owner: Any) -> bool:
+    """Whether ``owner`` can name a run's session: "" or up to 64 of ``[A-Za-z0-9_-]``."""
+    return isinstance(owner, str) and _OWNER.fullmatch(owner) is not None
 
 
 def _now() -> str:
@@ -162,6 +169,7 @@ class RunInfo:
     rounds: int | None
     metrics: dict | None  # metrics.json, when written
     config: dict
+    owner: str = ""  # the session that started it ("" for the CLI and older runs)
 
 
 class Run:
@@ -528,8 +536,14 @@ class RunStore:
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"
 
-    def create(self, kind: str, config: dict, label: str = "") -> Run:
-        """A new run directory with ``config.json`` and a queued ``status.json``."""
+    def create(self, kind: str, config: dict, label: str = "", owner: str = "") -> Run:
+        """A new run directory with ``config.json`` and a queued ``status.json``.
+
+        ``owner``: the session that starts it (a random id, see :func:`valid_owner`; "" for none),
+        kept in ``config.json`` so a list can show a session only its own runs.
+        """
+        if not valid_owner(owner):
+            raise RunError("a run owner must be a session id of up to 64 letters, digits, - or _")
         if kind not in KINDS:
             raise RunError(f"run kind must be one of {list(KINDS)}, got {kind!r}")
         if not isinstance(label, str):
@@ -549,7 +563,14 @@ class RunStore:
         created = _now()
         write_json_atomic(
             run.path / "config.json",
-            {"id": run_id, "kind": kind, "label": label, "created": created, "job": config},
+            {
+                "id": run_id,
+                "kind": kind,
+                "label": label,
+                "created": created,
+                "owner": owner,
+                "job": config,
+            },  # fmt: skip
         )
         write_json_atomic(
             run.path / "status.json",
@@ -570,8 +591,11 @@ class RunStore:
             raise RunError(f"no run {run_id} under {self.root}")
         return run
 
-    def scan(self) -> tuple[list[RunInfo], list[str]]:
-        """All readable runs, newest first, and one message per directory that was skipped."""
+    def scan(self, owner: str | None = None) -> tuple[list[RunInfo], list[str]]:
+        """All readable runs, newest first, and one message per directory that was skipped.
+
+        ``owner``: only the runs that session started (None: every run).
+        """
         runs: list[RunInfo] = []
         problems: list[str] = []
         if not self.root.is_dir():
@@ -583,14 +607,18 @@ class RunStore:
                 problems.append(f"{path.name}: not a run directory")
                 continue
             try:
-                runs.append(self.info(Run(self.root, path.name)))
+                info = self.info(Run(self.root, path.name))
             except RunError as err:
                 problems.append(str(err))
+                continue
+            if owner is None or info.owner == owner:
+                runs.append(info)
         return runs, problems
 
-    def list(self) -> list[RunInfo]:
-        """All readable runs, newest first; each skipped directory raises a :class:`RunWarning`."""
-        runs, problems = self.scan()
+    def list(self, owner: str | None = None) -> list[RunInfo]:
+        """All readable runs (of ``owner`` when given), newest first; each skipped directory
+        raises a :class:`RunWarning`."""
+        runs, problems = self.scan(owner)
         for problem in problems:
             warnings.warn(f"skipped {problem}", RunWarning, stacklevel=2)
         return runs
@@ -620,6 +648,7 @@ class RunStore:
             rounds=status.get("rounds"),
             metrics=metrics,
             config=config.get("job", {}) if isinstance(config.get("job"), dict) else {},
+            owner=config["owner"] if valid_owner(config.get("owner")) else "",
         )
 
     def mark_interrupted(self) -> list[str]:

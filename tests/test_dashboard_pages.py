@@ -194,3 +194,31 @@ def test_an_interrupted_run_resumes_from_the_purify_page(env, ready_dir, monkeyp
     assert RunStore(env).get(run_id).status()["state"] == "finished"
     at = _ok(_app("app_pages/purify.py", run=run_id))
     assert "Before and after SAU" in [h.value for h in at.subheader]
+
+
+def test_a_session_lists_only_its_own_runs_and_those_opened_by_link(env):
+    a = _ok(_app("app_pages/runs.py"))
+    b = _ok(_app("app_pages/runs.py"))
+    owner_a, owner_b = a.session_state["owner"], b.session_state["owner"]
+    assert owner_a != owner_b and len(owner_a) == 16  # random, one per session
+    store = RunStore(env)
+    mine = store.create("purify", {}, "alice's run", owner=owner_a).id
+    theirs = store.create("purify", {}, "bob's run", owner=owner_b).id
+    store.create("purify", {}, "from the command line")
+
+    def listed(at) -> list[str]:
+        return list(at.dataframe[0].value["run"]) if at.dataframe else []
+
+    a = _ok(a.run())
+    assert listed(a) == [mine]
+    b = _ok(b.run())
+    assert listed(b) == [theirs]
+    assert _ok(_app("app_pages/runs.py")).info  # a third session: "No runs yet in this session"
+    # alice opens bob's shared link: from then on her session lists it too
+    a.switch_page("app_pages/purify.py")
+    a.query_params["run"] = theirs
+    a = _ok(a.run())
+    a.switch_page("app_pages/runs.py")
+    a = _ok(a.run())
+    assert sorted(listed(a)) == sorted([mine, theirs])
+    assert listed(_ok(b.run())) == [theirs]

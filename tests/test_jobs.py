@@ -26,6 +26,7 @@ from sau_core.jobs import (
     JobView,
     LiveState,
     PurifyJob,
+    QueueFull,
     import_checkpoint,
     job_from_config,
     view_of,
@@ -168,6 +169,91 @@ def test_queued_job_waits_for_a_free_slot_and_can_be_stopped(attacked, tiny, tmp
     assert runner.view(second).message == "stopped before it started"
     runner.stop(first)
     assert runner.wait(first, timeout=60)
+
+
+# ------------------------------------------------------------------------------- fair queue
+def _long_job(runner, ckpt, tiny, owner):
+    """A job that holds the one slot until it is stopped."""
+    run_id = runner.submit(PurifyJob(ckpt, _sau(rounds=500), 0.2), split=tiny, owner=owner)
+    assert _wait_for(lambda: runner.view(run_id).state == "running")
+    return run_id
+
+
+def test_a_second_owner_goes_before_the_first_owners_backlog(attacked, tiny, tmp_path):
+    _, attack_id = attacked
+    ckpt = str(attacked[0].store.get(attack_id).path)
+    runner = JobRunner(RunStore(tmp_path), max_active=1)
+    a1 = _long_job(runner, ckpt, tiny, "alice")
+    a2, a3 = (runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2), split=tiny, owner="alice")
+              for _ in range(2))  # fmt: skip
+    b1 = runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2), split=tiny, owner="bob")
+    # bob has nothing running: his job is next although alice queued two before it
+    assert [runner.position(r) for r in (a1, a2, a3, b1)] == [None, 1, 2, 0]
+    assert [runner.view(r).queue_position for r in (a1, a2, a3, b1)] == [None, 1, 2, 0]
+    assert runner.queued() == 3 and runner.view(a2).state == "queued"
+    runner.stop(a1)
+    for run_id in (a1, a2, a3, b1):
+        assert runner.wait(run_id, timeout=120)
+    assert [runner.view(r).state for r in (a2, a3, b1)] == ["finished"] * 3
+    started = sorted((a2, a3, b1), key=lambda r: runner.view(r).t_started)
+    assert started == [b1, a2, a3]  # bob's job ran second overall, not fourth
+    assert runner.position(b1) is None and runner.view(b1).queue_position is None
+
+
+def test_the_queue_is_bounded(attacked, tiny, tmp_path):
+    _, attack_id = attacked
+    ckpt = str(attacked[0].store.get(attack_id).path)
+    store = RunStore(tmp_path)
+    runner = JobRunner(store, max_active=1, max_queued=2)
+    first = _long_job(runner, ckpt, tiny, "a")
+    waiting = [runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2), split=tiny, owner="b")
+               for _ in range(2)]  # fmt: skip
+    with pytest.raises(QueueFull, match="the queue is full, try again in a minute"):
+        runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2), split=tiny, owner="c")
+    assert len(store.list()) == 3  # the refused job left no run behind
+    runner.stop(waiting[0])  # a stopped waiting job frees its place at once
+    assert runner.view(waiting[0]).state == "stopped" and runner.queued() == 1
+    third = runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2), split=tiny, owner="c")
+    # b and c run nothing and were never served: first come, first served
+    assert runner.position(waiting[1]) == 0 and runner.position(third) == 1
+    for run_id in (waiting[1], third):
+        runner.stop(run_id)
+    runner.stop(first)
+    assert runner.wait(first, timeout=60) and not runner.active()
+
+
+def test_runs_are_listed_per_owner(attacked, tiny, tmp_path):
+    _, attack_id = attacked
+    ckpt = str(attacked[0].store.get(attack_id).path)
+    store = RunStore(tmp_path)
+    runner = JobRunner(store)
+    job = PurifyJob(ckpt, _sau(rounds=1), 0.2)
+    mine = [runner.submit(job, split=tiny, owner="s1") for _ in range(2)]
+    theirs = runner.submit(job, split=tiny, owner="s2")
+    cli = runner.submit(job, split=tiny)
+    for run_id in (*mine, theirs, cli):
+        assert runner.wait(run_id, timeout=120)
+    assert {r.id for r in store.list(owner="s1")} == set(mine)
+    assert [r.id for r in runner.runs("s2")] == [theirs]
+    assert [r.id for r in store.list(owner="")] == [cli]
+    assert len(store.list()) == 4
+    assert json.loads((store.get(theirs).path / "config.json").read_text())["owner"] == "s2"
+    with pytest.raises(ValueError, match="session id"):  # never free text
+        runner.submit(job, split=tiny, owner="<b>me</b>")
+    assert len(store.list()) == 4
+
+
+def test_concurrent_jobs_per_device_are_configurable(tmp_path):
+    store = RunStore(tmp_path)
+    assert JobRunner(store).limit("cpu") == 1
+    assert JobRunner(store).limit("cuda") == max(1, torch.cuda.device_count())
+    assert JobRunner(store, {"cpu": 3}).limit("cpu") == 3
+    assert JobRunner(store, 2).limit("cuda") == 2
+    for bad in (0, {"cpu": 0}):
+        with pytest.raises(ValueError, match="max_active"):
+            JobRunner(store, bad)
+    with pytest.raises(ValueError, match="max_queued"):
+        JobRunner(store, max_queued=0)
 
 
 # ------------------------------------------------------------------------------------ resume

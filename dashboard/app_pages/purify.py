@@ -96,8 +96,7 @@ else:
                 device=None if device == "auto" else device,
             )
             # The data set this server already holds (read-only) saves the job loading it again.
-            new_id = runner.submit(job, label=label or model["title"],
-                                   split=state.load_split(job.data))  # fmt: skip
+            new_id = state.submit(job, label or model["title"], state.load_split(job.data))
         except (ValueError, RuntimeError, OSError) as err:
             st.error(f"Cannot start: {err}")
         else:

@@ -13,13 +13,16 @@ store = state.store()
 runner = state.runner()
 st.caption(f"Kept under `{store.root}` (set `SAU_LAB_RUNS` to use another folder).")
 
-runs, problems = store.scan()
+runs, problems = state.visible_runs()  # this session's runs and those it opened by link
 if problems:
     with st.expander(f"{len(problems)} folder(s) skipped (not readable as runs)"):
         for p in problems:
             st.markdown(f"- {p}")
 if not runs:
-    st.info("No runs yet. Train or purify a model and it will be listed here.")
+    st.info(
+        "No runs yet in this session. Train or purify a model and it will be listed here; "
+        "a run started elsewhere opens by its link (`?run=ID`)."
+    )
     st.stop()
 
 

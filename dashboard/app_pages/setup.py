@@ -11,7 +11,7 @@ from dashboard.glossary import HELP, pct
 from sau_core import ready
 from sau_core.attacks import ATTACKS, AttackSpec, list_attacks, param_schema
 from sau_core.data import DIGITS_RESOLUTIONS, available, list_datasets
-from sau_core.jobs import AttackJob, import_checkpoint
+from sau_core.jobs import AttackJob, QueueFull, import_checkpoint
 from sau_core.models import MODELS
 from sau_core.pipeline import DEMO, TEACHING_PRESETS, DataSpec
 from sau_core.runs import RunError
@@ -81,9 +81,13 @@ with st.container(border=True):
         )
         if st.button("Train the demo preset", type="primary", key="demo-train"):
             job = AttackJob(DEMO.data, DEMO.arch, DEMO.attack, DEMO.train)
-            run_id = state.runner().submit(job, label="demo preset")
-            state.watch(run_id, "attack")
-            st.switch_page("app_pages/attack.py", query_params={"run": run_id})
+            try:
+                run_id = state.submit(job, "demo preset")
+            except QueueFull as err:
+                st.error(str(err))
+            else:
+                state.watch(run_id, "attack")
+                st.switch_page("app_pages/attack.py", query_params={"run": run_id})
 
     st.markdown("**Teaching presets**: the demo's settings with another attack.")
     c1, c2 = st.columns([2, 1])
@@ -98,9 +102,13 @@ with st.container(border=True):
             use_ready(by_name[chosen.attack.name])
         else:
             job = AttackJob(chosen.data, chosen.arch, chosen.attack, chosen.train)
-            run_id = state.runner().submit(job, label=TEACHING_PRESETS[preset].title)
-            state.watch(run_id, "attack")
-            st.switch_page("app_pages/attack.py", query_params={"run": run_id})
+            try:
+                run_id = state.submit(job, TEACHING_PRESETS[preset].title)
+            except QueueFull as err:
+                st.error(str(err))
+            else:
+                state.watch(run_id, "attack")
+                st.switch_page("app_pages/attack.py", query_params={"run": run_id})
 
 current = state.model()
 if current is not None:
@@ -228,8 +236,8 @@ with tab_train:
             job = AttackJob(data, arch, spec, train, download=download)
             if split is not None:
                 spec.validate(split.info)
-            run_id = state.runner().submit(job, label=label, split=split)
-        except ValueError as err:
+            run_id = state.submit(job, label, split)
+        except (ValueError, QueueFull) as err:
             st.error(str(err))
         else:
             state.watch(run_id, "attack")
@@ -271,6 +279,7 @@ with tab_upload:
                     data=up_data,
                     attack=spec_up,
                     split=None if up_data is None else state.load_split(up_data),
+                    owner=state.owner(),
                 )
             st.session_state[state.MODEL] = state.model_from_run(run)
         except (ValueError, RunError, OSError) as err:
