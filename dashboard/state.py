@@ -62,8 +62,10 @@ def linked() -> set[str]:
 
 
 def visible(info: RunInfo) -> bool:
-    """Whether this session may list the run: its own, or one it opened by a link."""
-    return info.owner == owner() or info.id in linked()
+    """Whether this session may list the run: its own, one it opened by a link, or a run made
+    outside any browser session (no owner: by a script or the CLI, e.g. a teacher's prepared
+    runs), which every session shares."""
+    return info.owner in ("", owner()) or info.id in linked()
 
 
 def visible_runs() -> tuple[list[RunInfo], list[str]]:

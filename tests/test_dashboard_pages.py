@@ -197,6 +197,8 @@ def test_an_interrupted_run_resumes_from_the_purify_page(env, ready_dir, monkeyp
 
 
 def test_a_session_lists_only_its_own_runs_and_those_opened_by_link(env):
+    """Sessions see their own runs, runs opened by link, and runs made outside any session (no
+    owner: the CLI or a script, e.g. a teacher's prepared runs), never another session's."""
     a = _ok(_app("app_pages/runs.py"))
     b = _ok(_app("app_pages/runs.py"))
     owner_a, owner_b = a.session_state["owner"], b.session_state["owner"]
@@ -204,21 +206,42 @@ def test_a_session_lists_only_its_own_runs_and_those_opened_by_link(env):
     store = RunStore(env)
     mine = store.create("purify", {}, "alice's run", owner=owner_a).id
     theirs = store.create("purify", {}, "bob's run", owner=owner_b).id
-    store.create("purify", {}, "from the command line")
+    shared = store.create("purify", {}, "from the command line").id
 
     def listed(at) -> list[str]:
-        return list(at.dataframe[0].value["run"]) if at.dataframe else []
+        return sorted(at.dataframe[0].value["run"]) if at.dataframe else []
 
     a = _ok(a.run())
-    assert listed(a) == [mine]
+    assert listed(a) == sorted([mine, shared])
     b = _ok(b.run())
-    assert listed(b) == [theirs]
-    assert _ok(_app("app_pages/runs.py")).info  # a third session: "No runs yet in this session"
+    assert listed(b) == sorted([theirs, shared])
+    assert listed(_ok(_app("app_pages/runs.py"))) == [shared]  # a third session
     # alice opens bob's shared link: from then on her session lists it too
     a.switch_page("app_pages/purify.py")
     a.query_params["run"] = theirs
     a = _ok(a.run())
     a.switch_page("app_pages/runs.py")
     a = _ok(a.run())
-    assert sorted(listed(a)) == sorted([mine, theirs])
-    assert listed(_ok(b.run())) == [theirs]
+    assert listed(a) == sorted([mine, theirs, shared])
+    assert listed(_ok(b.run())) == sorted([theirs, shared])
+
+
+@pytest.mark.parametrize(
+    ("page", "widget"),
+    [("app_pages/compare.py", "multiselect"), ("app_pages/gallery.py", "selectbox")],
+)
+def test_compare_and_gallery_offer_only_visible_runs(env, page, widget):
+    """Another session's SAU run is not offered; this session's and owner-less ones are."""
+    at = _ok(_app(page))
+    store = RunStore(env)
+    runs = {
+        "mine": store.create("purify", {}, "mine", owner=at.session_state["owner"]),
+        "shared": store.create("purify", {}, "from the command line"),
+        "other": store.create("purify", {}, "someone else's", owner="0123456789abcdef"),
+    }
+    for run in runs.values():
+        run.update_status(state="finished")
+    at = _ok(at.run())
+    offered = " ".join(getattr(at, widget)[0].options)
+    assert "mine" in offered and "from the command line" in offered
+    assert "someone else's" not in offered and runs["other"].id[-6:] not in offered

@@ -16,7 +16,7 @@ st.markdown(
 )
 
 store = state.store()
-runs = [r for r in store.scan()[0] if r.kind == "purify" and r.state not in ("queued",)]
+runs = [r for r in state.visible_runs()[0] if r.kind == "purify" and r.state not in ("queued",)]
 if not runs:
     st.info("No SAU run yet: start one on *Purify*.")
     st.page_link("app_pages/purify.py", label="Go to Purify", icon=":material/cleaning_services:")

@@ -58,7 +58,7 @@ def _stamp(path) -> float:
         return 0.0
 
 
-runs = store.scan()[0]
+runs = state.visible_runs()[0]
 purify = [r for r in runs if r.kind == "purify" and r.state in ("finished", "stopped")]
 purify = [r for r in purify if store.get(r.id).has_checkpoint()]
 singles: dict[str, tuple[str, str]] = {}  # key -> (path, title)

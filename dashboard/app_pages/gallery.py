@@ -18,7 +18,7 @@ store = state.store()
 _, problem = state.query_run()
 if problem:
     st.warning(problem)
-purify_runs = [r for r in store.scan()[0] if r.kind == "purify"]
+purify_runs = [r for r in state.visible_runs()[0] if r.kind == "purify"]
 current = state.current_run("purify")
 ids = [r.id for r in purify_runs]
 if current is not None and current not in ids:
