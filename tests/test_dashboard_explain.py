@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from sau_core.explain import METHODS
 from tests.lab import make_lab
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
@@ -52,9 +53,17 @@ def test_explain_shows_h0_and_h_on_clean_and_triggered_images(env):
     assert [m.value for m in at.markdown if m.value in ("**clean**", "**triggered**")] == [
         "**clean**", "**triggered**"]  # fmt: skip
     # the trigger focus, in numbers and in words
-    focus = at.dataframe[0].value
-    assert list(focus["model"]) == ["h0 (backdoored)", "h (purified)"]
+    focus = {m.label: m.value for m in at.metric}
+    assert {"h0 (backdoored)", "h (purified)"} <= set(focus)
+    assert all(" ± " in focus[k] for k in ("h0 (backdoored)", "h (purified)"))
     assert any("After SAU, h puts" in m.value for m in at.markdown)
+    # every method: one table row per method and model
+    at = _ok(at.checkbox(key="explain.focus_all").check().run())
+    table = at.dataframe[0].value
+    assert len(table) == 2 * len(METHODS) and set(table["model"]) == {
+        "h0 (backdoored)",
+        "h (purified)",
+    }
 
 
 @pytest.mark.parametrize("method", ["integrated_gradients", "grad_cam", "occlusion"])

@@ -254,8 +254,15 @@ with right:
             st.error(f"Cannot measure the trigger focus: {err}")
             stats = {}
         if stats:
-            st.dataframe(charts.focus_rows(stats), hide_index=True)
             s = stats[method]
+            if len(stats) > 1:  # every method: a table (scrolls sideways in this column)
+                st.dataframe(charts.focus_rows(stats), hide_index=True)
+            elif hasattr(s, "before"):
+                st.metric("h0 (backdoored)", f"{s.before.mean:.3f} ± {s.before.std:.3f}")
+                st.metric("h (purified)", f"{s.after.mean:.3f} ± {s.after.std:.3f}",
+                          delta=f"{s.change:+.3f}", delta_color="inverse")  # fmt: skip
+            else:
+                st.metric("trigger focus", f"{s.mean:.3f} ± {s.std:.3f}")
             if hasattr(s, "before"):
                 b, a = s.before, s.after
                 st.markdown(
