@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import fields
+from typing import Any
 
 
 def _type_name(f) -> str:
@@ -38,3 +41,27 @@ def check_fields(config, label: str) -> None:
             raise ValueError(f"{label} {f.name} must be >= {meta['min']}, got {value}")
         if "max" in meta and value > meta["max"]:
             raise ValueError(f"{label} {f.name} must be <= {meta['max']}, got {value}")
+
+
+def config_from(kind: str, name: str, cls: type, params: Mapping[str, Any] | Any | None) -> Any:
+    """``cls`` (the config dataclass of registry entry ``name``, a ``kind`` such as "attack")
+    from ``params``: a dict of overrides, an instance of ``cls``, or None for the defaults.
+
+    Checks the parameter names here and leaves types and bounds to ``cls``; ValueError otherwise.
+    """
+    if params is None:
+        return cls()
+    if isinstance(params, cls):
+        return params
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        raise ValueError(f"{kind} {name!r} takes a {cls.__name__}, got a {type(params).__name__}")
+    if not isinstance(params, Mapping):
+        raise ValueError(f"{kind} parameters must be a dict, got {type(params).__name__}")
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(str(k) for k in params if k not in known)
+    if unknown:
+        takes = f"it takes {', '.join(known)}" if known else "it takes none"
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(map(repr, unknown))} for {kind} {name!r}; {takes}"
+        )
+    return cls(**params)

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._config import config_from
 from .data import DatasetInfo, ImageData
 
 __all__ = [
@@ -548,25 +549,7 @@ def make_config(name: str, params: Mapping[str, Any] | Any | None = None) -> Any
 
     Checks parameter names, types and the size-independent bounds; ValueError otherwise.
     """
-    entry = _entry(name)
-    if params is None:
-        return entry.config()
-    if isinstance(params, entry.config):
-        return params
-    if dataclasses.is_dataclass(params) and not isinstance(params, type):
-        raise ValueError(
-            f"attack {name!r} takes a {entry.config.__name__}, got a {type(params).__name__}"
-        )
-    if not isinstance(params, Mapping):
-        raise ValueError(f"attack parameters must be a dict, got {type(params).__name__}")
-    known = [f.name for f in dataclasses.fields(entry.config)]
-    unknown = sorted(str(k) for k in params if k not in known)
-    if unknown:
-        raise ValueError(
-            f"unknown parameter(s) {', '.join(map(repr, unknown))} for attack {name!r}; "
-            f"it takes {', '.join(known)}"
-        )
-    return entry.config(**params)
+    return config_from("attack", name, _entry(name).config, params)
 
 
 def create_trigger(

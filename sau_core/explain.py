@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from ._config import config_from
 from .attacks import _check_bounds, _coerce
 
 __all__ = [
@@ -333,25 +334,7 @@ def make_method_config(name: str, params: Mapping[str, Any] | Any | None = None)
 
     Checks parameter names, types and the size-independent bounds; ValueError otherwise.
     """
-    entry = _entry(name)
-    if params is None:
-        return entry.config()
-    if isinstance(params, entry.config):
-        return params
-    if dataclasses.is_dataclass(params) and not isinstance(params, type):
-        raise ValueError(
-            f"method {name!r} takes a {entry.config.__name__}, got a {type(params).__name__}"
-        )
-    if not isinstance(params, Mapping):
-        raise ValueError(f"method parameters must be a dict, got {type(params).__name__}")
-    known = [f.name for f in dataclasses.fields(entry.config)]
-    unknown = sorted(str(k) for k in params if k not in known)
-    if unknown:
-        takes = f"it takes {', '.join(known)}" if known else "it takes none"
-        raise ValueError(
-            f"unknown parameter(s) {', '.join(map(repr, unknown))} for method {name!r}; {takes}"
-        )
-    return entry.config(**params)
+    return config_from("method", name, _entry(name).config, params)
 
 
 def method_schema(name: str, shape: Sequence[int] | None = None) -> list[dict[str, Any]]:
