@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._config import config_from
+from ._config import ParamConfig, config_from, config_schema, param
 from .data import DatasetInfo, ImageData
 
 __all__ = [
@@ -78,81 +77,15 @@ LABEL_RULES = ("all2one", "all2all")
 
 
 # ------------------------------------------------------------------------------------ configs
-def _param(default: Any, help: str, **bounds: Any) -> Any:
-    """A config field with form metadata: ``help`` plus ``min``/``max``/``exclusive_min``/``choices``."""
-    return field(default=default, metadata={"help": help, **bounds})
-
-
-class _Config:
-    """Shared validation for the attack configs (frozen dataclasses).
-
-    On construction each field is type-checked (ints accept integral floats, floats accept ints,
-    bools are never numbers) and checked against its static ``min``/``max``/``choices``;
-    :meth:`validate` adds the bounds that depend on the data set's image size.
-    """
+class _Config(ParamConfig):
+    """Base of the attack configs: ``attack`` (each config's registry name) labels messages;
+    :meth:`validate` and :meth:`limits` take the data set's :class:`DatasetInfo`."""
 
     attack: ClassVar[str] = ""
 
-    def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = _coerce(
-                f"{self.attack} parameter {f.name!r}", getattr(self, f.name), hints[f.name]
-            )
-            object.__setattr__(self, f.name, value)
-            _check_bounds(f"{self.attack} parameter {f.name!r}", value, f.metadata)
-
-    @classmethod
-    def limits(cls, info: DatasetInfo) -> dict[str, dict[str, Any]]:
-        """Bounds that depend on the image size, by field name (they override the metadata)."""
-        return {}
-
-    def check(self, info: DatasetInfo) -> None:
-        """Rules beyond per-field bounds; raise ValueError. Nothing by default."""
-
-    def validate(self, info: DatasetInfo) -> None:
-        """Check the config against a data set's geometry; ValueError with a clear message."""
-        limits = self.limits(info)
-        for f in dataclasses.fields(self):
-            if f.name in limits:
-                bounds = {**f.metadata, **limits[f.name]}
-                _check_bounds(f"{self.attack} parameter {f.name!r}", getattr(self, f.name), bounds)
-        self.check(info)
-
-
-def _coerce(what: str, value: Any, kind: type) -> Any:
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-    elif kind is int:
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-            return int(value)
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif kind is float:
-        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-            return float(value)
-    elif kind is str:
-        if isinstance(value, str):
-            return value
-    else:  # pragma: no cover - configs only use the four kinds above
-        return value
-    raise ValueError(f"{what} must be of type {kind.__name__}, got {value!r}")
-
-
-def _check_bounds(what: str, value: Any, bounds: Mapping[str, Any]) -> None:
-    if "choices" in bounds and value not in bounds["choices"]:
-        raise ValueError(f"{what} must be one of {list(bounds['choices'])}, got {value!r}")
-    lo, hi = bounds.get("min"), bounds.get("max")
-    if lo is not None:
-        if bounds.get("exclusive_min") and not value > lo:
-            raise ValueError(f"{what} must be > {lo}, got {value!r}")
-        if not value >= lo:  # also catches NaN
-            raise ValueError(f"{what} must be >= {lo}, got {value!r}")
-    if hi is not None and not value <= hi:
-        raise ValueError(f"{what} must be <= {hi}, got {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{what} must be finite, got {value!r}")
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return self.attack
 
 
 BADNETS_LOCATIONS = ("bottom-right", "bottom-left", "top-right", "top-left", "center")
@@ -166,15 +99,15 @@ class BadNetsConfig(_Config):
     attack: ClassVar[str] = "badnets"
 
     # side of the square patch in pixels (3 in the paper's 3x3 white square); at most min(H, W)
-    size: int = _param(
+    size: int = param(
         3, "Side of the square trigger patch, in pixels (at most the image size).", min=1
     )
     # where the patch goes; corners are flush with the image border
-    location: str = _param(
+    location: str = param(
         "bottom-right", "Where the patch is stamped.", choices=list(BADNETS_LOCATIONS)
     )
     # patch content: all 1 (white), all 0 (black), or a 1/0 checkerboard starting with 1 top-left
-    pattern: str = _param(
+    pattern: str = param(
         "white",
         "Patch content: white (1), black (0) or a white/black checkerboard.",
         choices=list(BADNETS_PATTERNS),
@@ -192,7 +125,7 @@ class BlendedConfig(_Config):
     attack: ClassVar[str] = "blended"
 
     # blend weight of the key image; 0.2 is the common training setting
-    alpha: float = _param(
+    alpha: float = param(
         0.2,
         "Blend weight of the trigger image: 0 keeps the image, 1 replaces it.",
         min=0.0,
@@ -201,7 +134,7 @@ class BlendedConfig(_Config):
     )
     # "" = the shipped assets/blended_trigger.png; else a path to any image (converted to the
     # data set's channels, L or RGB, and resized to H x W)
-    image: str = _param(
+    image: str = param(
         "",
         "Path to the trigger image (any format Pillow reads); empty for SAU Lab's default "
         "coloured-noise pattern. Converted to grey or RGB and resized to the image size.",
@@ -215,7 +148,7 @@ class SIGConfig(_Config):
     attack: ClassVar[str] = "sig"
 
     # amplitude of the sinusoid in pixel units ([0, 1] scale); 40/255 as commonly used
-    delta: float = _param(
+    delta: float = param(
         40 / 255,
         "Amplitude of the sinusoid on the [0, 1] pixel scale.",
         min=0.0,
@@ -223,7 +156,7 @@ class SIGConfig(_Config):
         exclusive_min=True,
     )
     # number of periods across the image width (6 in the paper); frequencies above W/2 alias
-    freq: int = _param(
+    freq: int = param(
         6,
         "Periods of the sinusoid across the image width (at most W; above W/2 it aliases).",
         min=1,
@@ -249,11 +182,11 @@ class WaNetConfig(_Config):
     attack: ClassVar[str] = "wanet"
 
     # control grid size: the random field is k x k before bicubic upsampling
-    k: int = _param(4, "Size k of the k x k random control grid of the warp.", min=2)
+    k: int = param(4, "Size k of the k x k random control grid of the warp.", min=2)
     # warping strength: offsets are s * field / H in grid_sample's [-1, 1] coordinates
-    s: float = _param(0.5, "Warping strength s (0 is the identity).", min=0.0, max=10.0)
+    s: float = param(0.5, "Warping strength s (0 is the identity).", min=0.0, max=10.0)
     # the warped grid is multiplied by this before clamping (1 in the paper)
-    grid_rescale: float = _param(
+    grid_rescale: float = param(
         1.0,
         "Factor applied to the warped grid before clamping to the image.",
         min=0.0,
@@ -261,14 +194,14 @@ class WaNetConfig(_Config):
         exclusive_min=True,
     )
     # noise-mode cross samples per poisoned sample (2 in the paper); they keep their true label
-    cross_ratio: float = _param(
+    cross_ratio: float = param(
         2.0,
         "Noise-mode cross samples per poisoned sample (they keep their true labels).",
         min=0.0,
         max=10.0,
     )
     # seed of the torch.Generator that draws the random field, so the warp is reproducible
-    seed: int = _param(0, "Seed of the random warping field.", min=0, max=2**32 - 1)
+    seed: int = param(0, "Seed of the random warping field.", min=0, max=2**32 - 1)
 
     @classmethod
     def limits(cls, info: DatasetInfo) -> dict[str, dict[str, Any]]:
@@ -570,16 +503,7 @@ def param_schema(name: str, info: DatasetInfo | None = None) -> list[dict[str, A
     """Form fields of attack ``name``: dicts with ``name``, ``type`` ("int", "float", "str",
     "bool"), ``default``, ``help`` and, where they apply, ``min``, ``max``, ``exclusive_min`` and
     ``choices``; with ``info`` the size-dependent bounds are resolved too."""
-    cls = _entry(name).config
-    hints = typing.get_type_hints(cls)
-    limits = cls.limits(info) if info is not None else {}
-    schema = []
-    for f in dataclasses.fields(cls):
-        entry = {"name": f.name, "type": hints[f.name].__name__, "default": f.default}
-        entry.update(f.metadata)
-        entry.update(limits.get(f.name, {}))
-        schema.append(entry)
-    return schema
+    return config_schema(_entry(name).config, info)
 
 
 # ------------------------------------------------------------------------------- the poisoning

@@ -30,16 +30,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from ._config import config_from
-from .attacks import _check_bounds, _coerce
+from ._config import ParamConfig, config_from, config_schema, param
 
 __all__ = [
     "METHODS",
@@ -70,37 +68,15 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------------ configs
-def _param(default: Any, help: str, **bounds: Any) -> Any:
-    """A config field with form metadata: ``help`` plus ``min``/``max``/``choices``."""
-    return field(default=default, metadata={"help": help, **bounds})
-
-
-class _MethodConfig:
-    """Shared validation of the method configs (frozen dataclasses): types and static bounds on
-    construction; :meth:`validate` adds the bounds that depend on the image size."""
+class _MethodConfig(ParamConfig):
+    """Base of the method configs: ``method`` (each config's registry name) labels messages;
+    :meth:`validate` and :meth:`limits` take the image shape (C, H, W)."""
 
     method: ClassVar[str] = ""
 
-    def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            what = f"{self.method} parameter {f.name!r}"
-            value = _coerce(what, getattr(self, f.name), hints[f.name])
-            object.__setattr__(self, f.name, value)
-            _check_bounds(what, value, f.metadata)
-
-    @classmethod
-    def limits(cls, shape: Sequence[int]) -> dict[str, dict[str, Any]]:
-        """Bounds that depend on the image shape (C, H, W), by field name."""
-        return {}
-
-    def validate(self, shape: Sequence[int]) -> None:
-        """Check the config against an image shape (C, H, W); ValueError with a clear message."""
-        limits = self.limits(shape)
-        for f in dataclasses.fields(self):
-            if f.name in limits:
-                bounds = {**f.metadata, **limits[f.name]}
-                _check_bounds(f"{self.method} parameter {f.name!r}", getattr(self, f.name), bounds)
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return self.method
 
 
 @dataclass(frozen=True)
@@ -110,7 +86,7 @@ class SaliencyConfig(_MethodConfig):
     method: ClassVar[str] = "saliency"
 
     # the paper's saliency map is the gradient's absolute value; off keeps the sign
-    abs: bool = _param(True, "Take the gradient's absolute value (the paper's saliency map).")
+    abs: bool = param(True, "Take the gradient's absolute value (the paper's saliency map).")
 
 
 @dataclass(frozen=True)
@@ -121,13 +97,13 @@ class IntegratedGradientsConfig(_MethodConfig):
     method: ClassVar[str] = "integrated_gradients"
 
     # points on the path (Captum's default 50); more is more exact and slower
-    n_steps: int = _param(50, "Points on the path from the baseline to the image.", min=1, max=1000)
+    n_steps: int = param(50, "Points on the path from the baseline to the image.", min=1, max=1000)
     # the baseline image is this value in every pixel (0: a black image, the usual choice)
-    baseline: float = _param(
+    baseline: float = param(
         0.0, "Pixel value of the baseline image (0 is black).", min=0.0, max=1.0
     )
     # quadrature of the path integral (Captum's default: Gauss-Legendre)
-    integration: str = _param(
+    integration: str = param(
         "gausslegendre",
         "Quadrature rule of the path integral.",
         choices=["gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left",
@@ -150,13 +126,13 @@ class GradCamConfig(_MethodConfig):
     method: ClassVar[str] = "grad_cam"
 
     # the paper keeps only positive evidence (a ReLU on the coarse map, before upsampling)
-    relu: bool = _param(True, "Keep only positive evidence (ReLU, as in the paper).")
+    relu: bool = param(True, "Keep only positive evidence (ReLU, as in the paper).")
     # how the coarse map is brought to the image size (Captum's LayerAttribution.interpolate)
-    upsample: str = _param(
+    upsample: str = param(
         "bilinear", "Upsampling of the coarse map to the image.", choices=["bilinear", "nearest"]
     )
     # "" = the model's last conv block (Classifier.feature_layer); else a dotted module name
-    layer: str = _param("", "Dotted name of the conv layer; empty for the model's last conv block.")
+    layer: str = param("", "Dotted name of the conv layer; empty for the model's last conv block.")
 
 
 @dataclass(frozen=True)
@@ -167,13 +143,13 @@ class OcclusionConfig(_MethodConfig):
     method: ClassVar[str] = "occlusion"
 
     # 0 = about 1/8 of the image side, at least 2 pixels (2 at 8 and 16 px, 4 at 32 px)
-    window: int = _param(
+    window: int = param(
         0, "Side of the occluding square in pixels; 0 picks ~1/8 of the image side.", min=0
     )
     # 0 = half the window (at least 1): every pixel is covered by several windows
-    stride: int = _param(0, "Step between windows in pixels; 0 picks half the window.", min=0)
+    stride: int = param(0, "Step between windows in pixels; 0 picks half the window.", min=0)
     # the value the window is filled with (0: black)
-    baseline: float = _param(0.0, "Pixel value inside the window (0 is black).", min=0.0, max=1.0)
+    baseline: float = param(0.0, "Pixel value inside the window (0 is black).", min=0.0, max=1.0)
 
     @classmethod
     def limits(cls, shape: Sequence[int]) -> dict[str, dict[str, Any]]:
@@ -341,16 +317,7 @@ def method_schema(name: str, shape: Sequence[int] | None = None) -> list[dict[st
     """Form fields of method ``name``: dicts with ``name``, ``type`` ("int", "float", "str",
     "bool"), ``default``, ``help`` and, where they apply, ``min``, ``max`` and ``choices``; with
     ``shape`` (C, H, W) the size-dependent bounds are resolved too."""
-    cls = _entry(name).config
-    hints = typing.get_type_hints(cls)
-    limits = cls.limits(shape) if shape is not None else {}
-    schema = []
-    for f in dataclasses.fields(cls):
-        entry = {"name": f.name, "type": hints[f.name].__name__, "default": f.default}
-        entry.update(f.metadata)
-        entry.update(limits.get(f.name, {}))
-        schema.append(entry)
-    return schema
+    return config_schema(_entry(name).config, shape)
 
 
 # ---------------------------------------------------------------------------------- attribute
