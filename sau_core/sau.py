@@ -183,6 +183,38 @@ class PGDResult:
     steps: Tensor  # PGD steps run before the early exit
 
 
+def _pgd_step(
+    h: nn.Module,
+    h0: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    delta: Tensor,
+    pred_h: Tensor,
+    pred_h0: Tensor,
+    config: SAUConfig,
+    b: int,
+    amp: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One signed-gradient step of shared PGD on the samples given (``b``: the whole batch's
+    size, which both loss terms are divided by). Returns the projected new delta, L_adv and
+    L_share at the current delta, and the per-sample ``shared`` flags there."""
+    delta = delta.detach().requires_grad_(True)
+    xa = x + delta
+    if config.clip:
+        xa = xa.clamp(0, 1)
+    with autocast(x.device, amp):
+        logits_h, logits_h0 = h(xa).float(), h0(xa).float()
+    adv_h, adv_h0, _, shared = sae_flags(pred_h, pred_h0, logits_h.argmax(1), logits_h0.argmax(1))
+    ce_h = F.cross_entropy(logits_h, y, reduction="none")
+    ce_h0 = F.cross_entropy(logits_h0, y, reduction="none")
+    adv_loss = -((ce_h * ~adv_h).sum() + (ce_h0 * ~adv_h0).sum()) / 2 / b
+    share_loss = (_js_per_sample(logits_h, logits_h0) * ~shared).sum() / b
+    loss = config.beta_1 * adv_loss + config.beta_2 * share_loss
+    (grad,) = torch.autograd.grad(loss, delta)
+    new = project(delta.detach() - config.pgd_lr * grad.sign(), config.norm, config.eps)
+    return new, adv_loss, share_loss, shared
+
+
 def shared_pgd(
     h: nn.Module,
     h0: nn.Module,
@@ -216,23 +248,8 @@ def shared_pgd(
     done = torch.zeros((), dtype=torch.bool, device=x.device)
     sync_free = x.device.type == "cuda"
     for _ in range(config.pgd_steps):
-        delta.requires_grad_(True)
-        xa = x + delta
-        if config.clip:
-            xa = xa.clamp(0, 1)
-        with autocast(x.device, amp):
-            logits_h, logits_h0 = h(xa).float(), h0(xa).float()
-        adv_h, adv_h0, _, shared = sae_flags(
-            pred_h, pred_h0, logits_h.argmax(1), logits_h0.argmax(1)
-        )
-        ce_h = F.cross_entropy(logits_h, y, reduction="none")
-        ce_h0 = F.cross_entropy(logits_h0, y, reduction="none")
-        adv_loss = -((ce_h * ~adv_h).sum() + (ce_h0 * ~adv_h0).sum()) / 2 / b
-        share_loss = (_js_per_sample(logits_h, logits_h0) * ~shared).sum() / b
-        loss = config.beta_1 * adv_loss + config.beta_2 * share_loss
-        (grad,) = torch.autograd.grad(loss, delta)
-        delta = delta.detach()
-        new = project(delta - config.pgd_lr * grad.sign(), config.norm, config.eps)
+        new, adv_loss, share_loss, shared = _pgd_step(h, h0, x, y, delta, pred_h, pred_h0,
+                                                      config, b, amp)  # fmt: skip
         all_shared = shared.all()
         if sync_free:  # keep the state of the step where every sample became shared
             delta = torch.where(done, delta, new)
@@ -273,23 +290,11 @@ def _shared_pgd_compact(
     l_adv = l_share = x.new_zeros(())
     steps = 0
     for _ in range(config.pgd_steps):
-        xs, ys = x[active], y[active]
-        d = delta[active].requires_grad_(True)
-        xa = xs + d
-        if config.clip:
-            xa = xa.clamp(0, 1)
-        with autocast(x.device, amp):
-            logits_h, logits_h0 = h(xa).float(), h0(xa).float()
-        adv_h, adv_h0, _, shared = sae_flags(
-            pred_h[active], pred_h0[active], logits_h.argmax(1), logits_h0.argmax(1)
-        )
-        ce_h = F.cross_entropy(logits_h, ys, reduction="none")
-        ce_h0 = F.cross_entropy(logits_h0, ys, reduction="none")
-        adv_loss = -((ce_h * ~adv_h).sum() + (ce_h0 * ~adv_h0).sum()) / 2 / b
-        share_loss = (_js_per_sample(logits_h, logits_h0) * ~shared).sum() / b
-        loss = config.beta_1 * adv_loss + config.beta_2 * share_loss
-        (grad,) = torch.autograd.grad(loss, d)
-        delta[active] = project(d.detach() - config.pgd_lr * grad.sign(), config.norm, config.eps)
+        new, adv_loss, share_loss, shared = _pgd_step(
+            h, h0, x[active], y[active], delta[active], pred_h[active], pred_h0[active],
+            config, b, amp,
+        )  # fmt: skip
+        delta[active] = new
         l_adv, l_share, steps = adv_loss.detach(), share_loss.detach(), steps + 1
         if bool(shared.all()):
             break
