@@ -65,6 +65,15 @@ class TrainConfig:
             "max": 64,
         },
     )
+    label_smoothing: float = field(
+        default=0.0,
+        metadata={
+            "help": "label smoothing of the training loss (0: plain cross entropy); keeps the "
+            "model's softmax away from exactly 0 and 1",
+            "min": 0.0,
+            "max": 0.5,
+        },
+    )
     amp: bool = field(default=True, metadata={"help": "bf16 autocast on CUDA (ignored on CPU)"})
     channels_last: bool = field(default=True, metadata={"help": "channels-last memory on CUDA"})
     seed: int = field(default=0, metadata={"help": "seed for shuffling and augmentation", "min": 0})
@@ -202,7 +211,7 @@ def train(
             yb = y_all[idx]
             with autocast(device, config.amp):
                 logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
+                loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
