@@ -107,6 +107,10 @@ def sae_counts(rounds: list[dict], total: int | None = None) -> go.Figure:
     ):
         fig.add_scatter(x=xs, y=[r.get(key, 0) for r in rounds], name=name, mode="lines+markers",
                         line={"color": color})  # fmt: skip
+    if any(r.get("saturated") for r in rounds):  # only where it happens: it explains a stuck run
+        fig.add_scatter(x=xs, y=[r.get("saturated", 0) for r in rounds],
+                        name="saturated (too sure to unlearn)", mode="lines",
+                        line={"color": "#7c3aed", "dash": "dash"})  # fmt: skip
     n = rounds[-1]["n"] if rounds else None
     _round_axis(fig, total)
     return _layout(fig, f"Adversarial examples found per round (of {n} clean images)"

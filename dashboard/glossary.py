@@ -40,7 +40,10 @@ HELP = {
     "counts": (
         "**Adversarial examples found per round**, over the clean images SAU trains on: "
         "*adv h* fool the purified model, *adv h0* fool the backdoored one, *common* fool both, "
-        "*shared* fool both into the same class (the ones SAU unlearns)."
+        "*shared* fool both into the same class (what SAU's search looks for; its unlearning "
+        "loss then acts on every example that fools h0). *saturated*, drawn only when there "
+        "are some: examples where h is so sure of h0's wrong class that the unlearning loss "
+        "has almost no gradient."
     ),
     "losses": (
         "**Losses**: L_cl is the ordinary cross entropy on clean images (keeps ACC up); "

@@ -96,6 +96,7 @@ class SAUBatch:
     common: int
     shared: int
     potential_poison: int  # samples the outer loss acts on
+    saturated: int = 0  # of those, where h's softmax is too sure for L_shared to move it
 
 
 @dataclass
@@ -118,6 +119,8 @@ class SAURound:
     l_cl: float  # means over the round's batches
     l_shared: float
     stopped: bool = False
+    potential_poison: int = 0  # totals over the round's batches (see SAUBatch)
+    saturated: int = 0
 
 
 @dataclass

@@ -48,6 +48,7 @@ from .metrics import Evaluation, evaluate, per_class_asr, predict
 __all__ = [
     "NORMS",
     "PGD_INITS",
+    "SATURATION_MASS",
     "PurifyResult",
     "ResumeState",
     "SAUConfig",
@@ -55,6 +56,7 @@ __all__ = [
     "init_delta",
     "project",
     "purify",
+    "saturated_flags",
     "shared_pgd",
 ]
 
@@ -331,11 +333,31 @@ def shared_adversarial_risk(logits_adv_h: Tensor, target: Tensor, mask: Tensor, 
     return (-a - c) / 2 / b
 
 
+# Below this probability mass on the other classes, L_shared's 1e-6 offset dominates: its gradient
+# with respect to the logits is q / (1e-6 + q) of the unclamped -log(1 - p_t)'s, under a half and
+# falling with q (about a logit margin of 14 or more).
+SATURATION_MASS = 1e-6
+
+
+def saturated_flags(logits_adv_h: Tensor, target: Tensor) -> Tensor:
+    """(B,) bool: samples where h is so sure of ``target`` that L_shared barely moves it.
+
+    True when the softmax mass outside ``target`` (computed as L_shared computes it) is below
+    :data:`SATURATION_MASS`. A backdoored model that puts float32 probability 1.0 on its
+    trigger class saturates there, and SAU then unlearns almost nothing: a property of the
+    reference's loss, reported so that a user sees why a run does not move.
+    """
+    p = F.softmax(logits_adv_h.float(), dim=1)
+    one_hot = F.one_hot(target, num_classes=p.shape[1]).to(p.dtype)
+    return (p * (1 - one_hot)).sum(1) < SATURATION_MASS
+
+
 @dataclass
 class BatchStats:
     """One batch's numbers, kept on the device until the round ends (one host sync per round)."""
 
-    values: Tensor  # (13,) float: l_cl l_at l_shared loss l_adv l_share steps n adv_h adv_h0 common shared pp
+    values: Tensor  # (14,) float: l_cl l_at l_shared loss l_adv l_share steps n adv_h adv_h0 common
+    # shared potential_poison saturated
 
 
 def sau_step(
@@ -402,12 +424,13 @@ def sau_step(
     adv_h, adv_h0, common, shared = sae_flags(
         pred_h, pred_h0, logits_adv.detach().argmax(1), pred_h0_adv
     )
+    saturated = potential & saturated_flags(logits_adv.detach(), pred_h0_adv)
     values = torch.stack(
         [
             l_cl.detach(), l_at.detach(), l_shared.detach(), loss.detach(),
             pgd.l_adv.float(), pgd.l_share.float(), pgd.steps.float(), x.new_tensor(float(b)),
             adv_h.sum().float(), adv_h0.sum().float(), common.sum().float(), shared.sum().float(),
-            potential.sum().float(),
+            potential.sum().float(), saturated.sum().float(),
         ]
     )  # fmt: skip
     return pgd.delta, BatchStats(values)
@@ -650,6 +673,8 @@ def purify(
             adv_h0=int(summary[9]),
             common=int(summary[10]),
             shared=int(summary[11]),
+            potential_poison=int(summary[12]),
+            saturated=int(summary[13]),
             n=int(summary[7]),
             disagreement=ev["disagreement"],
             l_cl=summary[0] / len(stats),
@@ -694,13 +719,13 @@ def purify(
 
 _BATCH_FIELDS = (
     "l_cl", "l_at", "l_shared", "loss", "l_adv", "l_share", "pgd_steps", "n",
-    "adv_h", "adv_h0", "common", "shared", "potential_poison",
+    "adv_h", "adv_h0", "common", "shared", "potential_poison", "saturated",
 )  # fmt: skip
 
 
 def _batch_event(rnd: int, step: int, total: int, row: list[float]) -> SAUBatch:
     v = dict(zip(_BATCH_FIELDS, row, strict=True))
-    for key in ("pgd_steps", "n", "adv_h", "adv_h0", "common", "shared", "potential_poison"):
+    for key in _BATCH_FIELDS[6:]:
         v[key] = int(v[key])
     return SAUBatch(round=rnd, step=step, total_steps=total, **v)
 

@@ -54,6 +54,13 @@ def test_per_class_asr_accepts_int_keys():
     assert _trace(fig, "class 3") == ([1], [0.5])
 
 
+def test_saturated_line_only_when_a_run_has_saturated_examples():
+    assert "saturated (too sure to unlearn)" not in [t.name for t in charts.sae_counts(ROUNDS).data]
+    rounds = [{**r, "saturated": s} for r, s in zip(ROUNDS, (50, 0, 0), strict=False)]
+    fig = charts.sae_counts(rounds)
+    assert _trace(fig, "saturated (too sure to unlearn)") == ([1, 2], [50, 0])
+
+
 def test_sae_counts_and_losses():
     fig = charts.sae_counts(ROUNDS)
     assert _trace(fig, "shared (same wrong class)") == ([1, 2], [60, 20])

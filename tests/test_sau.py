@@ -25,6 +25,7 @@ from sau_core.sau import (
     project,
     purify,
     sae_flags,
+    saturated_flags,
     sau_step,
     shared_adversarial_risk,
     shared_pgd,
@@ -213,6 +214,24 @@ def test_shared_adversarial_risk_matches_the_formula():
     assert shared_adversarial_risk(logits, target, torch.zeros(3, dtype=torch.bool), 3).item() == 0
 
 
+def test_saturated_samples_are_where_the_shared_loss_stops_pulling():
+    """L_shared's 1e-6 offset: past a logit margin of about 14 its gradient collapses."""
+    k = 10
+    logits = torch.zeros(3, k)
+    logits[0, 0], logits[1, 0], logits[2, 0] = 8.0, 12.0, 20.0  # other-class mass 3e-3, 5e-5, 2e-8
+    target = torch.zeros(3, dtype=torch.long)
+    assert saturated_flags(logits, target).tolist() == [False, False, True]
+    grads = []
+    for i in range(3):
+        z = logits[i : i + 1].clone().requires_grad_(True)
+        (2 * shared_adversarial_risk(z, target[:1], torch.ones(1, dtype=torch.bool), 1)).backward()
+        grads.append(z.grad[0, 0].item() / 2)  # per form; the unclamped -log(1 - p_t) gives p_t
+    assert grads[0] > 0.99 and grads[1] > 0.9  # ~ p_t: descent pushes the target logit down
+    assert 0 <= grads[2] < 0.05  # saturated: almost no push left
+    # the flag follows the target: the same logits are not saturated for another class
+    assert not saturated_flags(logits[2:], torch.tensor([3])).item()
+
+
 def test_pgd_first_step_loss_matches_the_formula():
     """L_adv and L_share of a one-step PGD on a linear model, computed by hand."""
     torch.manual_seed(0)
@@ -339,6 +358,37 @@ def test_unknown_trigger_reports_acc_counts_and_disagreement(backdoored8, digits
     assert all(r.asr is None and r.ra is None and r.per_class_asr is None for r in rounds)
     assert all(0.0 <= r.disagreement <= 1.0 and r.adv_h0 >= r.common >= r.shared for r in rounds)
     assert res.after.asr is None and res.der() is None
+
+
+class _Hotter(nn.Module):
+    """The same classifier with its logits multiplied: the same argmax, a saturated softmax."""
+
+    def __init__(self, model, factor):
+        super().__init__()
+        self.model, self.factor = model, factor
+
+    def forward(self, x):
+        return self.model(x) * self.factor
+
+
+def test_saturated_counts_are_reported_per_batch_and_round(backdoored8, digits8):
+    clean = clean_set(digits8, 0.1)
+    cfg = SAUConfig(rounds=1, batch_size=64, probe_size=0)
+    counts = {}
+    for factor in (1.0, 50.0):
+        events = []
+        model = _Hotter(copy.deepcopy(backdoored8.model), factor)
+        purify(model, clean, cfg, test=digits8.test, backdoor=backdoored8.backdoor,
+               callback=events.append)  # fmt: skip
+        batches = [e for e in events if isinstance(e, SAUBatch)]
+        (rnd,) = [e for e in events if isinstance(e, SAURound)]
+        assert all(0 <= b.saturated <= b.potential_poison <= b.n for b in batches)
+        assert rnd.saturated == sum(b.saturated for b in batches)
+        assert rnd.potential_poison == sum(b.potential_poison for b in batches) > 0
+        counts[factor] = (rnd.saturated, rnd.potential_poison)
+    # fifty times the logits: nearly every example that fools h0 is one h is certain of
+    hot, cold = (counts[f][0] / counts[f][1] for f in (50.0, 1.0))
+    assert hot > 0.9 and hot > cold, counts
 
 
 def test_live_eval_uses_a_fixed_subset(backdoored8, digits8):
