@@ -48,11 +48,20 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[DEMO.sau.batch_size])
     ap.add_argument("--crop-pad", type=int, default=DEMO.train.crop_pad, help="0: side // 8")
     ap.add_argument("--attack", default=DEMO.attack.name)
+    ap.add_argument("--key", default="", help="Blended: path of the key image (default: SAU Lab's)")
+    ap.add_argument("--epochs", type=int, default=DEMO.train.epochs)
+    ap.add_argument("--weight-decay", type=float, default=DEMO.train.weight_decay)
+    ap.add_argument("--label-smoothing", type=float, default=DEMO.train.label_smoothing)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     marks = [r for r in (10, 20, 30, 40, 50, 60, 80, 100, 150, 200) if r < args.rounds]
     marks.append(args.rounds)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, attack {args.attack}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, attack {args.attack}, "
+          f"epochs {args.epochs}, weight decay {args.weight_decay:g}, label smoothing "
+          f"{args.label_smoothing:g}{', key ' + args.key if args.key else ''}")  # fmt: skip
     print(
         "res  augment clean batch | train_s  ACC0  ASR0  adv  ->target | "
         + " | ".join(f"r{r}: ACC  ASR " for r in marks)
@@ -60,10 +69,13 @@ def main() -> None:
     )
     for res in args.resolutions:
         split = load_digits(resolution=res, seed=args.seed)
-        spec = replace(DEMO.attack, name=args.attack, params={}, seed=args.seed)
+        params = {"image": args.key} if args.key else {}
+        spec = replace(DEMO.attack, name=args.attack, params=params, seed=args.seed)
         for aug in args.augments:
             t = time.perf_counter()
-            tcfg = replace(DEMO.train, augment=aug, crop_pad=args.crop_pad, seed=args.seed)
+            tcfg = replace(DEMO.train, augment=aug, crop_pad=args.crop_pad, seed=args.seed,
+                           epochs=args.epochs, weight_decay=args.weight_decay,
+                           label_smoothing=args.label_smoothing).validate()  # fmt: skip
             run = plant_backdoor(split, AttackSpec.from_dict(spec.to_dict()), DEMO.arch, tcfg)
             train_s = time.perf_counter() - t
             for ratio in args.ratios:

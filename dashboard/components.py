@@ -12,6 +12,7 @@ import numpy as np
 import streamlit as st
 
 from sau_core.jobs import JobRunner, JobView
+from sau_core.pipeline import run_caveats
 from sau_core.visual import to_uint8
 
 from . import charts
@@ -122,6 +123,8 @@ def purify_view(
             else "Last round"
         )
         metric_row(latest or view.before, view.before if latest else None)
+    for note in run_caveats(view.rounds):
+        st.warning(f"**Why this run may not move.** {note}", icon=":material/info:")
     if latest is not None:
         shared_share = latest["shared"] / max(1, latest["n"])
         st.caption(

@@ -317,6 +317,7 @@ def cmd_purify(args) -> int:
     metrics = write_purify_outputs(args.out, result, ckpt, clean_ratio=args.clean_ratio,
                                    clean_seed=args.clean_seed, spec=spec)  # fmt: skip
     _print_table(metrics)
+    _print_caveats(result.history)
     print(
         f"purified in {result.elapsed:.1f} s ({result.rounds_done} rounds on {result.device}) -> {args.out}"
     )
@@ -332,6 +333,13 @@ def _print_table(metrics: dict) -> None:
         print(
             f"  DER     {metrics['der']:.4f}   (0.5 = no change, 1 = backdoor gone at no ACC cost)"
         )
+
+
+def _print_caveats(history) -> None:
+    from .pipeline import run_caveats
+
+    for note in run_caveats(history):
+        print(f"note: {note}", file=sys.stderr)
 
 
 def cmd_demo(args) -> int:
@@ -367,6 +375,7 @@ def cmd_demo(args) -> int:
     metrics = write_purify_outputs(out / "purified", result, ckpt, clean_ratio=DEMO.clean_ratio,
                                    clean_seed=0, spec=DEMO.attack)  # fmt: skip
     _print_table(metrics)
+    _print_caveats(result.history)
     print(f"done in {time.perf_counter() - t0:.1f} s; outputs in {out}/attack and {out}/purified")
     return 0
 

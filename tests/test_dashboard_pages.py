@@ -109,7 +109,7 @@ def test_demo_button_chooses_the_model_and_opens_purify(env):
     assert at.title[0].value == "Purify with SAU"
 
 
-def test_purify_form_runs_a_tiny_sau_to_completion(env):
+def test_purify_form_runs_a_tiny_sau_to_completion(env, monkeypatch):
     at = _ok(_app())
     at = _ok(at.button(key="demo-ready").click().run())
     at.number_input(key="sau.digits.rounds").set_value(1)
@@ -121,6 +121,12 @@ def test_purify_form_runs_a_tiny_sau_to_completion(env):
     at = _ok(at.run())
     assert "Before and after SAU" in [h.value for h in at.subheader]
     assert at.table[0].value.shape == (3, 4)
+    # the saturation warning is read from the run's own first round, only when it applies
+    assert not any("Why this run may not move" in w.value for w in at.warning)
+    with monkeypatch.context() as m:
+        m.setattr("sau_core.pipeline.SATURATION_WARNING", 0.0)
+        at = _ok(at.run())
+        assert any("Why this run may not move" in w.value for w in at.warning)
     # the gallery and the run list show it
     at.switch_page("app_pages/gallery.py")
     at = _ok(at.run())

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sau_core.pipeline import DEMO, DataSpec, sau_caveats
+from sau_core.events import SAURound
+from sau_core.pipeline import DEMO, DataSpec, run_caveats, sau_caveats
 from sau_core.sau import SAUConfig, default_sau_config
 
 
@@ -37,6 +38,27 @@ def test_caveat_when_the_batch_exceeds_the_clean_set() -> None:
 
 
 def test_caveat_for_attacks_measured_weak_on_digits() -> None:
-    for attack in ("blended", "sig", "wanet"):
+    for attack in ("blended", "wanet"):
         assert len(sau_caveats(DEMO.data, 400, DEMO.sau, attack)) == 1
+    assert sau_caveats(DEMO.data, 400, DEMO.sau, "sig") == []
     assert sau_caveats({"name": "cifar10"}, 2500, SAUConfig(), "blended") == []
+
+
+def _round(potential: int, saturated: int, rnd: int = 1) -> SAURound:
+    return SAURound(rnd, 60, 0.9, 0.9, 0.0, None, 1e-4, 1.0, 10.0, 100, 100, 90, 90, 404, 0.0,
+                    0.5, 0.1, potential_poison=potential, saturated=saturated)  # fmt: skip
+
+
+def test_run_caveat_for_a_saturated_model_reads_the_first_round() -> None:
+    (note,) = run_caveats([_round(400, 352), _round(400, 0, 2)])
+    assert "352 of the 400" in note and "label smoothing" in note
+    # the same from the records a run directory keeps (dicts), and a later round does not count
+    assert run_caveats([{"potential_poison": 400, "saturated": 352}]) == [note]
+    assert run_caveats([_round(400, 100), _round(400, 400, 2)]) == []
+
+
+def test_no_run_caveat_without_saturation_or_rounds() -> None:
+    assert run_caveats([]) == []
+    assert run_caveats([_round(0, 0)]) == []
+    assert run_caveats([_round(400, 199)]) == []
+    assert run_caveats([{"round": 1, "shared": 3}]) == []  # a record from before the count existed
