@@ -117,6 +117,42 @@ def sae_counts(rounds: list[dict], total: int | None = None) -> go.Figure:
                    if n else "Adversarial examples found per round", "images")  # fmt: skip
 
 
+def attack_target(job: dict) -> int | None:
+    """The all-to-one target class of a run's job settings (None: unknown trigger, all-to-all)."""
+    attack = job.get("attack") or {}
+    return attack.get("target") if attack.get("label_rule", "all2one") == "all2one" else None
+
+
+def adv_class_shares(
+    rounds: list[dict],
+    target: int | None = None,
+    class_names: list[str] | None = None,
+    total: int | None = None,
+) -> go.Figure:
+    """Per round, the share of the examples SAU unlearns (those that fool h0) in each class h0
+    gives them; the attack's ``target`` (when known) drawn thick. Rounds without the counts
+    (runs from before they were recorded) are left out."""
+    rows = [r for r in rounds if r.get("adv_classes") and sum(r["adv_classes"])]
+    fig = go.Figure()
+    if rows:
+        xs = [r["round"] for r in rows]
+        for c in range(len(rows[0]["adv_classes"])):
+            ys = [r["adv_classes"][c] / sum(r["adv_classes"]) for r in rows]
+            label = class_names[c] if class_names and c < len(class_names) else str(c)
+            is_target = c == target
+            fig.add_scatter(
+                x=xs,
+                y=ys,
+                name=f"class {label}" + (" (target)" if is_target else ""),
+                mode="lines",
+                line={"width": 4, "color": COLORS["asr"]} if is_target else {"width": 1.5},
+            )
+    _round_axis(fig, total)
+    _layout(fig, "Where the examples that fool h0 land", "share of them", percent=True)
+    fig.update_layout(legend={"orientation": "v", "x": 1.02, "y": 1, "title": {"text": "h0 says"}})
+    return fig
+
+
 def loss_curves(batches: list[dict], *, sau: bool = True) -> go.Figure:
     """Per-batch losses: SAU's total, L_cl and L_shared; or the training loss of an attack."""
     fig = go.Figure()

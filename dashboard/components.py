@@ -105,7 +105,11 @@ def plot(fig, key: str) -> None:
 
 # ---------------------------------------------------------------------------------- purify
 def purify_view(
-    view: JobView, runner: JobRunner, class_names: list[str] | None, total: int | None = None
+    view: JobView,
+    runner: JobRunner,
+    class_names: list[str] | None,
+    total: int | None = None,
+    target: int | None = None,
 ) -> None:
     """Everything about one SAU run: progress, metrics, curves; the summary once it is over."""
     state_line(view)
@@ -153,6 +157,12 @@ def purify_view(
             with d:
                 plot(charts.sae_counts(view.rounds, total), f"counts-{view.run_id}")
                 st.caption(HELP["counts"])
+            if any(r.get("adv_classes") for r in view.rounds):
+                e, _ = st.columns(2)
+                with e:
+                    fig = charts.adv_class_shares(view.rounds, target, class_names, total)
+                    plot(fig, f"landing-{view.run_id}")
+                    st.caption(HELP["landing"])
     if not view.active:
         purify_summary(view)
 

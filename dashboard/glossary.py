@@ -45,6 +45,14 @@ HELP = {
         "are some: examples where h is so sure of h0's wrong class that the unlearning loss "
         "has almost no gradient."
     ),
+    "landing": (
+        "**Where the examples that fool h0 land**: of the examples SAU's loss acts on (those "
+        "that fool the backdoored model), the share h0 puts in each class, per round. A "
+        "backdoored model's adversarial examples crowd into the attack's target (thick line), "
+        "which is how SAU finds the backdoor without knowing the trigger. When the target's "
+        "share collapses while ASR is still high, SAU's search no longer reaches the backdoor "
+        "and the clean loss can bring it back."
+    ),
     "losses": (
         "**Losses**: L_cl is the ordinary cross entropy on clean images (keeps ACC up); "
         "L_shared pushes h away from the class h0 gives the shared adversarial examples "

@@ -179,6 +179,11 @@ def build_report(run: Run, *, method: str = "saliency", n_images: int = 4, split
             body.append(_para(HELP["per_class_asr"]))
             body.append(_figure(charts.sae_counts(view.rounds, total), first))
             body.append(_para(HELP["counts"]))
+            if any(r.get("adv_classes") for r in view.rounds):
+                target = charts.attack_target(config.get("job", {}))
+                body.append(_figure(charts.adv_class_shares(view.rounds, target, None, total),
+                                    first))  # fmt: skip
+                body.append(_para(HELP["landing"]))
         body.append("<h2>Shared adversarial examples</h2>" + _para(HELP["shared"]))
         body.append(_gallery(run))
         body.append("<h2>Where the models look</h2>")

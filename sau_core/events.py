@@ -121,6 +121,10 @@ class SAURound:
     stopped: bool = False
     potential_poison: int = 0  # totals over the round's batches (see SAUBatch)
     saturated: int = 0
+    # of the potential-poison samples, how many h0 sends to each class (K counts): a backdoored
+    # model's adversarial examples crowd into its target class, and SAU can only unlearn the
+    # backdoor while its search still lands there
+    adv_classes: list[int] | None = None
 
 
 @dataclass

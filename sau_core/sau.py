@@ -333,9 +333,10 @@ def shared_adversarial_risk(logits_adv_h: Tensor, target: Tensor, mask: Tensor, 
     return (-a - c) / 2 / b
 
 
-# Below this probability mass on the other classes, L_shared's 1e-6 offset dominates: its gradient
-# with respect to the logits is q / (1e-6 + q) of the unclamped -log(1 - p_t)'s, under a half and
-# falling with q (about a logit margin of 14 or more).
+# Below this probability mass q on the other classes, L_shared's 1e-6 offset dominates: its
+# gradient with respect to the logits is about q / (1e-6 + q) of the unclamped -log(1 - p_t)'s
+# (less where float32 rounds p_t to 1), under a half and falling with q (a logit margin of about
+# 14 or more).
 SATURATION_MASS = 1e-6
 
 
@@ -343,9 +344,10 @@ def saturated_flags(logits_adv_h: Tensor, target: Tensor) -> Tensor:
     """(B,) bool: samples where h is so sure of ``target`` that L_shared barely moves it.
 
     True when the softmax mass outside ``target`` (computed as L_shared computes it) is below
-    :data:`SATURATION_MASS`. A backdoored model that puts float32 probability 1.0 on its
-    trigger class saturates there, and SAU then unlearns almost nothing: a property of the
-    reference's loss, reported so that a user sees why a run does not move.
+    :data:`SATURATION_MASS`: such a sample gives L_shared almost no gradient. A backdoored
+    model that puts float32 probability 1.0 on its trigger class saturates on most of its
+    adversarial examples, and SAU may then leave the backdoor in place. A property of the
+    reference's loss, kept as it is and counted so that a user can see why a run does not move.
     """
     p = F.softmax(logits_adv_h.float(), dim=1)
     one_hot = F.one_hot(target, num_classes=p.shape[1]).to(p.dtype)
@@ -358,6 +360,9 @@ class BatchStats:
 
     values: Tensor  # (14,) float: l_cl l_at l_shared loss l_adv l_share steps n adv_h adv_h0 common
     # shared potential_poison saturated
+    # (K,) float: the potential-poison samples per class h0 gives their x+delta (where the
+    # examples SAU unlearns land); None from callers that do not count them
+    adv_classes: Tensor | None = None
 
 
 def sau_step(
@@ -433,7 +438,10 @@ def sau_step(
             potential.sum().float(), saturated.sum().float(),
         ]
     )  # fmt: skip
-    return pgd.delta, BatchStats(values)
+    # one-hot sum, not bincount on a boolean index: no host sync on CUDA
+    k = logits_adv.shape[1]
+    landed = (F.one_hot(pred_h0_adv, k) * potential.unsqueeze(1)).sum(0).float()
+    return pgd.delta, BatchStats(values, landed)
 
 
 # -------------------------------------------------------------------------------- the driver
@@ -637,6 +645,7 @@ def purify(
         order = torch.randperm(n, generator=gen) if config.shuffle else torch.arange(n)
         order = order.to(device)
         stats: list[Tensor] = []
+        landed: list[Tensor] = []
         for i in range(0, n, config.batch_size):
             if stop is not None and stop.is_set():
                 stopped = True
@@ -646,6 +655,7 @@ def purify(
                 h, h0, optimizer, x_all[idx], y_all[idx], config, gen, amp, pred_h0_all[idx]
             )
             stats.append(st.values)
+            landed.append(st.adv_classes)
             if device.type != "cuda":  # no async queue to keep full: report at once
                 step += 1
                 emit(callback, _batch_event(rnd, step, total, st.values.tolist()))
@@ -675,6 +685,7 @@ def purify(
             shared=int(summary[11]),
             potential_poison=int(summary[12]),
             saturated=int(summary[13]),
+            adv_classes=[int(c) for c in torch.stack(landed).sum(0).tolist()],
             n=int(summary[7]),
             disagreement=ev["disagreement"],
             l_cl=summary[0] / len(stats),

@@ -61,6 +61,25 @@ def test_saturated_line_only_when_a_run_has_saturated_examples():
     assert _trace(fig, "saturated (too sure to unlearn)") == ([1, 2], [50, 0])
 
 
+def test_landing_shares_per_class_with_the_target_drawn_thick():
+    rounds = [{**r, "adv_classes": c} for r, c in zip(ROUNDS, ([6, 2, 0], [1, 1, 2]), strict=False)]
+    fig = charts.adv_class_shares(rounds, target=0, class_names=["zero", "one", "two"])
+    assert [t.name for t in fig.data] == ["class zero (target)", "class one", "class two"]
+    assert _trace(fig, "class zero (target)") == ([1, 2], [0.75, 0.25])
+    assert _trace(fig, "class two") == ([1, 2], [0.0, 0.5])
+    assert fig.data[0].line.width > fig.data[1].line.width
+    # runs recorded before the counts existed, or rounds with nothing to unlearn: no lines
+    assert charts.adv_class_shares(ROUNDS).data == ()
+    assert charts.adv_class_shares([{**ROUNDS[0], "adv_classes": [0, 0, 0]}]).data == ()
+
+
+def test_attack_target_only_for_all_to_one():
+    assert charts.attack_target({"attack": {"target": 3, "label_rule": "all2one"}}) == 3
+    assert charts.attack_target({"attack": {"target": 3}}) == 3
+    assert charts.attack_target({"attack": {"target": 3, "label_rule": "all2all"}}) is None
+    assert charts.attack_target({"attack": None}) is None and charts.attack_target({}) is None
+
+
 def test_sae_counts_and_losses():
     fig = charts.sae_counts(ROUNDS)
     assert _trace(fig, "shared (same wrong class)") == ([1, 2], [60, 20])

@@ -287,6 +287,23 @@ def test_fast_path_equals_reference_loop(backdoored8, digits8, norm, eps):
         assert torch.allclose(a, b, atol=1e-6), k
 
 
+def test_adv_classes_count_where_h0_sends_the_examples_the_loss_acts_on(backdoored8, digits8):
+    model = backdoored8.model.cpu()
+    x, y = digits8.train.x[:64], digits8.train.y[:64]
+    cfg = SAUConfig(batch_size=64)
+    h0, h = _frozen(model), copy.deepcopy(model).eval()
+    opt = torch.optim.Adam(h.parameters(), lr=cfg.lr, amsgrad=True)
+    delta, stats = sau_step(h, h0, opt, x, y, cfg)
+    with torch.no_grad():
+        clean, adv = h0(x).argmax(1), h0(x + delta).argmax(1)
+    acting = (adv != y) & (adv != clean)  # potential poison, by hand
+    expected = torch.bincount(adv[acting], minlength=10).float()
+    assert torch.equal(stats.adv_classes, expected)
+    assert int(stats.values[12]) == int(acting.sum()) > 0
+    # the BadNets model's examples crowd into its target class, 0
+    assert int(expected.argmax()) == 0
+
+
 # ---------------------------------------------------------------------- purify, driver
 def test_purify_leaves_the_input_model_untouched(backdoored8, digits8):
     model = backdoored8.model
@@ -385,6 +402,8 @@ def test_saturated_counts_are_reported_per_batch_and_round(backdoored8, digits8)
         assert all(0 <= b.saturated <= b.potential_poison <= b.n for b in batches)
         assert rnd.saturated == sum(b.saturated for b in batches)
         assert rnd.potential_poison == sum(b.potential_poison for b in batches) > 0
+        # where they land: one count per class, summing to the examples the loss acts on
+        assert len(rnd.adv_classes) == 10 and sum(rnd.adv_classes) == rnd.potential_poison
         counts[factor] = (rnd.saturated, rnd.potential_poison)
     # fifty times the logits: nearly every example that fools h0 is one h is certain of
     hot, cold = (counts[f][0] / counts[f][1] for f in (50.0, 1.0))

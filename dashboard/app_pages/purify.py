@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import components, state, widgets
+from dashboard import charts, components, state, widgets
 from dashboard.glossary import HELP, pct
 from dashboard.report import build_report
 from sau_core.attacks import AttackSpec
@@ -116,18 +116,19 @@ if run_id is not None:
     st.caption(f"`{run_id}` · reload-safe link: `?run={run_id}`")
     class_names = None
     total = (config.get("job", {}).get("sau") or {}).get("rounds")
+    target = charts.attack_target(config.get("job", {}))
     if view.active:
 
         @st.fragment(run_every=1.0)
         def live() -> None:
             v = runner.view(run_id)
-            components.purify_view(v, runner, class_names, total)
+            components.purify_view(v, runner, class_names, total, target)
             if not v.active:
                 st.rerun()
 
         live()
     else:
-        components.purify_view(view, runner, class_names, total)
+        components.purify_view(view, runner, class_names, total, target)
         if view.state == "interrupted":
             last = state.store().get(run_id).resume_round() or 0
             st.info(f"This run was interrupted. Its state after round {last} is kept: resuming "
