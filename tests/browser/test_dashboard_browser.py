@@ -89,7 +89,9 @@ def test_demo_end_to_end(server, page):
 
     # Per-class ASR: one line per source class, legend entries toggle their line
     expect(page.get_by_text("ASR per source class").first).to_be_visible()
-    legend = page.locator("g.legend g.traces", has_text="class 1")
+    expect(page.get_by_text("Where the examples that fool h0 land").first).to_be_visible()
+    per_class = page.locator(".js-plotly-plot", has_text="ASR per source class")
+    legend = per_class.locator("g.legend g.traces", has_text="class 1")
     expect(legend).to_have_count(1)
     legend.click()
     expect(legend).to_have_css("opacity", "0.5")  # plotly greys out a hidden trace's entry
