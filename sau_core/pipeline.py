@@ -330,9 +330,9 @@ def sau_caveats(
 
 
 # Measured (bench/bench_sau_table.py, bench/bench_demo_choice.py; digits 16x16, small CNN, no
-# label smoothing): 8 Blended models had 85-94% of their first round's h0-fooling examples
-# saturated; 3 of them kept ASR >= 0.98 through 60 rounds, the others ended at 0.18-0.52. With
-# label smoothing 0.1 (the demo) no model had any.
+# label smoothing): 8 Blended models had 85% or more of their adversarial examples saturated;
+# 3 of them kept ASR >= 0.98 through 60 rounds, the others ended at 0.18-0.52. With label
+# smoothing 0.1 (the demo) no model had any.
 SATURATION_WARNING = 0.5
 
 
