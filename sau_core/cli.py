@@ -336,8 +336,11 @@ def _print_table(metrics: dict) -> None:
 
 
 def _print_caveats(history) -> None:
-    from .pipeline import run_caveats
+    from .pipeline import landing_summary, run_caveats
 
+    landing = landing_summary(history)
+    if landing is not None:
+        print(f"  {landing}")
     for note in run_caveats(history):
         print(f"note: {note}", file=sys.stderr)
 

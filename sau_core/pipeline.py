@@ -31,6 +31,7 @@ __all__ = [
     "backdoor_for",
     "clean_set",
     "plant_backdoor",
+    "landing_summary",
     "run_caveats",
     "sau_caveats",
     "purify_checkpoint",
@@ -358,3 +359,28 @@ def run_caveats(rounds: list) -> list[str]:
         "trained with label smoothing (a training setting on the Set up page, "
         "`--label-smoothing` in the CLI) do not saturate."
     ]
+
+
+def landing_summary(rounds: list) -> str | None:
+    """One line on where the examples SAU unlearns land (h0's class for them, see
+    ``SAURound.adv_classes``): the class that takes most of them in round 1, and its share then
+    and in the last round. A backdoored model's examples crowd into its target, so with an
+    unknown trigger this names the suspect; with a known one it shows whether SAU's search
+    still reaches the backdoor at the end. None when the rounds have no counts."""
+    recs = [r if isinstance(r, dict) else to_record(r) for r in rounds]
+    recs = [r for r in recs if r.get("adv_classes") and sum(r["adv_classes"])]
+    if not recs:
+        return None
+    first, last = recs[0], recs[-1]
+    top = max(range(len(first["adv_classes"])), key=first["adv_classes"].__getitem__)
+
+    def share(r: dict) -> str:
+        return f"{r['adv_classes'][top] / sum(r['adv_classes']):.0%}"
+
+    line = (
+        f"h0's adversarial examples land most on class {top}: {share(first)} of them in round "
+        f"{first['round']}"
+    )
+    if last is not first:
+        line += f", {share(last)} in round {last['round']}"
+    return line

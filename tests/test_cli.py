@@ -139,6 +139,7 @@ def test_purify_writes_outputs(purified: tuple[Path, int, str]) -> None:
     assert json.loads(lines[0])["round"] == 1
     assert (out / "model.safetensors").is_file() and (out / "checkpoint.json").is_file()
     assert "before" in stdout and "after" in stdout and "DER" in stdout
+    assert "adversarial examples land most on class" in stdout
 
 
 def test_purify_unknown_trigger(ckpt: Path, tmp_path: Path) -> None:

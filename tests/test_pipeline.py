@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sau_core.events import SAURound
-from sau_core.pipeline import DEMO, DataSpec, run_caveats, sau_caveats
+from sau_core.pipeline import DEMO, DataSpec, landing_summary, run_caveats, sau_caveats
 from sau_core.sau import SAUConfig, default_sau_config
 
 
@@ -62,3 +62,16 @@ def test_no_run_caveat_without_saturation_or_rounds() -> None:
     assert run_caveats([_round(0, 0)]) == []
     assert run_caveats([_round(400, 199)]) == []
     assert run_caveats([{"round": 1, "shared": 3}]) == []  # a record from before the count existed
+
+
+def test_landing_summary_names_the_class_that_takes_most_in_round_one() -> None:
+    first = {"round": 1, "adv_classes": [2, 92, 6]}
+    assert landing_summary([first]) == (
+        "h0's adversarial examples land most on class 1: 92% of them in round 1"
+    )
+    later = {"round": 60, "adv_classes": [30, 8, 62]}
+    assert landing_summary([first, {"round": 2}, later]).endswith(
+        "class 1: 92% of them in round 1, 8% in round 60"
+    )
+    assert landing_summary([]) is None
+    assert landing_summary([{"round": 1, "adv_classes": [0, 0, 0]}, {"round": 2}]) is None
