@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 
 from sau_core.jobs import JobRunner, JobView
-from sau_core.pipeline import run_caveats
+from sau_core.pipeline import landing_summary, run_caveats
 from sau_core.visual import to_uint8
 
 from . import charts
@@ -162,7 +162,8 @@ def purify_view(
                 with e:
                     fig = charts.adv_class_shares(view.rounds, target, class_names, total)
                     plot(fig, f"landing-{view.run_id}")
-                    st.caption(HELP["landing"])
+                    summary = landing_summary(view.rounds)
+                    st.caption(HELP["landing"] + (f" Here: {summary}." if summary else ""))
     if not view.active:
         purify_summary(view)
 

@@ -121,6 +121,7 @@ def test_purify_form_runs_a_tiny_sau_to_completion(env, monkeypatch):
     at = _ok(at.run())
     assert "Before and after SAU" in [h.value for h in at.subheader]
     assert at.table[0].value.shape == (3, 4)
+    assert any("adversarial examples land most on class" in c.value for c in at.caption)
     # the saturation warning is read from the run's own first round, only when it applies
     assert not any("Why this run may not move" in w.value for w in at.warning)
     with monkeypatch.context() as m:
