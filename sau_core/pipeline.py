@@ -301,7 +301,9 @@ TEACHING_PRESETS: dict[str, TeachingPreset] = {
 # figures on this project's 2-core CPU, small CNN, 10% poisoning, target 0, seeds 0-2).
 _WEAK_ON_DIGITS = {
     "blended": "Blended on digits (demo setting): ASR falls to about 0.2 within five rounds, "
-    "then comes back as ACC recovers and ends at 0.2 to 0.5 after 60 rounds (three seeds).",
+    "then comes back as ACC recovers and ends at 0.2 to 0.5 after 60 rounds (three seeds). The "
+    "chart 'Where the examples that fool h0 land' shows why: after about round 5 SAU's search "
+    "for shared examples no longer lands on the target, so nothing pushes against the backdoor.",
     "wanet": "WaNet on digits: the attack only partly takes on a model trained with random crops "
     "(ASR 0.2 to 0.46 before SAU), so there is less for SAU to remove.",
 }
