@@ -11,7 +11,7 @@ the first round's h0-fooling examples where the model is too sure for SAU's loss
 (``sau_core.sau.saturated_flags``). Usage:
 
     bash .ci/venv python bench/bench_sau_table.py [--attacks badnets blended sig wanet] [--seeds 0 1]
-        [--label-smoothing 0.1] [--rounds 100] [--threads 1]
+        [--label-smoothing 0.1] [--rounds 100] [--batch-size 64] [--clean-ratio 0.3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--attacks", nargs="+", default=list_attacks(), choices=list_attacks())
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--rounds", type=int, default=DEMO.sau.rounds)
+    ap.add_argument("--batch-size", type=int, default=DEMO.sau.batch_size)
+    ap.add_argument("--clean-ratio", type=float, default=DEMO.clean_ratio)
     ap.add_argument("--label-smoothing", type=float, default=DEMO.train.label_smoothing,
                     help="of the backdoored model's training (default: the demo's)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -44,9 +46,9 @@ def main() -> None:
     split = DEMO.data.load()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; digits "
-        f"{split.info.shape[1]}x{split.info.shape[2]}, {DEMO.arch}, clean {DEMO.clean_ratio:.0%}, "
+        f"{split.info.shape[1]}x{split.info.shape[2]}, {DEMO.arch}, clean {args.clean_ratio:.0%}, "
         f"label smoothing {args.label_smoothing:g}; SAU {args.rounds} rounds, batch "
-        f"{DEMO.sau.batch_size}"
+        f"{args.batch_size}"
     )
     print(
         "| attack | seed | to target | saturated | ACC before | ASR before | RA before | "
@@ -60,8 +62,8 @@ def main() -> None:
             t = time.perf_counter()
             run = plant_backdoor(split, spec, DEMO.arch, replace(train_cfg, seed=seed))
             train_s = time.perf_counter() - t
-            clean = clean_set(split, DEMO.clean_ratio, seed=seed)
-            cfg = replace(DEMO.sau, rounds=args.rounds, seed=seed)
+            clean = clean_set(split, args.clean_ratio, seed=seed)
+            cfg = replace(DEMO.sau, rounds=args.rounds, batch_size=args.batch_size, seed=seed)
             _, to_target = target_share(run.model, clean, cfg, spec.target)
             t = time.perf_counter()
             res = purify(run.model, clean, cfg, test=split.test, backdoor=run.backdoor)
