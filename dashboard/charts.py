@@ -149,7 +149,7 @@ def adv_class_shares(
             )
     _round_axis(fig, total)
     _layout(fig, "Where the examples that fool h0 land", "share of them", percent=True)
-    fig.update_layout(legend={"orientation": "v", "x": 1.02, "y": 1, "title": {"text": "h0 says"}})
+    fig.update_layout(legend={"title": {"text": "h0 says"}, "font": {"size": 11}}, height=360)
     return fig
 
 
