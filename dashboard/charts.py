@@ -117,6 +117,11 @@ def sae_counts(rounds: list[dict], total: int | None = None) -> go.Figure:
                    if n else "Adversarial examples found per round", "images")  # fmt: skip
 
 
+# the other classes' lines: no red, so the target's thick red line stands alone
+_NOT_RED = ("#2563eb", "#0ea5e9", "#16a34a", "#84cc16", "#f59e0b", "#7c3aed", "#a855f7",
+            "#64748b", "#14b8a6", "#78716c")  # fmt: skip
+
+
 def attack_target(job: dict) -> int | None:
     """The all-to-one target class of a run's job settings (None: unknown trigger, all-to-all)."""
     attack = job.get("attack") or {}
@@ -145,7 +150,9 @@ def adv_class_shares(
                 y=ys,
                 name=f"class {label}" + (" (target)" if is_target else ""),
                 mode="lines",
-                line={"width": 4, "color": COLORS["asr"]} if is_target else {"width": 1.5},
+                line={"width": 4, "color": COLORS["asr"]}
+                if is_target
+                else {"width": 1.5, "color": _NOT_RED[c % len(_NOT_RED)]},
             )
     _round_axis(fig, total)
     _layout(fig, "Where the examples that fool h0 land", "share of them", percent=True)
