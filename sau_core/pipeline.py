@@ -332,6 +332,11 @@ def sau_caveats(
     return notes
 
 
+def _record(rnd) -> dict:
+    """A round record as a dict: SAURound events and the dicts a run directory keeps alike."""
+    return rnd if isinstance(rnd, dict) else to_record(rnd)
+
+
 # Measured (bench/bench_sau_table.py, bench/bench_demo_choice.py; digits 16x16, small CNN, no
 # label smoothing): 8 Blended models had 85% or more of their adversarial examples saturated;
 # 3 of them kept ASR >= 0.98 through 60 rounds, the others ended at 0.18-0.52. With label
@@ -348,7 +353,7 @@ def run_caveats(rounds: list) -> list[str]:
     """
     if not rounds:
         return []
-    first = rounds[0] if isinstance(rounds[0], dict) else to_record(rounds[0])
+    first = _record(rounds[0])
     acting = int(first.get("potential_poison") or 0)
     saturated = int(first.get("saturated") or 0)
     if acting == 0 or saturated / acting < SATURATION_WARNING:
@@ -369,8 +374,7 @@ def landing_summary(rounds: list) -> str | None:
     and in the last round. A backdoored model's examples crowd into its target, so with an
     unknown trigger this names the suspect; with a known one it shows whether SAU's search
     still reaches the backdoor at the end. None when the rounds have no counts."""
-    recs = [r if isinstance(r, dict) else to_record(r) for r in rounds]
-    recs = [r for r in recs if r.get("adv_classes") and sum(r["adv_classes"])]
+    recs = [r for r in map(_record, rounds) if r.get("adv_classes") and sum(r["adv_classes"])]
     if not recs:
         return None
     first, last = recs[0], recs[-1]

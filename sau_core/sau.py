@@ -317,17 +317,22 @@ def sae_flags(
     return adv_h, adv_h0, common, common & (pred_h_adv == pred_h0_adv)
 
 
+def _target_and_rest(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(B,) softmax probability of ``target`` and (B,) mass on the other classes, the latter
+    summed over them (not ``1 - p_t``), as the reference's L_shared computes it."""
+    p = F.softmax(logits, dim=1)
+    one_hot = F.one_hot(target, num_classes=p.shape[1]).to(p.dtype)
+    return (p * one_hot).sum(1), (p * (1 - one_hot)).sum(1)
+
+
 def shared_adversarial_risk(logits_adv_h: Tensor, target: Tensor, mask: Tensor, b: int) -> Tensor:
     """L_shared: push h away from ``target`` (h0's class for x+delta) on ``mask`` samples.
 
     ``(-sum log(1e-6 + clamp(1 - p_t, max=0.999)) - sum log(1 + 1e-6 - clamp(p_t, min=0.001))) / 2 / B``
     with ``1 - p_t`` computed as the mass on the other classes, as the reference does.
     """
-    p = F.softmax(logits_adv_h, dim=1)
-    one_hot = F.one_hot(target, num_classes=p.shape[1]).to(p.dtype)
-    neg_p = (p * (1 - one_hot)).sum(1)
-    pos_p = (p * one_hot).sum(1)
-    m = mask.to(p.dtype)
+    pos_p, neg_p = _target_and_rest(logits_adv_h, target)
+    m = mask.to(pos_p.dtype)
     a = (torch.log(1e-6 + neg_p.clamp(max=0.999)) * m).sum()
     c = (torch.log(1 + 1e-6 - pos_p.clamp(min=0.001)) * m).sum()
     return (-a - c) / 2 / b
@@ -349,9 +354,7 @@ def saturated_flags(logits_adv_h: Tensor, target: Tensor) -> Tensor:
     adversarial examples, and SAU may then leave the backdoor in place. A property of the
     reference's loss, kept as it is and counted so that a user can see why a run does not move.
     """
-    p = F.softmax(logits_adv_h.float(), dim=1)
-    one_hot = F.one_hot(target, num_classes=p.shape[1]).to(p.dtype)
-    return (p * (1 - one_hot)).sum(1) < SATURATION_MASS
+    return _target_and_rest(logits_adv_h.float(), target)[1] < SATURATION_MASS
 
 
 @dataclass
