@@ -103,6 +103,17 @@ def plot(fig, key: str) -> None:
     st.plotly_chart(fig, key=key, config={"displaylogo": False, "showTips": False})
 
 
+def run_header(view: JobView, runner: JobRunner) -> None:
+    """A run's state line; while it runs, its progress bar beside a Stop button."""
+    state_line(view)
+    if view.active:
+        c1, c2 = st.columns([5, 1])
+        with c1:
+            progress(view)
+        with c2:
+            stop_button(runner, view)
+
+
 # ---------------------------------------------------------------------------------- purify
 def purify_view(
     view: JobView,
@@ -112,13 +123,7 @@ def purify_view(
     target: int | None = None,
 ) -> None:
     """Everything about one SAU run: progress, metrics, curves; the summary once it is over."""
-    state_line(view)
-    if view.active:
-        c1, c2 = st.columns([5, 1])
-        with c1:
-            progress(view)
-        with c2:
-            stop_button(runner, view)
+    run_header(view, runner)
     latest = view.rounds[-1] if view.rounds else None
     if latest is not None or view.before is not None:
         st.caption(
@@ -201,13 +206,7 @@ def purify_summary(view: JobView) -> None:
 
 # ---------------------------------------------------------------------------------- attack
 def attack_view(view: JobView, runner: JobRunner) -> None:
-    state_line(view)
-    if view.active:
-        c1, c2 = st.columns([5, 1])
-        with c1:
-            progress(view)
-        with c2:
-            stop_button(runner, view)
+    run_header(view, runner)
     last = view.epochs[-1] if view.epochs else None
     if last is not None:
         metric_row(last, label="")
