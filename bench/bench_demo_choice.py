@@ -19,6 +19,7 @@ from dataclasses import replace
 
 import torch
 
+from bench.common import add_threads, use_threads
 from sau_core.attacks import AttackSpec
 from sau_core.data import load_digits
 from sau_core.pipeline import DEMO, clean_set, plant_backdoor
@@ -53,10 +54,9 @@ def main() -> None:
     ap.add_argument("--weight-decay", type=float, default=DEMO.train.weight_decay)
     ap.add_argument("--label-smoothing", type=float, default=DEMO.train.label_smoothing)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    add_threads(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args)
     marks = [r for r in (10, 20, 30, 40, 50, 60, 80, 100, 150, 200) if r < args.rounds]
     marks.append(args.rounds)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, attack {args.attack}, "

@@ -31,6 +31,7 @@ import time
 
 import torch
 
+from bench.common import add_threads, use_threads
 from sau_core.explain import compare_focus, explain, list_methods
 from sau_core.pipeline import DEMO, clean_set, plant_backdoor
 from sau_core.sau import purify
@@ -74,12 +75,11 @@ def main() -> None:
         "changed by more than this",
     )
     ap.add_argument("--device", default="cpu", help="where to train, purify and explain")
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's choice)")
+    add_threads(ap)
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny training and SAU")
     args = ap.parse_args()
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args)
     train_config, sau_config = DEMO.train, DEMO.sau
     if args.quick:
         train_config = dataclasses.replace(train_config, epochs=1)

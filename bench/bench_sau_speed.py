@@ -55,6 +55,7 @@ from dataclasses import replace
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from bench.common import parser
 from bench.sau_reference import reference_round
 from sau_core.attacks import AttackSpec, backdoor_test
 from sau_core.data import DatasetInfo, ImageData, load_digits
@@ -361,11 +362,7 @@ def full_run(args, device: torch.device) -> None:
 
 # --------------------------------------------------------------------------------- main
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[1:]),
-    )
+    ap = parser(__doc__, epilog=True)
     ap.add_argument(
         "--devices",
         nargs="+",

@@ -24,6 +24,7 @@ from dataclasses import replace
 import torch
 
 from bench.bench_demo_choice import target_share
+from bench.common import add_threads, use_threads
 from sau_core.attacks import list_attacks
 from sau_core.pipeline import DEMO, clean_set, plant_backdoor
 from sau_core.sau import purify
@@ -38,10 +39,9 @@ def main() -> None:
     ap.add_argument("--clean-ratio", type=float, default=DEMO.clean_ratio)
     ap.add_argument("--label-smoothing", type=float, default=DEMO.train.label_smoothing,
                     help="of the backdoored model's training (default: the demo's)")  # fmt: skip
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    add_threads(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    use_threads(args)
     train_cfg = replace(DEMO.train, label_smoothing=args.label_smoothing).validate()
     split = DEMO.data.load()
     print(

@@ -15,10 +15,9 @@ nothing is asserted. Usage:
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
+from bench.common import parser
 from sau_core.data import DatasetInfo, ImageData, load_digits
 from sau_core.device import describe, pick_device
 from sau_core.models import create_model
@@ -84,11 +83,7 @@ def measure(
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[1:]),
-    )
+    ap = parser(__doc__, epilog=True)
     ap.add_argument(
         "--devices",
         nargs="+",
