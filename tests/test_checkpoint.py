@@ -28,17 +28,8 @@ from sau_core.checkpoint import (
 )
 from sau_core.data import DatasetInfo
 from sau_core.models import Classifier, create_model
+from tests.hostile_corpus import INFO  # digits at 8x8, the geometry of load_digits(resolution=8)
 
-INFO = DatasetInfo(
-    "digits",
-    10,
-    (1, 8, 8),
-    (0.3,),
-    (0.37,),
-    natural=False,
-    class_names=tuple(str(i) for i in range(10)),
-    params={"resolution": 8},
-)
 META = {"seed": 7, "attack": {"name": "badnets", "target": 0}, "extra": [1, "two", None]}
 
 
