@@ -160,6 +160,14 @@ def query_run() -> tuple[Run | None, str]:
     return run, ""
 
 
+def linked_run() -> Run | None:
+    """:func:`query_run` for a page: the linked run, with a bad link reported as a warning."""
+    run, problem = query_run()
+    if problem:
+        st.warning(problem)
+    return run
+
+
 def watch(run_id: str, kind: str) -> None:
     """Make ``run_id`` this session's current run of ``kind`` and put it in the URL."""
     st.session_state[PURIFY_RUN if kind == "purify" else ATTACK_RUN] = run_id

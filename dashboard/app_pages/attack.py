@@ -19,9 +19,7 @@ st.markdown(
 )
 
 runner = state.runner()
-_, problem = state.query_run()
-if problem:
-    st.warning(problem)
+state.linked_run()
 run_id = state.current_run("attack")
 if run_id is None:
     st.info("No attack run yet. Start one on *Set up* (or reopen one on *Runs*).")

@@ -33,9 +33,7 @@ st.markdown(
 )
 
 store = state.store()
-_, problem = state.query_run()
-if problem:
-    st.warning(problem)
+state.linked_run()
 
 
 # ------------------------------------------------------------------------------ the models

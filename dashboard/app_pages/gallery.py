@@ -15,9 +15,7 @@ st.markdown(HELP["shared"])
 st.caption(HELP["h0_h"])
 
 store = state.store()
-_, problem = state.query_run()
-if problem:
-    st.warning(problem)
+state.linked_run()
 purify_runs = [r for r in state.visible_runs()[0] if r.kind == "purify"]
 current = state.current_run("purify")
 ids = [r.id for r in purify_runs]

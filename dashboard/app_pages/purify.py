@@ -26,9 +26,7 @@ with st.expander("What SAU does, in plain words"):
     )
 
 runner = state.runner()
-linked, problem = state.query_run()
-if problem:
-    st.warning(problem)
+linked = state.linked_run()
 if linked is not None and linked.kind in ("attack", "import"):
     try:
         st.session_state[state.MODEL] = state.model_from_run(linked)
