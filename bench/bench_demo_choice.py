@@ -22,6 +22,7 @@ import torch
 from bench.common import add_threads, use_threads
 from sau_core.attacks import AttackSpec
 from sau_core.data import load_digits
+from sau_core.models import list_models
 from sau_core.pipeline import DEMO, clean_set, plant_backdoor
 from sau_core.sau import purify, shared_pgd
 
@@ -40,6 +41,20 @@ def target_share(model, clean, cfg, target: int) -> tuple[float, float]:
     return float(adv.float().mean()), to_target
 
 
+def attack_params(pairs: list[str]) -> dict:
+    """``["alpha=0.1", "image=k.png"]`` -> ``{"alpha": 0.1, "image": "k.png"}``."""
+    out: dict = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--param takes NAME=VALUE, got {pair!r}")
+        try:
+            out[name] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            out[name] = value
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=DEMO.sau.rounds)
@@ -49,7 +64,15 @@ def main() -> None:
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[DEMO.sau.batch_size])
     ap.add_argument("--crop-pad", type=int, default=DEMO.train.crop_pad, help="0: side // 8")
     ap.add_argument("--attack", default=DEMO.attack.name)
+    ap.add_argument("--arch", default=DEMO.arch, choices=list_models())
     ap.add_argument("--key", default="", help="Blended: path of the key image (default: SAU Lab's)")
+    ap.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an attack parameter, e.g. alpha=0.1 (repeatable; numbers as floats)",
+    )
     ap.add_argument("--epochs", type=int, default=DEMO.train.epochs)
     ap.add_argument("--weight-decay", type=float, default=DEMO.train.weight_decay)
     ap.add_argument("--label-smoothing", type=float, default=DEMO.train.label_smoothing)
@@ -59,9 +82,11 @@ def main() -> None:
     use_threads(args)
     marks = [r for r in (10, 20, 30, 40, 50, 60, 80, 100, 150, 200) if r < args.rounds]
     marks.append(args.rounds)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, attack {args.attack}, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.arch}, "
+          f"attack {args.attack}, "
           f"epochs {args.epochs}, weight decay {args.weight_decay:g}, label smoothing "
-          f"{args.label_smoothing:g}{', key ' + args.key if args.key else ''}")  # fmt: skip
+          f"{args.label_smoothing:g}{', key ' + args.key if args.key else ''}"
+          f"{', params ' + ' '.join(args.param) if args.param else ''}")  # fmt: skip
     print(
         "res  augment clean batch | train_s  ACC0  ASR0  adv  ->target | "
         + " | ".join(f"r{r}: ACC  ASR " for r in marks)
@@ -70,13 +95,14 @@ def main() -> None:
     for res in args.resolutions:
         split = load_digits(resolution=res, seed=args.seed)
         params = {"image": args.key} if args.key else {}
+        params.update(attack_params(args.param))
         spec = replace(DEMO.attack, name=args.attack, params=params, seed=args.seed)
         for aug in args.augments:
             t = time.perf_counter()
             tcfg = replace(DEMO.train, augment=aug, crop_pad=args.crop_pad, seed=args.seed,
                            epochs=args.epochs, weight_decay=args.weight_decay,
                            label_smoothing=args.label_smoothing).validate()  # fmt: skip
-            run = plant_backdoor(split, AttackSpec.from_dict(spec.to_dict()), DEMO.arch, tcfg)
+            run = plant_backdoor(split, AttackSpec.from_dict(spec.to_dict()), args.arch, tcfg)
             train_s = time.perf_counter() - t
             for ratio in args.ratios:
                 clean = clean_set(split, ratio, seed=args.seed)

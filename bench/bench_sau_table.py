@@ -11,6 +11,7 @@ the first round's h0-fooling examples where the model is too sure for SAU's loss
 (``sau_core.sau.saturated_flags``). Usage:
 
     bash .ci/venv python bench/bench_sau_table.py [--attacks badnets blended sig wanet] [--seeds 0 1]
+        [--arch preact_resnet10]
         [--label-smoothing 0.1] [--rounds 100] [--batch-size 64] [--clean-ratio 0.3] [--threads 1]
 """
 
@@ -26,6 +27,7 @@ import torch
 from bench.bench_demo_choice import target_share
 from bench.common import add_threads, use_threads
 from sau_core.attacks import list_attacks
+from sau_core.models import list_models
 from sau_core.pipeline import DEMO, clean_set, plant_backdoor
 from sau_core.sau import purify
 
@@ -34,6 +36,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--attacks", nargs="+", default=list_attacks(), choices=list_attacks())
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--arch", default=DEMO.arch, choices=list_models(),
+                    help="the backdoored model (default: the demo's)")  # fmt: skip
     ap.add_argument("--rounds", type=int, default=DEMO.sau.rounds)
     ap.add_argument("--batch-size", type=int, default=DEMO.sau.batch_size)
     ap.add_argument("--clean-ratio", type=float, default=DEMO.clean_ratio)
@@ -46,7 +50,7 @@ def main() -> None:
     split = DEMO.data.load()
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; digits "
-        f"{split.info.shape[1]}x{split.info.shape[2]}, {DEMO.arch}, clean {args.clean_ratio:.0%}, "
+        f"{split.info.shape[1]}x{split.info.shape[2]}, {args.arch}, clean {args.clean_ratio:.0%}, "
         f"label smoothing {args.label_smoothing:g}; SAU {args.rounds} rounds, batch "
         f"{args.batch_size}"
     )
@@ -60,7 +64,7 @@ def main() -> None:
         for seed in args.seeds:
             spec = replace(DEMO.attack, name=name, params={}, seed=seed)
             t = time.perf_counter()
-            run = plant_backdoor(split, spec, DEMO.arch, replace(train_cfg, seed=seed))
+            run = plant_backdoor(split, spec, args.arch, replace(train_cfg, seed=seed))
             train_s = time.perf_counter() - t
             clean = clean_set(split, args.clean_ratio, seed=seed)
             cfg = replace(DEMO.sau, rounds=args.rounds, batch_size=args.batch_size, seed=seed)

@@ -5,6 +5,7 @@ pixel space) and returns logits (B, K). Registered models (one dict entry each):
 
 - ``small_cnn``: a compact conv net that trains on digits in seconds on a CPU.
 - ``preact_resnet18``: PreAct-ResNet18, the CIFAR variant used in the SAU paper (He et al. 2016).
+- ``preact_resnet10``: the same family with one block per stage at half width (1.2M parameters).
 - ``vgg19_bn``: torchvision's VGG19-BN layers with a small-image head.
 - ``resnet18``: torchvision's ResNet-18 adapted to small images (3x3 stem, no max-pool).
 """
@@ -20,7 +21,15 @@ from torch import Tensor, nn
 
 from .data import DatasetInfo
 
-__all__ = ["MODELS", "Classifier", "Normalize", "create_model", "list_models"]
+__all__ = [
+    "MODELS",
+    "Classifier",
+    "Normalize",
+    "PreActResNet",
+    "PreActResNet18",
+    "create_model",
+    "list_models",
+]
 
 
 class Normalize(nn.Module):
@@ -100,25 +109,49 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
-class PreActResNet18(nn.Module):
-    """PreAct-ResNet18 for 32x32 inputs (He et al., "Identity Mappings in Deep Residual Networks")."""
+class PreActResNet(nn.Module):
+    """Pre-activation ResNet for small inputs (He et al., "Identity Mappings in Deep Residual
+    Networks"): a 3x3 stem, four stages of ``blocks[i]`` basic blocks with ``width * 2**i``
+    channels (stride 2 from the second stage on), BN-ReLU, global average pooling, one linear
+    layer. ``blocks=(2, 2, 2, 2), width=64`` is PreAct-ResNet18."""
 
-    def __init__(self, channels: int, num_classes: int) -> None:
+    def __init__(
+        self,
+        channels: int,
+        num_classes: int,
+        blocks: tuple[int, ...] = (2, 2, 2, 2),
+        width: int = 64,
+    ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(channels, 64, 3, stride=1, padding=1, bias=False)
-        layers, cin = [], 64
-        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            layers.append(nn.Sequential(PreActBlock(cin, cout, stride), PreActBlock(cout, cout, 1)))
+        if len(blocks) != 4 or min(blocks) < 1 or width < 1:
+            raise ValueError(
+                f"PreActResNet takes 4 stages of >= 1 block and width >= 1, got {blocks}, {width}"
+            )
+        self.conv1 = nn.Conv2d(channels, width, 3, stride=1, padding=1, bias=False)
+        layers, cin = [], width
+        for i, n in enumerate(blocks):
+            cout, stride = width * 2**i, 1 if i == 0 else 2
+            stage = [PreActBlock(cin, cout, stride)] + [
+                PreActBlock(cout, cout, 1) for _ in range(n - 1)
+            ]
+            layers.append(nn.Sequential(*stage))
             cin = cout
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.bn = nn.BatchNorm2d(512)
+        self.bn = nn.BatchNorm2d(cin)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.linear = nn.Linear(512, num_classes)
+        self.linear = nn.Linear(cin, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
         out = self.pool(torch.relu(self.bn(out)))
         return self.linear(out.flatten(1))
+
+
+class PreActResNet18(PreActResNet):
+    """PreAct-ResNet18 for 32x32 inputs, the SAU paper's CIFAR-10 model (11M parameters)."""
+
+    def __init__(self, channels: int, num_classes: int) -> None:
+        super().__init__(channels, num_classes, (2, 2, 2, 2), 64)
 
 
 # -------------------------------------------------------------------------- torchvision models
@@ -169,6 +202,15 @@ MODELS: dict[str, ModelEntry] = {
     "preact_resnet18": ModelEntry(
         lambda info: (PreActResNet18(info.channels, info.num_classes), "net.layer4"),
         "PreAct-ResNet18 (11M parameters), the SAU paper's CIFAR-10 model. Wants a GPU.",
+    ),
+    "preact_resnet10": ModelEntry(
+        lambda info: (
+            PreActResNet(info.channels, info.num_classes, (1, 1, 1, 1), 32),
+            "net.layer4",
+        ),
+        "Half-width PreAct-ResNet10 (1.2M parameters): one block per stage, 32-256 channels. "
+        "About 10x the small CNN's compute; on digits it unlearns Blended where the small CNN "
+        "does not.",
     ),
     "vgg19_bn": ModelEntry(_vgg19_bn, "VGG19 with batch norm (torchvision), small-image head."),
     "resnet18": ModelEntry(_resnet18, "ResNet-18 (torchvision) with a 3x3 stem for small images."),

@@ -16,7 +16,15 @@ import pytest
 import torch
 
 from sau_core.data import DatasetInfo
-from sau_core.models import MODELS, Classifier, Normalize, create_model, list_models
+from sau_core.models import (
+    MODELS,
+    Classifier,
+    Normalize,
+    PreActResNet,
+    PreActResNet18,
+    create_model,
+    list_models,
+)
 
 GEOMETRIES: dict[str, DatasetInfo] = {
     "digits8": DatasetInfo("digits", 10, (1, 8, 8), (0.3,), (0.37,), natural=False),
@@ -102,7 +110,33 @@ def test_unknown_name_lists_choices() -> None:
         assert name in str(err.value)
 
 
+def test_preact_resnet_rejects_bad_shapes() -> None:
+    with pytest.raises(ValueError, match="4 stages"):
+        PreActResNet(1, 10, blocks=(1, 1, 1))
+    with pytest.raises(ValueError, match="4 stages"):
+        PreActResNet(1, 10, blocks=(1, 0, 1, 1))
+
+
 # ------------------------------------------------------------------------------- cardinality
+def test_preact_family_sizes() -> None:
+    """PreAct-ResNet18 keeps its published size and its state-dict names (ready-made and user
+    checkpoints load by name); the ResNet10 is one block per stage at half width."""
+
+    def count(m: torch.nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    cifar, digits = GEOMETRIES["cifar32"], GEOMETRIES["digits16"]
+    r18 = _model("preact_resnet18", "cifar32")
+    assert count(r18.net) == 11_172_170  # unchanged since the class was written
+    assert isinstance(r18.net, PreActResNet18)
+    assert "net.layer4.1.conv2.weight" in r18.state_dict()
+    r10 = create_model("preact_resnet10", digits, seed=0)
+    assert count(r10.net) == 1_227_498
+    assert [r10.net.layer4[0].conv1.out_channels, len(r10.net.layer4)] == [256, 1]
+    assert count(create_model("preact_resnet10", cifar, seed=0).net) == 1_228_074
+    assert r10.feature_layer in dict(r10.named_modules())
+
+
 @pytest.mark.parametrize("batch", [1, 3, 5])
 def test_batch_sizes_small_cnn(batch: int) -> None:
     info = GEOMETRIES["digits16"]
