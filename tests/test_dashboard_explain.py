@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,31 @@ def test_a_link_reproduces_the_setup_and_bad_params_are_reported(env):
     texts = [w.value for w in at.warning]
     assert sum("ignored" in t for t in texts) == 3
     assert at.selectbox(key="train.attack").value == "badnets"  # the default stays
+
+
+def test_a_preset_on_another_model_trains_instead_of_taking_the_ready_made_one(env, monkeypatch):
+    """The lab's ready-made BadNets model is a small CNN: a BadNets preset on preact_resnet10
+    must train its own model, not hand out that one."""
+    from dashboard import state
+    from sau_core.jobs import QueueFull
+    from sau_core.pipeline import DEMO, TEACHING_PRESETS, TeachingPreset
+
+    wide = TeachingPreset("wide BadNets", "test", replace(DEMO, arch="preact_resnet10"))
+    monkeypatch.setitem(TEACHING_PRESETS, "wide", wide)
+    submitted = []
+
+    def submit(job, title):
+        submitted.append(job)
+        raise QueueFull("queue full (test)")
+
+    monkeypatch.setattr(state, "submit", submit)
+    at = _ok(_app("app_pages/setup.py"))
+    at = _ok(at.selectbox(key="setup.preset").set_value("wide").run())
+    at = at.button(key="preset.use").click().run()
+    assert not at.exception
+    assert [(j.arch, j.attack.name) for j in submitted] == [("preact_resnet10", "badnets")]
+    assert "queue full (test)" in [e.value for e in at.error]
+    assert "model" not in at.session_state or at.session_state["model"] is None
 
 
 def test_use_this_preset_takes_the_ready_made_model(env):

@@ -53,7 +53,7 @@ else:
     except (ValueError, RuntimeError, OSError):
         n_clean = 0
     attack_name = (model.get("attack") or {}).get("name")
-    for note in sau_caveats(model["data"], n_clean, base, attack_name):
+    for note in sau_caveats(model["data"], n_clean, base, attack_name, model.get("arch")):
         st.warning(f"**Where SAU is known to be weak.** {note}", icon=":material/info:")
     schema = widgets.field_schema(SAUConfig, base)
     key = f"sau.{data_name}"

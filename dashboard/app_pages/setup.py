@@ -89,7 +89,7 @@ with st.container(border=True):
                 state.watch(run_id, "attack")
                 st.switch_page("app_pages/attack.py", query_params={"run": run_id})
 
-    st.markdown("**Teaching presets**: the demo's settings with another attack.")
+    st.markdown("**Teaching presets**: the demo's settings with another attack (one also with a wider model).")
     c1, c2 = st.columns([2, 1])
     preset = c1.selectbox("Preset", list(TEACHING_PRESETS), key=share.PRESET_KEY,
                           format_func=lambda n: TEACHING_PRESETS[n].title, on_change=apply_preset,
@@ -98,8 +98,9 @@ with st.container(border=True):
     c2.write("")
     if c2.button("Use this preset", key="preset.use"):
         chosen = TEACHING_PRESETS[preset].setup
-        if chosen.attack.name in by_name:  # the ready-made model is this preset, trained
-            use_ready(by_name[chosen.attack.name])
+        made = by_name.get(chosen.attack.name)
+        if made is not None and made.arch == chosen.arch:  # this preset, already trained
+            use_ready(made)
         else:
             job = AttackJob(chosen.data, chosen.arch, chosen.attack, chosen.train)
             try:
