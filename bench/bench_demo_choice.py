@@ -71,7 +71,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="an attack parameter, e.g. alpha=0.1 (repeatable; numbers as floats)",
+        help="an attack parameter, e.g. alpha=0.1 (repeatable; numeric values become numbers)",
     )
     ap.add_argument("--epochs", type=int, default=DEMO.train.epochs)
     ap.add_argument("--weight-decay", type=float, default=DEMO.train.weight_decay)
