@@ -167,6 +167,12 @@ def test_a_link_reproduces_the_setup_and_bad_params_are_reported(env):
     assert at.selectbox(key="train.attack").value == "badnets"  # the default stays
 
 
+def test_a_preset_link_sets_the_model_too(env):
+    at = _ok(_app("app_pages/setup.py", preset="blended_resnet"))
+    assert at.selectbox(key="train.arch").value == "preact_resnet10"
+    assert at.selectbox(key="train.attack").value == "blended"
+
+
 def test_a_preset_on_another_model_trains_instead_of_taking_the_ready_made_one(env, monkeypatch):
     """The lab's ready-made BadNets model is a small CNN: a BadNets preset on preact_resnet10
     must train its own model, not hand out that one."""
