@@ -268,8 +268,9 @@ DEMO = DemoPreset(
 
 @dataclass(frozen=True)
 class TeachingPreset:
-    """A named set-up for a lesson: the demo's data, model, training and SAU settings with one
-    attack (the ready-made checkpoint of that attack, when there is one, is exactly this)."""
+    """A named set-up for a lesson: the demo's data, training and SAU settings with one attack
+    and a model (the ready-made checkpoint of that attack and model, when there is one, is
+    exactly this; the dashboard trains the others in place)."""
 
     title: str  # what the dashboard shows
     help: str  # one line on what the lesson shows
