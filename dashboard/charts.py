@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from sau_core.pipeline import landing_shares
+
 from .glossary import pct
 
 COLORS = {"acc": "#2563eb", "asr": "#dc2626", "ra": "#16a34a", "loss": "#7c3aed"}
@@ -70,6 +72,11 @@ def _per_class(record: dict | None) -> dict[int, float]:
     return {int(k): float(v) for k, v in record["per_class_asr"].items()}
 
 
+def _class_label(c: int, class_names: list[str] | None) -> str:
+    """A class's name when the data set has one, else its index."""
+    return class_names[c] if class_names and c < len(class_names) else str(c)
+
+
 def per_class_asr_curves(
     rounds: list[dict],
     before: dict | None = None,
@@ -86,9 +93,9 @@ def per_class_asr_curves(
             ys.append(v)
     fig = go.Figure()
     for c in sorted(series):
-        label = class_names[c] if class_names and c < len(class_names) else str(c)
         xs, ys = series[c]
-        fig.add_scatter(x=xs, y=ys, name=f"class {label}", mode="lines+markers")
+        fig.add_scatter(x=xs, y=ys, name=f"class {_class_label(c, class_names)}",
+                        mode="lines+markers")  # fmt: skip
     _round_axis(fig, total)
     _layout(fig, "ASR per source class", "ASR", percent=True)
     fig.update_layout(legend={"orientation": "v", "x": 1.02, "y": 1, "title": {"text": "source"}})
@@ -137,18 +144,16 @@ def adv_class_shares(
     """Per round, the share of the examples SAU unlearns (those that fool h0) in each class h0
     gives them; the attack's ``target`` (when known) drawn thick. Rounds without the counts
     (runs from before they were recorded) are left out."""
-    rows = [r for r in rounds if r.get("adv_classes") and sum(r["adv_classes"])]
+    rows = landing_shares(rounds)
     fig = go.Figure()
     if rows:
-        xs = [r["round"] for r in rows]
-        for c in range(len(rows[0]["adv_classes"])):
-            ys = [r["adv_classes"][c] / sum(r["adv_classes"]) for r in rows]
-            label = class_names[c] if class_names and c < len(class_names) else str(c)
+        xs = [rnd for rnd, _ in rows]
+        for c in range(len(rows[0][1])):
             is_target = c == target
             fig.add_scatter(
                 x=xs,
-                y=ys,
-                name=f"class {label}" + (" (target)" if is_target else ""),
+                y=[shares[c] for _, shares in rows],
+                name=f"class {_class_label(c, class_names)}" + (" (target)" if is_target else ""),
                 mode="lines",
                 line={"width": 4, "color": COLORS["asr"]}
                 if is_target

@@ -31,6 +31,7 @@ __all__ = [
     "backdoor_for",
     "clean_set",
     "plant_backdoor",
+    "landing_shares",
     "landing_summary",
     "run_caveats",
     "sau_caveats",
@@ -393,25 +394,32 @@ def run_caveats(rounds: list) -> list[str]:
     ]
 
 
+def landing_shares(rounds: list) -> list[tuple[int, list[float]]]:
+    """Per round that has the counts (``SAURound.adv_classes``, records or their dicts):
+    ``(round, share of the examples SAU unlearns that h0 puts in each class)``. Rounds without
+    counts (runs from before they were recorded) or with none to share are left out."""
+    out = []
+    for r in map(_record, rounds):
+        counts = r.get("adv_classes")
+        total = sum(counts) if counts else 0
+        if total:
+            out.append((r["round"], [c / total for c in counts]))
+    return out
+
+
 def landing_summary(rounds: list) -> str | None:
     """One line on where the examples SAU unlearns land (h0's class for them, see
     ``SAURound.adv_classes``): the class that takes most of them in round 1, and its share then
     and in the last round. A backdoored model's examples crowd into its target, so with an
     unknown trigger this names the suspect; with a known one it shows whether SAU's search
     still reaches the backdoor at the end. None when the rounds have no counts."""
-    recs = [r for r in map(_record, rounds) if r.get("adv_classes") and sum(r["adv_classes"])]
-    if not recs:
+    shares = landing_shares(rounds)
+    if not shares:
         return None
-    first, last = recs[0], recs[-1]
-    top = max(range(len(first["adv_classes"])), key=first["adv_classes"].__getitem__)
-
-    def share(r: dict) -> str:
-        return f"{r['adv_classes'][top] / sum(r['adv_classes']):.0%}"
-
-    line = (
-        f"h0's adversarial examples land most on class {top}: {share(first)} of them in round "
-        f"{first['round']}"
-    )
-    if last is not first:
-        line += f", {share(last)} in round {last['round']}"
+    (r1, first), (rn, last) = shares[0], shares[-1]
+    top = max(range(len(first)), key=first.__getitem__)
+    line = f"h0's adversarial examples land most on class {top}: {first[top]:.0%} of them in round "
+    line += str(r1)
+    if len(shares) > 1:
+        line += f", {last[top]:.0%} in round {rn}"
     return line
