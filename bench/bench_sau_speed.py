@@ -9,8 +9,9 @@ One run measures, and prints (nothing is asserted):
    drawn from the training split) and for PreAct-ResNet18 on random 32x32x3 tensors (random
    weights). Before timing, both paths run the first batch from the same weights and the
    largest differences of their perturbations, losses, counts and updated weights are printed, so
-   the ratio is read at equal numbers (on the CPU, fp32, tests/test_sau.py requires them equal;
-   on CUDA, cuDNN's kernels may differ slightly, and the bf16 row is the fast path as it really
+   the ratio is read at equal numbers (on the CPU, fp32 contiguous, tests/test_sau.py requires
+   them equal; channels-last, which purify uses, rounds differently, and the check says by how
+   much; on CUDA, cuDNN's kernels may differ slightly, and the bf16 row is the fast path as it really
    runs on a GPU, so its differences are bf16's), with the ratio of the two paths' FLOPs on that
    batch (FlopCounterMode), a figure that does not depend on the machine's load.
    Each path is warmed up on one batch first (not with --quick); the best of ``--repeats``
@@ -175,8 +176,11 @@ def ratio_case(name: str, label: str, model, data: ImageData, device, args, note
             ("sau_core fp32", replace(base, amp=False, channels_last=False)),
             ("sau_core bf16+CL", base),
         ]
-    else:
-        variants += [("sau_core fp32", base)]
+    else:  # fp32 both, contiguous and channels-last (what purify runs on a CPU)
+        variants += [
+            ("sau_core fp32", replace(base, channels_last=False)),
+            ("sau_core fp32+CL", base),
+        ]
     repeats = args.repeats
     if repeats is None:
         repeats = 1 if (device.type == "cpu" and name == "preact_resnet18") else 3
@@ -207,7 +211,7 @@ def ratio_case(name: str, label: str, model, data: ImageData, device, args, note
             base,
             device,
             cfg.amp and device.type == "cuda",
-            cfg.channels_last and device.type == "cuda",
+            cfg.channels_last and device.type in ("cuda", "cpu"),
         )
         notes.append(
             f"- {name}, {label}, {device.type}, first batch of {args.batch}, {path} vs "

@@ -1,4 +1,4 @@
-"""Device choice and the CUDA-only speed switches (bf16 autocast, channels-last)."""
+"""Device choice and the speed switches: bf16 autocast (CUDA) and channels-last memory."""
 
 from __future__ import annotations
 
@@ -50,7 +50,16 @@ def autocast(device: torch.device, enabled: bool = True):
     return contextlib.nullcontext()
 
 
-def memory_format(device: torch.device, channels_last: bool = True) -> torch.memory_format:
-    return (
-        torch.channels_last if channels_last and device.type == "cuda" else torch.contiguous_format
-    )
+def memory_format(
+    device: torch.device, channels_last: bool = True, cpu: bool = False
+) -> torch.memory_format:
+    """Channels-last when asked for on CUDA, and on the CPU too when ``cpu``; contiguous elsewhere.
+
+    Callers pass ``cpu`` where it was measured to pay: SAU's loop, 1.25x per round on the small
+    CNN (bench/bench_sau_speed.py). oneDNN's channels-last kernels round differently, as another
+    thread count does: the perturbations can differ where a gradient is about 0 (none of the
+    small CNN's first batch of 256 with 2 threads; 0.6% of the pixels of a random-weight
+    PreAct-ResNet18 batch). ``channels_last=False`` gives the reference loop's numbers exactly.
+    """
+    wanted = device.type == "cuda" or (cpu and device.type == "cpu")
+    return torch.channels_last if channels_last and wanted else torch.contiguous_format

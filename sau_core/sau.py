@@ -12,8 +12,8 @@ algorithm as ``../shared/SAU.md`` (the project's specification) states it:
 The numbers are the reference's; the work is not. Compared with the authors' loop, clean
 predictions are computed once per batch, ``h``'s parameters take no gradient during PGD, ``h0``
 always runs under ``no_grad``, masks replace boolean indexing (no host synchronisation inside
-the PGD loop on GPUs), the clean set stays on the device, and on CUDA the forwards run in bf16
-with channels-last memory. ``bench/sau_reference.py`` keeps a reference-structured loop, and
+the PGD loop on GPUs), the clean set stays on the device, the tensors use channels-last memory
+(CUDA and CPU), and on CUDA the forwards run in bf16. ``bench/sau_reference.py`` keeps a reference-structured loop, and
 ``tests/test_sau.py`` checks that both give the same perturbations and losses.
 """
 
@@ -103,7 +103,7 @@ class SAUConfig:
     probe_size: int = _f(16, "clean images in the probe batch shown every round", min=0, max=256)
     # speed (never change the numbers on CPU)
     amp: bool = _f(True, "bf16 autocast on CUDA")
-    channels_last: bool = _f(True, "channels-last memory on CUDA")
+    channels_last: bool = _f(True, "channels-last memory (CUDA and CPU)")
 
     def validate(self) -> SAUConfig:
         check_fields(self, "SAU")
@@ -593,7 +593,7 @@ def purify(
         raise ValueError("the clean set is empty")
     device = pick_device(device)
     amp = config.amp and device.type == "cuda"
-    fmt = memory_format(device, config.channels_last)
+    fmt = memory_format(device, config.channels_last, cpu=True)
     h0 = _frozen_copy(model, device, fmt)
     h = copy.deepcopy(h0)
     for p in h.parameters():

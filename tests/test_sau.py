@@ -16,6 +16,7 @@ from torch import nn
 from bench.sau_reference import reference_round
 from sau_core.attacks import AttackSpec
 from sau_core.data import ImageData, load_digits
+from sau_core.device import memory_format
 from sau_core.events import Finished, ProbeSnapshot, SAUBatch, SAURound, Started
 from sau_core.pipeline import DEMO, clean_set, plant_backdoor
 from sau_core.sau import (
@@ -285,6 +286,43 @@ def test_fast_path_equals_reference_loop(backdoored8, digits8, norm, eps):
             early_exits += rec["pgd_steps"] < cfg.pgd_steps
     for (k, a), b in zip(h_ref.state_dict().items(), h_fast.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), k
+
+
+def test_channels_last_on_the_cpu_changes_only_float_rounding(backdoored8, digits8):
+    """purify runs channels-last on the CPU too (device.memory_format(cpu=True)). oneDNN's
+    kernels for it round differently, nothing more: over two rounds the perturbations agree
+    with the contiguous run's almost everywhere (here: all pixels with 2 threads, all but 106
+    of 24,576 with 1, where Adam had turned a rounding difference into a weight difference and
+    a near-zero gradient changed sign), the clean loss of the first batch to float rounding,
+    and the weights to within one Adam step. A layout bug (mixed-up axes) fails all three."""
+    assert memory_format(torch.device("cpu"), True, cpu=True) == torch.channels_last
+    assert memory_format(torch.device("cpu"), False, cpu=True) == torch.contiguous_format
+    assert memory_format(torch.device("cpu"), True) == torch.contiguous_format
+    model = backdoored8.model.cpu()
+    x, y = digits8.train.x[:192], digits8.train.y[:192]
+    cfg = SAUConfig(batch_size=64)
+    runs = []
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        h0 = _frozen(model).to(memory_format=fmt)
+        h = copy.deepcopy(model).eval().to(memory_format=fmt)
+        opt = torch.optim.Adam(h.parameters(), lr=cfg.lr, amsgrad=True)
+        out = []
+        for _ in range(2):
+            for i in range(0, len(y), cfg.batch_size):
+                xb = x[i : i + cfg.batch_size].contiguous(memory_format=fmt)
+                delta, stats = sau_step(h, h0, opt, xb, y[i : i + cfg.batch_size], cfg)
+                out.append((delta.contiguous(), stats.values))
+        runs.append((out, h))
+    (plain, h_plain), (cl, h_cl) = runs
+    conv = next(m for m in h_cl.modules() if isinstance(m, nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert plain[0][1][0] == pytest.approx(float(cl[0][1][0]), abs=1e-5)  # L_cl, same weights
+    same = sum(int((a == b).sum()) for (a, _), (b, _) in zip(plain, cl, strict=True))
+    assert same >= 0.95 * sum(a.numel() for a, _ in plain)
+    # Adam divides by sqrt(v): a rounding-level gradient difference on a weight whose gradient
+    # is near zero can move it by up to one step's size (lr).
+    for a, b in zip(h_plain.state_dict().values(), h_cl.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), rtol=0, atol=cfg.lr)
 
 
 def test_adv_classes_count_where_h0_sends_the_examples_the_loss_acts_on(backdoored8, digits8):
