@@ -3,7 +3,7 @@
 Every builder takes the records a :class:`sau_core.jobs.JobView` holds (``rounds``: SAURound
 records, ``epochs``: TrainEpoch records, ``batches``: thinned batch records, ``before``: the
 backdoored model's metrics) and returns a ``plotly.graph_objects.Figure``. ``uirevision`` is
-fixed so a chart that is redrawn every second keeps the user's zoom and hidden legend entries.
+fixed so a chart that is redrawn every few seconds keeps the user's zoom and hidden legend entries.
 """
 
 from __future__ import annotations

@@ -18,6 +18,12 @@ from sau_core.visual import to_uint8
 from . import charts
 from .glossary import HELP, duration, pct, progress_label
 
+# Seconds between redraws of a running job's live view. Every redraw costs the 2 cores CPU
+# time that the job itself needs (the server builds the charts, the browser draws them): with
+# 1 s the demo's 60 SAU rounds took 57 s in the dashboard against 33 s bare, with 2 s 37 s
+# (bench/bench_dashboard.py).
+LIVE_REFRESH_S = 2.0
+
 STATE_ICON = {
     "queued": ":material/hourglass_top:",
     "running": ":material/directions_run:",
@@ -152,7 +158,7 @@ def purify_view(
                 f"perclass-{view.run_id}",
             )
             st.caption(HELP["per_class_asr"])
-        if view.active:  # while it runs: the latest numbers (the charts cost a redraw a second)
+        if view.active:  # while it runs: the latest numbers (the charts cost every redraw)
             live_numbers(view)
         else:
             c, d = st.columns(2)

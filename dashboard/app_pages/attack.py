@@ -45,7 +45,7 @@ def _triggered(path: str, stamp: float, spec_json: str, data_json: str):
 
 if view.active:
 
-    @st.fragment(run_every=1.0)
+    @st.fragment(run_every=components.LIVE_REFRESH_S)
     def live() -> None:
         v = runner.view(run_id)
         components.attack_view(v, runner)

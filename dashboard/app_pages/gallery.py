@@ -89,6 +89,6 @@ def gallery() -> None:
 
 if run.status().get("state") in ("queued", "running"):
     st.caption("The run is live: new rounds appear every few seconds.")
-    st.fragment(run_every=2.0)(gallery)()
+    st.fragment(run_every=components.LIVE_REFRESH_S)(gallery)()
 else:
     gallery()

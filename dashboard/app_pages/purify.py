@@ -117,7 +117,7 @@ if run_id is not None:
     target = charts.attack_target(config.get("job", {}))
     if view.active:
 
-        @st.fragment(run_every=1.0)
+        @st.fragment(run_every=components.LIVE_REFRESH_S)
         def live() -> None:
             v = runner.view(run_id)
             components.purify_view(v, runner, class_names, total, target)
