@@ -3,7 +3,8 @@
     sau attack   --dataset digits --attack badnets --model small_cnn --out runs/badnets
     sau evaluate --checkpoint runs/badnets
     sau purify   --checkpoint runs/badnets --out runs/badnets-sau [--rounds 20 ...]
-    sau demo     (attack then purify on the embedded digits, under a minute on a laptop CPU)
+    sau demo     (attack then purify on the embedded digits, under a minute on a laptop CPU;
+                  --preset sig | blended_resnet | wanet for the other lessons)
     sau list     (registered data sets, models and attacks)
 
 Bad flags and missing files give one clear message and exit status 2, never a traceback.
@@ -348,7 +349,7 @@ def _print_caveats(history) -> None:
 def cmd_demo(args) -> int:
     from .checkpoint import load_checkpoint
     from .pipeline import (
-        DEMO,
+        TEACHING_PRESETS,
         plant_backdoor,
         purify_checkpoint,
         write_attack_outputs,
@@ -356,27 +357,31 @@ def cmd_demo(args) -> int:
     )
     from .sau import SAUConfig
 
+    preset = TEACHING_PRESETS[args.preset]
+    setup = preset.setup
     out = Path(args.out)
     t0 = time.perf_counter()
     progress = _Progress(args.quiet)
-    split = DEMO.data.load()
+    split = setup.data.load()
     sau_config = (
-        DEMO.sau
+        setup.sau
         if args.rounds is None
-        else SAUConfig(**{**DEMO.sau.to_dict(), "rounds": args.rounds})
-    )
-    print(f"SAU Lab demo: {DEMO.attack.name} on digits {DEMO.data.kwargs['resolution']}x"
-          f"{DEMO.data.kwargs['resolution']}, {DEMO.arch}, then SAU with {sau_config.rounds} rounds "
-          f"on {DEMO.clean_ratio:.0%} clean data", file=sys.stderr)  # fmt: skip
+        else SAUConfig(**{**setup.sau.to_dict(), "rounds": args.rounds})
+    ).validate()  # before the training, so that a bad --rounds costs nothing
+    _check_out(out)
+    res = setup.data.kwargs["resolution"]
+    print(f"SAU Lab demo ({preset.title}): {setup.attack.name} on digits {res}x{res}, "
+          f"{setup.arch}, then SAU with {sau_config.rounds} rounds on {setup.clean_ratio:.0%} "
+          "clean data", file=sys.stderr)  # fmt: skip
     run = plant_backdoor(
-        split, DEMO.attack, DEMO.arch, DEMO.train, device=args.device, callback=progress
+        split, setup.attack, setup.arch, setup.train, device=args.device, callback=progress
     )
-    write_attack_outputs(out / "attack", run, DEMO.data, DEMO.train)
+    write_attack_outputs(out / "attack", run, setup.data, setup.train)
     ckpt = load_checkpoint(out / "attack")
-    result = purify_checkpoint(ckpt, split, sau_config, clean_ratio=DEMO.clean_ratio, spec=DEMO.attack,
-                               device=args.device, callback=progress)  # fmt: skip
-    metrics = write_purify_outputs(out / "purified", result, ckpt, clean_ratio=DEMO.clean_ratio,
-                                   clean_seed=0, spec=DEMO.attack)  # fmt: skip
+    result = purify_checkpoint(ckpt, split, sau_config, clean_ratio=setup.clean_ratio,
+                               spec=setup.attack, device=args.device, callback=progress)  # fmt: skip
+    metrics = write_purify_outputs(out / "purified", result, ckpt, clean_ratio=setup.clean_ratio,
+                                   clean_seed=0, spec=setup.attack)  # fmt: skip
     _print_table(metrics)
     _print_caveats(result.history)
     print(f"done in {time.perf_counter() - t0:.1f} s; outputs in {out}/attack and {out}/purified")
@@ -385,6 +390,7 @@ def cmd_demo(args) -> int:
 
 # -------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from .pipeline import TEACHING_PRESETS
     from .sau import SAUConfig
     from .train import TrainConfig
 
@@ -465,7 +471,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
     p.add_argument(
-        "--rounds", type=bounded_int, default=None, help="SAU rounds (default: the demo preset's)"
+        "--rounds", type=bounded_int, default=None, help="SAU rounds (default: the preset's)"
+    )
+    p.add_argument(
+        "--preset",
+        default="badnets",
+        choices=list(TEACHING_PRESETS),
+        help="a teaching preset: badnets (the demo, under a minute on a laptop CPU), sig, "
+        "blended_resnet (Blended on PreAct-ResNet10: a few minutes), wanet; "
+        "default badnets",
     )
     common(p)
     p.set_defaults(func=cmd_demo)

@@ -244,8 +244,17 @@ def test_purify_zero_rounds(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFi
         ["attack"],  # --out is required
         [],  # a command is required
         ["frobnicate"],
+        ["demo", "--preset", "blended"],  # the lesson is blended_resnet
     ],
-    ids=["norm", "label-rule", "epochs-not-int", "no-out", "no-command", "unknown-command"],
+    ids=[
+        "norm",
+        "label-rule",
+        "epochs-not-int",
+        "no-out",
+        "no-command",
+        "unknown-command",
+        "demo-preset",
+    ],
 )
 def test_argparse_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -253,3 +262,52 @@ def test_argparse_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[s
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "error:" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("preset", ["sig", "blended_resnet"])
+def test_demo_runs_the_chosen_preset(
+    preset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sau demo --preset NAME`` plants that lesson's attack in that lesson's model, then
+    purifies it. The preset is shrunk here (8x8 digits, 1 epoch, 1 round) to take seconds; what
+    is checked is that the command follows it."""
+    from dataclasses import replace
+
+    from sau_core import pipeline
+
+    real = pipeline.TEACHING_PRESETS[preset]
+    setup = real.setup
+    small = replace(
+        setup,
+        data=replace(setup.data, kwargs={"resolution": 8, "seed": 0}),
+        train=replace(setup.train, epochs=1),
+        sau=replace(setup.sau, rounds=1, eval_size=64),
+    )
+    monkeypatch.setitem(pipeline.TEACHING_PRESETS, preset, replace(real, setup=small))
+    rc, stdout, stderr = _run(
+        ["demo", "--preset", preset, "--out", str(tmp_path), "--device", "cpu", "--quiet"]
+    )
+    assert rc == 0, stderr
+    assert real.title in stderr
+    meta = json.loads((tmp_path / "attack" / "checkpoint.json").read_text())
+    assert (meta["arch"], meta["attack"]["name"]) == (setup.arch, setup.attack.name)
+    metrics = json.loads((tmp_path / "purified" / "metrics.json").read_text())
+    assert metrics["rounds_done"] == 1
+    assert "before" in stdout and "after" in stdout
+
+
+def test_demo_refuses_bad_rounds_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "demo"
+    rc = main(["demo", "--rounds", "0", "--out", str(out), "--quiet"])
+    _assert_usage_error(rc, capsys.readouterr().err, "demo", "rounds")
+    assert not out.exists()  # nothing trained, nothing written
+
+
+def test_demo_defaults_to_the_demo_preset() -> None:
+    from sau_core.cli import build_parser
+    from sau_core.pipeline import DEMO, TEACHING_PRESETS
+
+    args = build_parser().parse_args(["demo"])
+    assert TEACHING_PRESETS[args.preset].setup == DEMO
