@@ -454,11 +454,24 @@ def device_kind(device: str | None) -> str:
             return "cpu"
 
 
-def default_limits() -> dict[str, int]:
-    """Concurrent jobs per device kind: one on the CPU, one on MPS, one per CUDA GPU."""
+def _gpu_index(device: str | None) -> int | None:
+    """The index a device name pins (``cuda:1`` -> 1); None for ``cuda``, auto or None."""
+    if device and device.startswith("cuda:"):
+        with contextlib.suppress(ValueError):
+            return int(device.split(":", 1)[1])
+    return None
+
+
+def _gpu_count() -> int:
     import torch
 
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def default_limits(gpus: int | None = None) -> dict[str, int]:
+    """Concurrent jobs per device kind: one on the CPU, one on MPS, one per CUDA GPU (``gpus``;
+    None: as many as torch sees)."""
+    gpus = _gpu_count() if gpus is None else gpus
     return {"cpu": 1, "mps": 1, "cuda": max(1, gpus)}
 
 
@@ -474,17 +487,18 @@ class _Job:
     split: Any = None
     resume: ResumeState | None = None
     resumed: bool = False
+    gpu: int | None = None  # the CUDA device index it was placed on (several GPUs only)
     thread: threading.Thread | None = None  # None while queued
     done: threading.Event = field(default_factory=threading.Event)
 
 
 def _next(queue: list[_Job], running: dict[str, int], served: dict[str, int], free) -> _Job | None:
-    """The job to start next: of the owners with a job whose device has a free slot, the one
-    with the fewest running jobs, then the one served longest ago (round-robin); FIFO within
+    """The job to start next: of the owners with a job that has a free slot (``free(job)``), the
+    one with the fewest running jobs, then the one served longest ago (round-robin); FIFO within
     an owner."""
     first: dict[str, _Job] = {}
     for entry in queue:  # in submission order
-        if entry.owner not in first and free(entry.device):
+        if entry.owner not in first and free(entry):
             first[entry.owner] = entry
     if not first:
         return None
@@ -504,8 +518,11 @@ class JobRunner:
             ``{"cpu": 2, "cuda": 4}`` (the kinds it leaves out keep their default), or None for
             :func:`default_limits` (one on the CPU, one per GPU).
         max_queued: jobs that may wait at once; :meth:`submit` raises :class:`QueueFull` beyond.
+        gpus: how many CUDA GPUs to spread jobs over (None: all that torch sees).
 
-    When a slot frees, the next job comes from the owner with the fewest running jobs (ties:
+    With several GPUs a CUDA job that names no index runs on the least busy GPU, and one that
+    names ``cuda:N`` waits for room on that GPU (each GPU takes the CUDA limit divided by the
+    number of GPUs, rounded up: one each by default). When a slot frees, the next job comes from the owner with the fewest running jobs (ties:
     the owner served longest ago), first come first served within an owner. One runner serves a
     whole app (all sessions); its methods are thread-safe.
     """
@@ -518,8 +535,12 @@ class JobRunner:
         max_active: int | dict[str, int] | None = None,
         *,
         max_queued: int = 64,
+        gpus: int | None = None,
     ) -> None:
-        limits = default_limits()
+        gpus = _gpu_count() if gpus is None else gpus
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+            raise ValueError(f"gpus must be an int >= 0, not {gpus!r}")
+        limits = default_limits(gpus)
         if isinstance(max_active, int) and not isinstance(max_active, bool):
             limits = dict.fromkeys(limits, max_active)
             self._other = max_active
@@ -541,6 +562,8 @@ class JobRunner:
         self._lock = threading.Lock()
         self._queue: list[_Job] = []  # waiting jobs, in submission order
         self._busy: dict[str, int] = {}  # device kind -> running jobs
+        self._gpus = gpus
+        self._gpu_load = [0] * self._gpus  # CUDA index -> running jobs placed there
         self._running: dict[str, int] = {}  # owner -> running jobs
         self._served: dict[str, int] = {}  # owner -> tick of its latest start
         self._tick = 0
@@ -556,14 +579,32 @@ class JobRunner:
         self._queue.append(entry)
         self._dispatch()
 
+    def _spread(self, entry: _Job) -> bool:
+        """Whether jobs of this kind are placed on one of several GPUs."""
+        return entry.device == "cuda" and self._gpus > 1
+
+    def _free(self, entry: _Job) -> bool:  # under self._lock
+        if self._busy.get(entry.device, 0) >= self.limit(entry.device):
+            return False
+        pinned = _gpu_index(entry.job.device)
+        if not self._spread(entry) or pinned is None or not 0 <= pinned < self._gpus:
+            return True  # an index that does not exist fails at once, with its message
+        return self._gpu_load[pinned] < -(-self.limit("cuda") // self._gpus)
+
     def _dispatch(self) -> None:  # under self._lock: start what the free slots allow
         while True:
-            entry = _next(self._queue, self._running, self._served,
-                          lambda d: self._busy.get(d, 0) < self.limit(d))  # fmt: skip
+            entry = _next(self._queue, self._running, self._served, self._free)
             if entry is None:
                 return
             self._queue.remove(entry)
             self._busy[entry.device] = self._busy.get(entry.device, 0) + 1
+            if self._spread(entry):
+                pinned = _gpu_index(entry.job.device)
+                if pinned is None:  # the least busy GPU, the lowest index on a tie
+                    pinned = min(range(self._gpus), key=lambda i: (self._gpu_load[i], i))
+                if 0 <= pinned < self._gpus:
+                    entry.gpu = pinned
+                    self._gpu_load[pinned] += 1
             self._running[entry.owner] = self._running.get(entry.owner, 0) + 1
             self._tick += 1
             self._served[entry.owner] = self._tick
@@ -586,7 +627,7 @@ class JobRunner:
             queue = list(self._queue)
             running, served, tick = dict(self._running), dict(self._served), self._tick
         for ahead in range(len(queue)):
-            entry = _next(queue, running, served, lambda d: True)
+            entry = _next(queue, running, served, lambda e: True)
             if entry is target:
                 return ahead
             queue.remove(entry)
@@ -743,6 +784,8 @@ class JobRunner:
     # ------------------------------------------------------------------------------ worker
     def _work(self, entry: _Job) -> None:
         run, job, live, stop = entry.run, entry.job, entry.live, entry.stop
+        if entry.gpu is not None:
+            job = replace(job, device=f"cuda:{entry.gpu}")
         split, resume, resumed = entry.split, entry.resume, entry.resumed
         last_beat = [0.0]
 
@@ -789,6 +832,8 @@ class JobRunner:
             finally:
                 with self._lock:
                     self._busy[entry.device] -= 1
+                    if entry.gpu is not None:
+                        self._gpu_load[entry.gpu] -= 1
                     self._running[entry.owner] -= 1
                     self._dispatch()
                 entry.done.set()

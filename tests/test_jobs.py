@@ -254,6 +254,64 @@ def test_concurrent_jobs_per_device_are_configurable(tmp_path):
             JobRunner(store, bad)
     with pytest.raises(ValueError, match="max_queued"):
         JobRunner(store, max_queued=0)
+    with pytest.raises(ValueError, match="gpus"):
+        JobRunner(store, gpus=-1)
+
+
+def _fake_purify(monkeypatch, seen: list, release: threading.Event) -> None:
+    """Purify jobs record the device they were given and hold their slot until ``release``."""
+    import sau_core.jobs as jobs
+
+    def hold(job, run, callback, stop, split, resume=None):
+        seen.append(job.device)
+        release.wait(30)
+        return {}, False
+
+    monkeypatch.setattr(jobs, "_purify", hold)
+
+
+def _until(cond, timeout: float = 30.0) -> bool:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_cuda_jobs_spread_over_the_gpus(attacked, tiny, tmp_path, monkeypatch):
+    """With two GPUs (the placement only; nothing runs on a GPU here) two CUDA jobs run at once,
+    one on each GPU; the third waits and takes the GPU that frees first."""
+    seen, release = [], threading.Event()
+    _fake_purify(monkeypatch, seen, release)
+    runner = JobRunner(RunStore(tmp_path), gpus=2)
+    assert runner.limit("cuda") == 2  # the default: one job per GPU
+    ckpt = str(attacked[0].store.get(attacked[1]).path)
+    job = PurifyJob(ckpt, _sau(rounds=1), 0.2, device="cuda")
+    ids = [runner.submit(job, split=tiny, owner=f"s{i}") for i in range(3)]
+    assert _until(lambda: len(seen) == 2)
+    assert sorted(seen) == ["cuda:0", "cuda:1"]
+    assert runner.position(ids[2]) == 0  # both GPUs are taken
+    release.set()
+    assert all(runner.wait(i, timeout=30) for i in ids)
+    assert seen[2] in ("cuda:0", "cuda:1") and len(seen) == 3
+
+
+def test_a_job_that_names_a_gpu_waits_for_that_gpu(attacked, tiny, tmp_path, monkeypatch):
+    seen, release = [], threading.Event()
+    _fake_purify(monkeypatch, seen, release)
+    runner = JobRunner(RunStore(tmp_path), {"cuda": 2}, gpus=2)
+    ckpt = str(attacked[0].store.get(attacked[1]).path)
+    first = runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2, device="cuda:1"), split=tiny)
+    assert _until(lambda: seen == ["cuda:1"])
+    pinned = runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2, device="cuda:1"), split=tiny)
+    anywhere = runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2, device="cuda"), split=tiny)
+    assert _until(lambda: len(seen) == 2)
+    assert seen[1] == "cuda:0"  # the job free to go anywhere goes ahead, on the free GPU
+    assert runner.position(pinned) == 0
+    release.set()
+    assert all(runner.wait(i, timeout=30) for i in (first, pinned, anywhere))
+    assert seen[2] == "cuda:1"
 
 
 # ------------------------------------------------------------------------------------ resume
