@@ -11,9 +11,9 @@ One run measures, and prints (nothing is asserted):
    largest differences of their perturbations, losses, counts and updated weights are printed, so
    the ratio is read at equal numbers (on the CPU, fp32 contiguous, tests/test_sau.py requires
    them equal; channels-last, which purify uses, rounds differently, and the check says by how
-   much; on CUDA, cuDNN's kernels may differ slightly, and the bf16 row is the fast path as it really
-   runs on a GPU, so its differences are bf16's), with the ratio of the two paths' FLOPs on that
-   batch (FlopCounterMode), a figure that does not depend on the machine's load.
+   much; on CUDA, cuDNN's kernels may differ slightly, and the bf16 row is the fast path as it
+   really runs on a GPU, so its differences are bf16's), with the ratio of the two paths' FLOPs
+   on that batch (FlopCounterMode), a figure that does not depend on the machine's load.
    Each path is warmed up on one batch first (not with --quick); the best of ``--repeats``
    rounds is kept, every round starting from the same weights. The reference gets its clean set
    already on the device; its h0's parameters require grad, as in the authors' loop (h0 there is

@@ -522,9 +522,10 @@ class JobRunner:
 
     With several GPUs a CUDA job that names no index runs on the least busy GPU, and one that
     names ``cuda:N`` waits for room on that GPU (each GPU takes the CUDA limit divided by the
-    number of GPUs, rounded up: one each by default). When a slot frees, the next job comes from the owner with the fewest running jobs (ties:
-    the owner served longest ago), first come first served within an owner. One runner serves a
-    whole app (all sessions); its methods are thread-safe.
+    number of GPUs, rounded up: one each by default). When a slot frees, the next job comes from
+    the owner with the fewest running jobs (ties: the owner served longest ago), first come first
+    served within an owner. One runner serves a whole app (all sessions); its methods are
+    thread-safe.
     """
 
     HEARTBEAT = 2.0  # seconds between status.json progress writes
