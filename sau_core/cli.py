@@ -367,8 +367,8 @@ def cmd_demo(args) -> int:
         setup.sau
         if args.rounds is None
         else SAUConfig(**{**setup.sau.to_dict(), "rounds": args.rounds})
-    ).validate()  # before the training, so that a bad --rounds costs nothing
-    _check_out(out)
+    ).validate()
+    _check_out(out)  # both before the training: a bad setting or --out costs nothing
     res = setup.data.kwargs["resolution"]
     print(f"SAU Lab demo ({preset.title}): {setup.attack.name} on digits {res}x{res}, "
           f"{setup.arch}, then SAU with {sau_config.rounds} rounds on {setup.clean_ratio:.0%} "

@@ -305,6 +305,22 @@ def test_demo_refuses_bad_rounds_before_training(
     assert not out.exists()  # nothing trained, nothing written
 
 
+def test_demo_refuses_an_out_that_is_a_file_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sau_core.pipeline as pipeline
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the demo trained before checking --out")
+
+    monkeypatch.setattr(pipeline, "plant_backdoor", no_training)
+    out = tmp_path / "taken"
+    out.write_text("a user's file")
+    rc = main(["demo", "--out", str(out / "demo"), "--quiet"])
+    _assert_usage_error(rc, capsys.readouterr().err, "demo", "is a file")
+    assert out.read_text() == "a user's file"
+
+
 def test_demo_defaults_to_the_demo_preset() -> None:
     from sau_core.cli import build_parser
     from sau_core.pipeline import DEMO, TEACHING_PRESETS
