@@ -21,6 +21,7 @@ import torch
 
 from bench.common import add_threads, use_threads
 from sau_core.attacks import AttackSpec
+from sau_core.cli import CLIError, _parse_params
 from sau_core.data import load_digits
 from sau_core.models import list_models
 from sau_core.pipeline import DEMO, clean_set, plant_backdoor
@@ -41,20 +42,6 @@ def target_share(model, clean, cfg, target: int) -> tuple[float, float]:
     return float(adv.float().mean()), to_target
 
 
-def attack_params(pairs: list[str]) -> dict:
-    """``["alpha=0.1", "image=k.png"]`` -> ``{"alpha": 0.1, "image": "k.png"}``."""
-    out: dict = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"--param takes NAME=VALUE, got {pair!r}")
-        try:
-            out[name] = int(value) if value.lstrip("-").isdigit() else float(value)
-        except ValueError:
-            out[name] = value
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=DEMO.sau.rounds)
@@ -71,7 +58,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="an attack parameter, e.g. alpha=0.1 (repeatable; numeric values become numbers)",
+        help="an attack parameter, e.g. alpha=0.1 (repeatable; as `sau attack --param`)",
     )
     ap.add_argument("--epochs", type=int, default=DEMO.train.epochs)
     ap.add_argument("--weight-decay", type=float, default=DEMO.train.weight_decay)
@@ -95,7 +82,10 @@ def main() -> None:
     for res in args.resolutions:
         split = load_digits(resolution=res, seed=args.seed)
         params = {"image": args.key} if args.key else {}
-        params.update(attack_params(args.param))
+        try:  # the sau CLI's own --param parser: numbers and JSON values become values
+            params.update(_parse_params(args.param))
+        except CLIError as err:
+            raise SystemExit(str(err)) from None
         spec = replace(DEMO.attack, name=args.attack, params=params, seed=args.seed)
         for aug in args.augments:
             t = time.perf_counter()
