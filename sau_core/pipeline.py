@@ -418,8 +418,10 @@ def landing_summary(rounds: list) -> str | None:
         return None
     (r1, first), (rn, last) = shares[0], shares[-1]
     top = max(range(len(first)), key=first.__getitem__)
-    line = f"h0's adversarial examples land most on class {top}: {first[top]:.0%} of them in round "
-    line += str(r1)
+    line = (
+        f"h0's adversarial examples land most on class {top}: {first[top]:.0%} of them in "
+        f"round {r1}"
+    )
     if len(shares) > 1:
         line += f", {last[top]:.0%} in round {rn}"
     return line
