@@ -4,6 +4,7 @@ Every model takes images in [0, 1] (normalisation is inside, so attacks, PGD and
 pixel space) and returns logits (B, K). Registered models (one dict entry each):
 
 - ``small_cnn``: a compact conv net that trains on digits in seconds on a CPU.
+- ``wide_cnn``: the small CNN downsampling in its first conv and twice as wide (206k parameters).
 - ``preact_resnet18``: PreAct-ResNet18, the CIFAR variant used in the SAU paper (He et al. 2016).
 - ``preact_resnet10``: the same family with one block per stage at half width (1.2M parameters).
 - ``vgg19_bn``: torchvision's VGG19-BN layers with a small-image head.
@@ -60,20 +61,20 @@ class Classifier(nn.Module):
 
 
 # ----------------------------------------------------------------------------------- small CNN
+def _conv_bn_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    return [
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    ]
+
+
 class SmallCNN(nn.Module):
     """Two conv blocks (conv-BN-ReLU x2, max-pool) and a two-layer head; ``width`` channels first."""
 
     def __init__(self, channels: int, num_classes: int, width: int = 16) -> None:
         super().__init__()
-
-        def block(cin: int, cout: int) -> list[nn.Module]:
-            return [
-                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-                nn.BatchNorm2d(cout),
-                nn.ReLU(inplace=True),
-            ]
-
-        w = width
+        block, w = _conv_bn_relu, width
         self.features = nn.Sequential(
             *block(channels, w), *block(w, w), nn.MaxPool2d(2),
             *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2),
@@ -81,6 +82,29 @@ class SmallCNN(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(2)
         self.head = nn.Sequential(
             nn.Flatten(), nn.Linear(8 * w, 128), nn.ReLU(inplace=True), nn.Linear(128, num_classes)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.pool(self.features(x)))
+
+
+class WideCNN(nn.Module):
+    """The small CNN's plan, but downsampling in its first conv (stride 2) and twice as wide:
+    conv-BN-ReLU x3 at half resolution (``width``, ``width``, ``2 * width`` channels), max-pool,
+    conv-BN-ReLU x2 (``2 * width``, ``4 * width``), and the small CNN's 2x2-pool + two-layer
+    head. On 16x16 digits (upsampled from 8x8) the strided stem works at the data's native
+    resolution, so the extra width costs little."""
+
+    def __init__(self, channels: int, num_classes: int, width: int = 32) -> None:
+        super().__init__()
+        block, w = _conv_bn_relu, width
+        self.features = nn.Sequential(
+            *block(channels, w, stride=2), *block(w, w), *block(w, 2 * w), nn.MaxPool2d(2),
+            *block(2 * w, 2 * w), *block(2 * w, 4 * w),
+        )  # fmt: skip
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(16 * w, 128), nn.ReLU(inplace=True), nn.Linear(128, num_classes)
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -198,6 +222,12 @@ MODELS: dict[str, ModelEntry] = {
     "small_cnn": ModelEntry(
         lambda info: (SmallCNN(info.channels, info.num_classes), "net.features"),
         "Small CNN (4 conv layers, ~34k parameters): trains on digits in seconds on a CPU.",
+    ),
+    "wide_cnn": ModelEntry(
+        lambda info: (WideCNN(info.channels, info.num_classes), "net.features"),
+        "Wide small CNN (5 conv layers, 206k parameters): strided first conv, 32-128 channels; "
+        "about 2.4x the small CNN's compute. On digits SAU removes Blended from it where it does "
+        "not from the small CNN.",
     ),
     "preact_resnet18": ModelEntry(
         lambda info: (PreActResNet18(info.channels, info.num_classes), "net.layer4"),

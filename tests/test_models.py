@@ -137,6 +137,25 @@ def test_preact_family_sizes() -> None:
     assert r10.feature_layer in dict(r10.named_modules())
 
 
+def test_wide_cnn_downsamples_first_and_is_wider() -> None:
+    """wide_cnn: the strided first conv halves the resolution, the channels run 32-128 (the small
+    CNN's 16-32), and the size is the one the README's measurements were taken on."""
+    digits = GEOMETRIES["digits16"]
+    wide, small = (
+        create_model("wide_cnn", digits, seed=0),
+        create_model("small_cnn", digits, seed=0),
+    )
+    assert sum(p.numel() for p in wide.net.parameters()) == 206_122
+    x = torch.rand(2, *digits.shape)
+    with torch.no_grad():
+        first = wide.net.features[:3](wide.normalize(x))
+        last = wide.net.features(wide.normalize(x))
+    assert first.shape == (2, 32, 8, 8) and last.shape == (2, 128, 4, 4)
+    convs = [m.out_channels for m in wide.net.features if isinstance(m, torch.nn.Conv2d)]
+    small_convs = [m.out_channels for m in small.net.features if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [32, 32, 64, 64, 128] and max(small_convs) == 32
+
+
 @pytest.mark.parametrize("batch", [1, 3, 5])
 def test_batch_sizes_small_cnn(batch: int) -> None:
     info = GEOMETRIES["digits16"]
