@@ -4,7 +4,7 @@
     sau evaluate --checkpoint runs/badnets
     sau purify   --checkpoint runs/badnets --out runs/badnets-sau [--rounds 20 ...]
     sau demo     (attack then purify on the embedded digits, under a minute on a laptop CPU;
-                  --preset sig | blended_resnet | wanet for the other lessons)
+                  --preset sig | blended_resnet | blended_wide | wanet for the others)
     sau list     (registered data sets, models and attacks)
 
 Bad flags and missing files give one clear message and exit status 2, never a traceback.
@@ -478,7 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="badnets",
         choices=list(TEACHING_PRESETS),
         help="a teaching preset: badnets (the demo, under a minute on a laptop CPU), sig, "
-        "blended_resnet (Blended on PreAct-ResNet10: a few minutes), wanet; "
+        "blended_resnet (Blended on PreAct-ResNet10: a few minutes), blended_wide "
+        "(Blended on wide_cnn: under a minute), wanet; "
         "default badnets",
     )
     common(p)

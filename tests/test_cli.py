@@ -264,7 +264,7 @@ def test_argparse_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[s
     assert "error:" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("preset", ["sig", "blended_resnet"])
+@pytest.mark.parametrize("preset", ["sig", "blended_resnet", "blended_wide"])
 def test_demo_runs_the_chosen_preset(
     preset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

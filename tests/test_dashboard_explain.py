@@ -167,9 +167,12 @@ def test_a_link_reproduces_the_setup_and_bad_params_are_reported(env):
     assert at.selectbox(key="train.attack").value == "badnets"  # the default stays
 
 
-def test_a_preset_link_sets_the_model_too(env):
-    at = _ok(_app("app_pages/setup.py", preset="blended_resnet"))
-    assert at.selectbox(key="train.arch").value == "preact_resnet10"
+@pytest.mark.parametrize(
+    ("preset", "arch"), [("blended_resnet", "preact_resnet10"), ("blended_wide", "wide_cnn")]
+)
+def test_a_preset_link_sets_the_model_too(env, preset, arch):
+    at = _ok(_app("app_pages/setup.py", preset=preset))
+    assert at.selectbox(key="train.arch").value == arch
     assert at.selectbox(key="train.attack").value == "blended"
 
 

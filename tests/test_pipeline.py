@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from sau_core.events import SAURound
 from sau_core.pipeline import (
     DEMO,
@@ -54,18 +56,22 @@ def test_caveat_for_attacks_measured_weak_on_digits() -> None:
 
 
 def test_an_attack_caveat_applies_to_the_models_it_was_measured_on() -> None:
-    """Blended is weak on the small CNN only (the wider ResNet10 removes it); WaNet's note (the
+    """Blended is weak on the small CNN only (wide_cnn and the ResNet10 remove it); WaNet's note (the
     attack barely takes) holds for both; a model never measured gets no claim either way."""
     assert len(sau_caveats(DEMO.data, 400, DEMO.sau, "blended", "small_cnn")) == 1
     assert sau_caveats(DEMO.data, 400, DEMO.sau, "blended", "preact_resnet10") == []
+    assert sau_caveats(DEMO.data, 400, DEMO.sau, "blended", "wide_cnn") == []
     assert sau_caveats(DEMO.data, 400, DEMO.sau, "blended", "vgg19_bn") == []
-    for arch in ("small_cnn", "preact_resnet10"):
+    for arch in ("small_cnn", "wide_cnn", "preact_resnet10"):
         assert len(sau_caveats(DEMO.data, 400, DEMO.sau, "wanet", arch)) == 1
 
 
-def test_the_blended_lesson_uses_the_model_it_was_measured_on() -> None:
-    lesson = TEACHING_PRESETS["blended_resnet"].setup
-    assert (lesson.arch, lesson.attack.name) == ("preact_resnet10", "blended")
+@pytest.mark.parametrize(
+    ("name", "arch"), [("blended_resnet", "preact_resnet10"), ("blended_wide", "wide_cnn")]
+)
+def test_the_blended_lessons_use_the_models_they_were_measured_on(name: str, arch: str) -> None:
+    lesson = TEACHING_PRESETS[name].setup
+    assert (lesson.arch, lesson.attack.name) == (arch, "blended")
     assert sau_caveats(lesson.data, 400, lesson.sau, lesson.attack.name, lesson.arch) == []
     assert replace(lesson, arch=DEMO.arch, attack=DEMO.attack) == DEMO  # the rest is the demo's
 

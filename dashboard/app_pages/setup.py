@@ -89,8 +89,8 @@ with st.container(border=True):
                 state.watch(run_id, "attack")
                 st.switch_page("app_pages/attack.py", query_params={"run": run_id})
 
-    st.markdown("**Teaching presets**: the demo's settings with another attack (one also with "
-                "a wider model).")  # fmt: skip
+    st.markdown("**Teaching presets**: the demo's settings with another attack (the Blended "
+                "ones also with a wider model).")  # fmt: skip
     c1, c2 = st.columns([2, 1])
     preset = c1.selectbox("Preset", list(TEACHING_PRESETS), key=share.PRESET_KEY,
                           format_func=lambda n: TEACHING_PRESETS[n].title, on_change=apply_preset,
