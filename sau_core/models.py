@@ -74,21 +74,30 @@ class SmallCNN(nn.Module):
 
     def __init__(self, channels: int, num_classes: int, width: int = 16) -> None:
         super().__init__()
-        block, w = _conv_bn_relu, width
-        self.features = nn.Sequential(
+        self.features, out = self._features(channels, width)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(4 * out, 128),
+            nn.ReLU(inplace=True),
+            nn.Linear(128, num_classes),
+        )
+
+    @staticmethod
+    def _features(channels: int, w: int) -> tuple[nn.Sequential, int]:
+        """The conv layers and their output channels."""
+        block = _conv_bn_relu
+        features = nn.Sequential(
             *block(channels, w), *block(w, w), nn.MaxPool2d(2),
             *block(w, 2 * w), *block(2 * w, 2 * w), nn.MaxPool2d(2),
         )  # fmt: skip
-        self.pool = nn.AdaptiveAvgPool2d(2)
-        self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(8 * w, 128), nn.ReLU(inplace=True), nn.Linear(128, num_classes)
-        )
+        return features, 2 * w
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.pool(self.features(x)))
 
 
-class WideCNN(nn.Module):
+class WideCNN(SmallCNN):
     """The small CNN's plan, but downsampling in its first conv (stride 2) and twice as wide:
     conv-BN-ReLU x3 at half resolution (``width``, ``width``, ``2 * width`` channels), max-pool,
     conv-BN-ReLU x2 (``2 * width``, ``4 * width``), and the small CNN's 2x2-pool + two-layer
@@ -96,19 +105,16 @@ class WideCNN(nn.Module):
     resolution, so the extra width costs little."""
 
     def __init__(self, channels: int, num_classes: int, width: int = 32) -> None:
-        super().__init__()
-        block, w = _conv_bn_relu, width
-        self.features = nn.Sequential(
+        super().__init__(channels, num_classes, width)
+
+    @staticmethod
+    def _features(channels: int, w: int) -> tuple[nn.Sequential, int]:
+        block = _conv_bn_relu
+        features = nn.Sequential(
             *block(channels, w, stride=2), *block(w, w), *block(w, 2 * w), nn.MaxPool2d(2),
             *block(2 * w, 2 * w), *block(2 * w, 4 * w),
         )  # fmt: skip
-        self.pool = nn.AdaptiveAvgPool2d(2)
-        self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(16 * w, 128), nn.ReLU(inplace=True), nn.Linear(128, num_classes)
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.pool(self.features(x)))
+        return features, 4 * w
 
 
 # ----------------------------------------------------------------------------- PreAct-ResNet18
