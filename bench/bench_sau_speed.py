@@ -21,8 +21,8 @@ One run measures, and prints (nothing is asserted):
    gradients). The equality check runs it with h0 frozen, as tests/test_sau.py does: the
    numbers are the same either way.
 2. **Peak memory.** CPU: the peak resident set size of a whole SAU run on digits (the demo's
-   clean ratio and SAU settings, a fresh small CNN, live evaluation on), run in a fresh child
-   process that reads its own high-water mark (``VmHWM`` in /proc/self/status). Not
+   clean ratio, SAU settings and model, freshly initialised, live evaluation on), run in a
+   fresh child process that reads its own high-water mark (``VmHWM`` in /proc/self/status). Not
    ``getrusage(RUSAGE_CHILDREN).ru_maxrss``: Linux carries the parent's RSS at spawn time into a
    child's ru_maxrss (a bare ``python -c pass`` child of a 900 MiB parent reports 900 MiB), so
    after the ratio runs it would report the parent, not SAU. CUDA:
@@ -254,7 +254,7 @@ def rss_kib(field: str = "VmRSS") -> int:
 def memory_child(args) -> None:
     """In a child process: one whole SAU run on digits on the CPU; prints a JSON line."""
     split = load_digits(resolution=args.resolution, seed=args.seed)
-    model = create_model("small_cnn", split.info, seed=args.seed)
+    model = create_model(DEMO.arch, split.info, seed=args.seed)
     clean = clean_set(split, DEMO.clean_ratio, seed=args.seed)
     bd = backdoor_test(split.test, AttackSpec("badnets", target=0, seed=args.seed))
     cfg = replace(DEMO.sau, rounds=args.mem_rounds, seed=args.seed)
@@ -296,7 +296,7 @@ def cpu_memory(args) -> None:
     peak = child["peak_kib"]
     print(
         f"CPU peak RSS of a whole SAU run on digits {args.resolution}x{args.resolution} "
-        f"(small CNN, {child['n_clean']} clean images = demo ratio {DEMO.clean_ratio}, "
+        f"({DEMO.arch}, {child['n_clean']} clean images = demo ratio {DEMO.clean_ratio}, "
         f"{child['rounds']} rounds, live + full evaluation, {child['seconds']:.1f} s): "
         f"{peak / 1024:.0f} MiB (the child's VmHWM); its resident set after imports, "
         f"data and model, just before purify: {child['before_kib'] / 1024:.0f} MiB, so the run "

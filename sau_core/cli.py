@@ -4,7 +4,7 @@
     sau evaluate --checkpoint runs/badnets
     sau purify   --checkpoint runs/badnets --out runs/badnets-sau [--rounds 20 ...]
     sau demo     (attack then purify on the embedded digits, under a minute on a laptop CPU;
-                  --preset sig | blended_resnet | blended_wide | wanet for the others)
+                  --preset blended | sig | wanet | blended_small | blended_resnet for the others)
     sau list     (registered data sets, models and attacks)
 
 Bad flags and missing files give one clear message and exit status 2, never a traceback.
@@ -477,10 +477,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         default="badnets",
         choices=list(TEACHING_PRESETS),
-        help="a teaching preset: badnets (the demo, under a minute on a laptop CPU), sig, "
-        "blended_resnet (Blended on PreAct-ResNet10: a few minutes), blended_wide "
-        "(Blended on wide_cnn: under a minute), wanet; "
-        "default badnets",
+        help="a teaching preset: badnets (the demo, under a minute on a laptop CPU), blended, "
+        "sig, wanet, blended_small (Blended on the small CNN, where SAU is weak), "
+        "blended_resnet (Blended on PreAct-ResNet10: a few minutes); default badnets",
     )
     common(p)
     p.set_defaults(func=cmd_demo)

@@ -1,7 +1,8 @@
 """Ready-made backdoored checkpoints: make them, list them, check them before use.
 
 ``assets/make_checkpoints.py`` trains one small backdoored model per attack with the embedded
-demo preset (:data:`sau_core.pipeline.DEMO`) and writes, under ``assets/checkpoints/``::
+demo preset (:data:`sau_core.pipeline.DEMO`, on each attack's model:
+:func:`sau_core.pipeline.attack_setup`) and writes, under ``assets/checkpoints/``::
 
     manifest.json           {"format", "preset", "checkpoints": [{name, attack, path, metrics, sha256}]}
     badnets/model.safetensors  badnets/checkpoint.json  badnets/metrics.json   (and so on)
@@ -16,13 +17,13 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from .attacks import AttackSpec
 from .checkpoint import SIDECAR, WEIGHTS, write_json_atomic
 from .events import Callback
-from .pipeline import DEMO, DemoPreset, plant_backdoor, write_attack_outputs
+from .pipeline import DEMO, DemoPreset, attack_setup, plant_backdoor, write_attack_outputs
 
 __all__ = ["DEFAULT_DIR", "ReadyMade", "default_dir", "list_ready", "make_ready", "verify"]
 
@@ -42,7 +43,7 @@ def default_dir() -> Path:
 @dataclass(frozen=True)
 class ReadyMade:
     name: str  # e.g. "badnets"
-    title: str  # e.g. "digits 16x16, BadNets, small_cnn"
+    title: str  # e.g. "digits 16x16, BadNets, wide_cnn"
     path: Path  # the checkpoint directory
     attack: dict  # AttackSpec.to_dict()
     data: dict  # DataSpec.to_dict()
@@ -119,29 +120,28 @@ def make_ready(
 ) -> dict:
     """Train one backdoored model per attack with ``preset`` and write them and the manifest.
 
-    Every attack uses the preset's data, model, training settings, target, poison ratio and seed
-    (only the attack's name changes; its parameters are its defaults). Returns the manifest.
+    Every attack uses the preset's data, training settings, target, poison ratio and seed, and
+    the preset's model unless the attack has its own (:func:`sau_core.pipeline.attack_setup`);
+    the attack's parameters are its defaults. Returns the manifest.
     """
     out = Path(out)
     split = preset.data.load()
     res = split.info.shape[1]
     entries = []
     for name in attacks:
-        spec = replace(preset.attack, name=name, params={})
-        spec = AttackSpec.from_dict(spec.to_dict())
-        run = plant_backdoor(
-            split, spec, preset.arch, preset.train, device=device, callback=callback
-        )
+        setup = attack_setup(name, preset)
+        spec = AttackSpec.from_dict(setup.attack.to_dict())
+        run = plant_backdoor(split, spec, setup.arch, setup.train, device=device, callback=callback)
         folder = out / name
-        metrics = write_attack_outputs(folder, run, preset.data, preset.train)
+        metrics = write_attack_outputs(folder, run, setup.data, setup.train)
         entries.append(
             {
                 "name": name,
-                "title": f"{preset.data.name} {res}x{res}, {ATTACK_TITLES.get(name, name)}, "
-                f"{preset.arch}",
+                "title": f"{setup.data.name} {res}x{res}, {ATTACK_TITLES.get(name, name)}, "
+                f"{setup.arch}",
                 "attack": spec.to_dict(),
-                "data": preset.data.to_dict(),
-                "arch": preset.arch,
+                "data": setup.data.to_dict(),
+                "arch": setup.arch,
                 "metrics": {k: metrics[k] for k in ("acc", "asr", "ra", "per_class_asr")}
                 | {"train_seconds": metrics["train_seconds"]},
                 "sha256": {f: _sha256(folder / f) for f in HASHED},

@@ -244,7 +244,7 @@ def test_purify_zero_rounds(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFi
         ["attack"],  # --out is required
         [],  # a command is required
         ["frobnicate"],
-        ["demo", "--preset", "blended"],  # the lesson is blended_resnet
+        ["demo", "--preset", "resnet"],  # the lesson is blended_resnet
     ],
     ids=[
         "norm",
@@ -264,7 +264,7 @@ def test_argparse_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[s
     assert "error:" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("preset", ["sig", "blended_resnet", "blended_wide"])
+@pytest.mark.parametrize("preset", ["blended", "wanet", "blended_small", "blended_resnet"])
 def test_demo_runs_the_chosen_preset(
     preset: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

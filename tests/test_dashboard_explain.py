@@ -168,7 +168,12 @@ def test_a_link_reproduces_the_setup_and_bad_params_are_reported(env):
 
 
 @pytest.mark.parametrize(
-    ("preset", "arch"), [("blended_resnet", "preact_resnet10"), ("blended_wide", "wide_cnn")]
+    ("preset", "arch"),
+    [
+        ("blended", "wide_cnn"),
+        ("blended_small", "small_cnn"),
+        ("blended_resnet", "preact_resnet10"),
+    ],
 )
 def test_a_preset_link_sets_the_model_too(env, preset, arch):
     at = _ok(_app("app_pages/setup.py", preset=preset))
@@ -177,7 +182,7 @@ def test_a_preset_link_sets_the_model_too(env, preset, arch):
 
 
 def test_a_preset_on_another_model_trains_instead_of_taking_the_ready_made_one(env, monkeypatch):
-    """The lab's ready-made BadNets model is a small CNN: a BadNets preset on preact_resnet10
+    """The lab's ready-made BadNets model is a wide_cnn: a BadNets preset on preact_resnet10
     must train its own model, not hand out that one."""
     from dashboard import state
     from sau_core.jobs import QueueFull

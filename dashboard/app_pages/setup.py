@@ -77,7 +77,7 @@ with st.container(border=True):
     else:
         st.markdown(
             f"No ready-made demo model here ({note or 'the manifest lists none'}). "
-            "Train the demo preset instead: it takes a few minutes on a laptop CPU."
+            "Train the demo preset instead: it takes under a minute on a laptop CPU."
         )
         if st.button("Train the demo preset", type="primary", key="demo-train"):
             job = AttackJob(DEMO.data, DEMO.arch, DEMO.attack, DEMO.train)
@@ -89,8 +89,8 @@ with st.container(border=True):
                 state.watch(run_id, "attack")
                 st.switch_page("app_pages/attack.py", query_params={"run": run_id})
 
-    st.markdown("**Teaching presets**: the demo's settings with another attack (the Blended "
-                "ones also with a wider model).")  # fmt: skip
+    st.markdown("**Teaching presets**: the demo's settings with another attack, and the "
+                "Blended lesson on a smaller and a larger model.")  # fmt: skip
     c1, c2 = st.columns([2, 1])
     preset = c1.selectbox("Preset", list(TEACHING_PRESETS), key=share.PRESET_KEY,
                           format_func=lambda n: TEACHING_PRESETS[n].title, on_change=apply_preset,
