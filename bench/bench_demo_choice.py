@@ -1,10 +1,11 @@
-"""Choose the embedded demo's setting by measurement: SAU on a backdoored small CNN on digits.
+"""Choose the embedded demo's setting by measurement: SAU on a backdoored model on digits.
 
 For each resolution, training augmentation, clean ratio and SAU batch size: plant the attack
-(10% poisoning, target 0) in the small CNN, run SAU (every other setting the reference's) for
---rounds rounds, and print where h0's adversarial examples land (the share that reach the
-target class: SAU can only unlearn a backdoor its shared adversarial examples reach), ACC/ASR
-after selected rounds, and the wall time of training and of SAU on this machine. Usage:
+(10% poisoning, target 0) in the model (``--arch``, default the demo's), run SAU (every other
+setting the reference's) for --rounds rounds, and print where h0's adversarial examples land
+(the share that reach the target class: SAU can only unlearn a backdoor its shared adversarial
+examples reach), ACC/ASR after selected rounds, and the wall time of training and of SAU on
+this machine. The README's choice table was measured with ``--arch small_cnn``. Usage:
 
     bash .ci/venv python bench/bench_demo_choice.py                      # the chosen demo
     bash .ci/venv python bench/bench_demo_choice.py --resolutions 16 32 --augments none crop \\

@@ -302,7 +302,8 @@ class TeachingPreset:
 TEACHING_PRESETS: dict[str, TeachingPreset] = {
     "badnets": TeachingPreset(
         "BadNets on digits, one minute",
-        "A visible 3x3 patch in the corner; SAU removes it (ASR 1.00 -> 0.02).",
+        "A visible 3x3 patch in the corner; SAU removes it (ASR 1.00 -> 0.01). Watch RA too: "
+        "the purified model sends many patched images to class 1, not to their own (RA 0.37).",
         DEMO,
     ),
     "blended": TeachingPreset(
