@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 
 from sau_core.jobs import JobRunner, JobView
-from sau_core.pipeline import landing_summary, run_caveats
+from sau_core.pipeline import landing_summary, run_caveats, trigger_caveats
 from sau_core.visual import to_uint8
 
 from . import charts
@@ -200,6 +200,8 @@ def purify_summary(view: JobView) -> None:
         return
     st.subheader("Before and after SAU")
     st.table(charts.before_after_rows(m))
+    for note in trigger_caveats(m.get("after")):
+        st.warning(f"**Low ASR is not the whole story.** {note}", icon=":material/info:")
     cols = st.columns(3)
     cols[0].metric("DER", "–" if m.get("der") is None else f"{m['der']:.3f}", help=HELP["der"])
     cols[1].metric("Rounds", f"{m.get('rounds_done', '–')}")

@@ -22,6 +22,7 @@ import plotly.io as pio
 from dashboard import charts
 from dashboard.glossary import HELP, duration
 from sau_core.jobs import view_of
+from sau_core.pipeline import trigger_caveats
 from sau_core.runs import Run, RunError, RunStore
 from sau_core.visual import heat_legend, heat_to_uint8, hstack, png_bytes, probe_tiles, to_uint8
 
@@ -166,6 +167,8 @@ def build_report(run: Run, *, method: str = "saliency", n_images: int = 4, split
                 f"{_e(m.get('rounds_done', '–'))} · time: {_e(duration(m.get('seconds')))} on "
                 f"{_e(m.get('device', '?'))}</p>"
             )
+            body += [f"<p class='note'><b>Low ASR is not the whole story.</b> {_e(n)}</p>"
+                     for n in trigger_caveats(m.get("after"))]  # fmt: skip
         else:
             body.append("<p class='note'>The run has no final metrics.</p>")
         body += [_para(HELP[k]) for k in ("acc", "asr", "ra", "der")]

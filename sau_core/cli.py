@@ -293,8 +293,9 @@ def cmd_evaluate(args) -> int:
     spec = _attack_spec(args, ckpt.meta.get("attack"))
     ev = evaluate(ckpt.model, split.test.x, split.test.y, backdoor_for(split, spec),
                   num_classes=split.info.num_classes)  # fmt: skip
-    out = {"acc": ev.acc, "asr": ev.asr, "ra": ev.ra, "per_class_asr": ev.to_dict()["per_class_asr"],
-           "attack": None if spec is None else spec.to_dict()}  # fmt: skip
+    d = ev.to_dict()
+    out = {"acc": ev.acc, "asr": ev.asr, "ra": ev.ra, "per_class_asr": d["per_class_asr"],
+           "off_target": d["off_target"], "attack": None if spec is None else spec.to_dict()}  # fmt: skip
     if args.json:
         print(json.dumps(out, indent=2))
     else:
@@ -318,7 +319,7 @@ def cmd_purify(args) -> int:
     metrics = write_purify_outputs(args.out, result, ckpt, clean_ratio=args.clean_ratio,
                                    clean_seed=args.clean_seed, spec=spec)  # fmt: skip
     _print_table(metrics)
-    _print_caveats(result.history)
+    _print_caveats(result.history, metrics)
     print(
         f"purified in {result.elapsed:.1f} s ({result.rounds_done} rounds on {result.device}) -> {args.out}"
     )
@@ -336,13 +337,13 @@ def _print_table(metrics: dict) -> None:
         )
 
 
-def _print_caveats(history) -> None:
-    from .pipeline import landing_summary, run_caveats
+def _print_caveats(history, metrics: dict) -> None:
+    from .pipeline import landing_summary, run_caveats, trigger_caveats
 
     landing = landing_summary(history)
     if landing is not None:
         print(f"  {landing}")
-    for note in run_caveats(history):
+    for note in run_caveats(history) + trigger_caveats(metrics.get("after")):
         print(f"note: {note}", file=sys.stderr)
 
 
@@ -383,7 +384,7 @@ def cmd_demo(args) -> int:
     metrics = write_purify_outputs(out / "purified", result, ckpt, clean_ratio=setup.clean_ratio,
                                    clean_seed=0, spec=setup.attack)  # fmt: skip
     _print_table(metrics)
-    _print_caveats(result.history)
+    _print_caveats(result.history, metrics)
     print(f"done in {time.perf_counter() - t0:.1f} s; outputs in {out}/attack and {out}/purified")
     return 0
 

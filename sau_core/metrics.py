@@ -6,6 +6,10 @@
 - RA (robust accuracy): on the same set, the share classified as their *true* label.
 - DER = (max(0, ASR_before - ASR_after) - max(0, ACC_before - ACC_after) + 1) / 2, in [0, 1].
 - Per-class ASR: ASR restricted to backdoor test images of each true (source) class.
+- Off-target pull (SAU Lab's, not BackdoorBench's): per class c, the share of the backdoor test
+  images that are neither of class c nor aimed at c (their target) which the model sends to c.
+  High for some c means the trigger still steers the model, to c instead of the target: ASR,
+  which counts only the target, does not see it; RA does (it falls).
 """
 
 from __future__ import annotations
@@ -17,7 +21,15 @@ from torch import Tensor, nn
 
 from .device import autocast
 
-__all__ = ["Evaluation", "confusion_matrix", "der", "evaluate", "per_class_asr", "predict"]
+__all__ = [
+    "Evaluation",
+    "confusion_matrix",
+    "der",
+    "evaluate",
+    "off_target_pull",
+    "per_class_asr",
+    "predict",
+]
 
 
 @dataclass
@@ -29,18 +41,20 @@ class Evaluation:
     confusion: list[list[int]] | None = None  # [true][predicted] counts on the clean test set
     n_clean: int = 0
     n_backdoor: int = 0
+    off_target: dict[int, float] | None = None  # class -> off-target pull (module docstring)
 
     def to_dict(self, confusion: bool = True) -> dict:
         d = asdict(self)
-        if d["per_class_asr"] is not None:
-            d["per_class_asr"] = {str(k): v for k, v in d["per_class_asr"].items()}
+        for key in ("per_class_asr", "off_target"):
+            if d[key] is not None:
+                d[key] = {str(k): v for k, v in d[key].items()}
         if not confusion:
             d.pop("confusion")
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Evaluation:
-        pc = d.get("per_class_asr")
+        pc, off = d.get("per_class_asr"), d.get("off_target")
         return cls(
             acc=float(d["acc"]),
             asr=None if d.get("asr") is None else float(d["asr"]),
@@ -49,6 +63,7 @@ class Evaluation:
             confusion=d.get("confusion"),
             n_clean=int(d.get("n_clean", 0)),
             n_backdoor=int(d.get("n_backdoor", 0)),
+            off_target=None if off is None else {int(k): float(v) for k, v in off.items()},
         )
 
 
@@ -88,6 +103,18 @@ def per_class_asr(pred: Tensor, y: Tensor, target: Tensor, num_classes: int) -> 
     counts = torch.bincount(y, minlength=num_classes)
     sums = torch.bincount(y, weights=hit, minlength=num_classes)
     return {c: float(sums[c] / counts[c]) for c in range(num_classes) if counts[c] > 0}
+
+
+def off_target_pull(pred: Tensor, y: Tensor, target: Tensor, num_classes: int) -> dict[int, float]:
+    """Per class c: of the backdoor test images with true label != c and target != c, the share
+    predicted c (classes with no such image are left out)."""
+    out = {}
+    for c in range(num_classes):
+        eligible = (y != c) & (target != c)
+        n = int(eligible.sum())
+        if n:
+            out[c] = float(((pred == c) & eligible).sum()) / n
+    return out
 
 
 def der(before: Evaluation | dict, after: Evaluation | dict) -> float:
@@ -131,5 +158,6 @@ def evaluate(
         ev.asr = float((bd_pred == backdoor.target).float().mean())
         ev.ra = float((bd_pred == backdoor.y).float().mean())
         ev.per_class_asr = per_class_asr(bd_pred, backdoor.y, backdoor.target, k)
+        ev.off_target = off_target_pull(bd_pred, backdoor.y, backdoor.target, k)
         ev.n_backdoor = len(backdoor.y)
     return ev

@@ -36,6 +36,7 @@ __all__ = [
     "landing_shares",
     "landing_summary",
     "run_caveats",
+    "trigger_caveats",
     "sau_caveats",
     "purify_checkpoint",
     "write_attack_outputs",
@@ -210,7 +211,7 @@ def write_purify_outputs(
 
     def block(e: Evaluation) -> dict:
         d = e.to_dict(confusion=False)
-        return {k: d[k] for k in ("acc", "asr", "ra", "per_class_asr")}
+        return {k: d[k] for k in ("acc", "asr", "ra", "per_class_asr", "off_target")}
 
     metrics = {
         "before": block(result.before),
@@ -428,6 +429,37 @@ def run_caveats(rounds: list) -> list[str]:
         "backdoor may stay: on digits, 3 of 8 such models kept ASR at 0.98 or more. Models "
         "trained with label smoothing (a training setting on the Set up page, "
         "`--label-smoothing` in the CLI) do not saturate."
+    ]
+
+
+# Measured (one-off checks, digits 16x16, the demo's settings): a clean wide_cnn (no poisoning)
+# pulls at most 11% of the triggered test images to any one class (Blended's noise key to class 8;
+# BadNets, SIG and WaNet at most 1.4%), while the purified ready-made models pull 70% (BadNets,
+# to class 1) and 65% (SIG, to class 9); purified Blended at most 2.5%.
+TRIGGER_PULL_WARNING = 0.3
+
+
+def trigger_caveats(after: Evaluation | dict | None) -> list[str]:
+    """Plain-words warning when, after SAU, the trigger still steers the model to another class.
+
+    ``after`` is the purified model's full evaluation (an :class:`Evaluation` or a ``metrics.json``
+    block); its off-target pull (:func:`sau_core.metrics.off_target_pull`) above
+    :data:`TRIGGER_PULL_WARNING` for some class gives one note. [] when there is none, or no
+    trigger is known, or the block predates the measure.
+    """
+    if after is None:
+        return []
+    pull = after.off_target if isinstance(after, Evaluation) else after.get("off_target")
+    if not pull:
+        return []
+    cls, share = max(((int(c), float(v)) for c, v in pull.items()), key=lambda cv: cv[1])
+    if share < TRIGGER_PULL_WARNING:
+        return []
+    return [
+        f"The trigger still steers the purified model, now towards class {cls}: it sends "
+        f"{share:.0%} of the triggered test images that are not of class {cls} there. ASR "
+        "counts only the attack's target, so it misses this; RA (triggered images given their "
+        "own class) shows it. On digits a clean model sends at most 11% of them to one class."
     ]
 
 

@@ -130,8 +130,12 @@ def test_purify_writes_outputs(purified: tuple[Path, int, str]) -> None:
     out, _, stdout = purified
     metrics = json.loads((out / "metrics.json").read_text())
     for block in ("before", "after"):
-        assert {"acc", "asr", "ra", "per_class_asr"} <= set(metrics[block])
+        assert {"acc", "asr", "ra", "per_class_asr", "off_target"} <= set(metrics[block])
         assert metrics[block]["asr"] is not None
+        # every class but the target (0, all-to-one) has its off-target pull
+        pull = metrics[block]["off_target"]
+        assert sorted(pull) == [str(c) for c in range(1, 10)]
+        assert all(0.0 <= v <= 1.0 for v in pull.values())
     assert 0.0 <= metrics["der"] <= 1.0
     assert metrics["rounds_done"] == 1
     lines = (out / "history.jsonl").read_text().splitlines()
@@ -151,11 +155,25 @@ def test_purify_unknown_trigger(ckpt: Path, tmp_path: Path) -> None:
     assert rc == 0, stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["after"]["asr"] is None and metrics["before"]["asr"] is None
+    assert metrics["after"]["off_target"] is None
     assert metrics["der"] is None and metrics["config"]["attack"] is None
     assert "DER" not in stdout
 
 
 # ----------------------------------------------------------------------------------- feature
+@pytest.mark.parametrize(("pull", "noted"), [(0.7, True), (0.05, False)])
+def test_purify_notes_a_trigger_that_steers_elsewhere(
+    pull: float, noted: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sau_core.cli import _print_caveats
+
+    _print_caveats([], {"after": {"asr": 0.01, "ra": 0.3, "off_target": {"1": pull, "2": 0.0}}})
+    err = capsys.readouterr().err
+    assert (
+        "note: The trigger still steers the purified model, now towards class 1" in err
+    ) is noted
+
+
 def test_purified_checkpoint_evaluates(
     purified: tuple[Path, int, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -165,6 +183,7 @@ def test_purified_checkpoint_evaluates(
     after = json.loads((out / "metrics.json").read_text())["after"]
     assert got["acc"] == pytest.approx(after["acc"], abs=1e-9)
     assert got["asr"] == pytest.approx(after["asr"], abs=1e-9)
+    assert got["off_target"] == pytest.approx(after["off_target"], abs=1e-9)
 
 
 # --------------------------------------------------------------------------------- exception

@@ -125,6 +125,34 @@ def test_report_buttons_on_purify_and_runs(env):
     assert "Download a report (HTML)" in labels
 
 
+@pytest.mark.parametrize(("pull", "noted"), [(0.7, True), (0.05, False)])
+def test_purify_and_report_say_when_the_trigger_steers_elsewhere(env, lab, pull, noted):
+    """A purified model whose trigger now sends images to another class (the demo's BadNets
+    model: 70% of them to class 1) gets a note under the before/after table and in the report;
+    the run's own metrics.json is put back afterwards."""
+    import json
+
+    from dashboard.report import build_report
+    from sau_core.runs import RunStore
+
+    run = RunStore(lab[1]).get(env[0])
+    path = run.path / "metrics.json"
+    original = path.read_text()
+    metrics = json.loads(original)
+    assert set(metrics["after"]["off_target"]) == {str(c) for c in range(1, 10)}  # real runs
+    metrics["after"]["off_target"] = {"1": 0.0, "2": pull}
+    try:
+        path.write_text(json.dumps(metrics))
+        at = _ok(_app("app_pages/purify.py", run=env[0]))
+        notes = [w.value for w in at.warning if "Low ASR is not the whole story" in w.value]
+        assert len(notes) == noted
+        if noted:
+            assert "towards class 2" in notes[0] and "70%" in notes[0]
+        assert ("The trigger still steers the purified model" in build_report(run)) is noted
+    finally:
+        path.write_text(original)
+
+
 # ------------------------------------------------------------------- presets and the URL
 def test_share_parses_and_writes_the_setup_query():
     from dashboard import share

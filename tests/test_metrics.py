@@ -25,6 +25,7 @@ from sau_core.metrics import (
     confusion_matrix,
     der,
     evaluate,
+    off_target_pull,
     per_class_asr,
     predict,
 )
@@ -165,6 +166,9 @@ def test_all2one(test_set: ImageData) -> None:
     assert 0 not in ev.per_class_asr
     assert ev.confusion == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
     assert ev.n_clean == 6 and ev.n_backdoor == 4
+    # no image is pulled off target: class 0 is every image's target, so it has no entry;
+    # the class-2 images go to 2 or 0, the class-1 images to 0
+    assert ev.off_target == {1: 0.0, 2: 0.0}
 
 
 def test_all2all(test_set: ImageData) -> None:
@@ -177,6 +181,8 @@ def test_all2all(test_set: ImageData) -> None:
     assert ev.ra == pytest.approx(0.0)
     assert ev.per_class_asr == pytest.approx({0: 1.0, 1: 0.5, 2: 1.0})
     assert ev.n_backdoor == 6
+    # class 0 is neither the label nor the target of ids 2 and 3 (y 1, target 2); id 3 goes there
+    assert ev.off_target == pytest.approx({0: 0.5, 1: 0.0, 2: 0.0})
 
 
 def test_constant_model(test_set: ImageData) -> None:
@@ -196,6 +202,19 @@ def test_constant_model_other_target(test_set: ImageData) -> None:
     assert ev.asr == pytest.approx(0.0)
     assert ev.ra == pytest.approx(0.5)  # the two class-0 images
     assert ev.per_class_asr == {0: 0.0, 1: 0.0}
+    # the trigger now sends everything to 0, not to the target 2: both class-1 images
+    assert ev.off_target == {0: 1.0, 1: 0.0}
+
+
+def test_off_target_pull_by_hand() -> None:
+    """Per class c, the images with label != c and target != c that go to c."""
+    y = torch.tensor([1, 1, 2, 2, 3])
+    target = torch.zeros(5, dtype=torch.long)
+    pred = torch.tensor([3, 1, 3, 0, 3])  # two of the four non-3 images go to 3
+    assert off_target_pull(pred, y, target, 4) == pytest.approx(
+        {1: 0.0, 2: 0.0, 3: 0.5}
+    )  # 1: of ids 2-4 none; 2: of ids 0, 1, 4 none; 0 is the target: no entry
+    assert off_target_pull(pred[:0], y[:0], target[:0], 4) == {}
 
 
 def test_backdoor_test_built_by_hand(test_set: ImageData) -> None:
@@ -282,5 +301,8 @@ def test_evaluation_dict_round_trip(test_set: ImageData) -> None:
     ev = evaluate(LookupModel(CLEAN_PRED, TRIG_PRED), test_set.x, test_set.y, bd, num_classes=K)
     d = ev.to_dict()
     assert d["per_class_asr"] == {"1": 1.0, "2": 0.5}  # JSON keys are strings
+    assert d["off_target"] == {"1": 0.0, "2": 0.0}
     assert Evaluation.from_dict(d) == ev
+    old = {k: v for k, v in d.items() if k != "off_target"}  # written before the measure
+    assert Evaluation.from_dict(old).off_target is None
     assert "confusion" not in ev.to_dict(confusion=False)

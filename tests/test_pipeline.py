@@ -7,14 +7,17 @@ from dataclasses import replace
 import pytest
 
 from sau_core.events import SAURound
+from sau_core.metrics import Evaluation
 from sau_core.pipeline import (
     DEMO,
     TEACHING_PRESETS,
+    TRIGGER_PULL_WARNING,
     DataSpec,
     attack_setup,
     landing_summary,
     run_caveats,
     sau_caveats,
+    trigger_caveats,
 )
 from sau_core.sau import SAUConfig, default_sau_config
 
@@ -133,3 +136,20 @@ def test_landing_summary_names_the_class_that_takes_most_in_round_one() -> None:
     )
     assert landing_summary([]) is None
     assert landing_summary([{"round": 1, "adv_classes": [0, 0, 0]}, {"round": 2}]) is None
+
+
+def test_trigger_caveat_when_the_trigger_steers_to_another_class() -> None:
+    """After SAU the trigger may send images to a class that is neither theirs nor the target
+    (the demo's BadNets model: 70% of them to class 1). ASR misses it; the note says so."""
+    after = {"acc": 0.98, "asr": 0.01, "ra": 0.37, "off_target": {"1": 0.70, "2": 0.10}}
+    (note,) = trigger_caveats(after)
+    assert "class 1" in note and "70%" in note and "RA" in note
+    assert trigger_caveats(Evaluation.from_dict(after)) == [note]  # an Evaluation alike
+    at_line = {**after, "off_target": {"1": TRIGGER_PULL_WARNING}}
+    assert len(trigger_caveats(at_line)) == 1
+    below = {**after, "off_target": {"1": TRIGGER_PULL_WARNING - 0.01, "2": 0.2}}
+    assert trigger_caveats(below) == []
+    # no trigger known, no final metrics, or metrics written before the measure: nothing
+    assert trigger_caveats({**after, "off_target": None}) == []
+    assert trigger_caveats({"acc": 0.98, "asr": 0.01, "ra": 0.9}) == []
+    assert trigger_caveats(None) == []
