@@ -5,7 +5,7 @@ One run measures, and prints (nothing is asserted):
 1. **Ratio at equal numbers.** Images/s of ONE SAU round (default config: 5 PGD steps, batch 256,
    no shuffling, no probe) for the optimised implementation (``sau_core.sau.purify`` with
    ``rounds=1``) and the reference-equivalent loop (``bench/sau_reference.py``), for the small CNN
-   on real digits (BadNets-backdoored first; resolution per ``--resolution``, N clean images
+   (``--digits-arch wide_cnn`` for the demo's model) on real digits (BadNets-backdoored first; resolution per ``--resolution``, N clean images
    drawn from the training split) and for PreAct-ResNet18 on random 32x32x3 tensors (random
    weights). Before timing, both paths run the first batch from the same weights and the
    largest differences of their perturbations, losses, counts and updated weights are printed, so
@@ -61,7 +61,7 @@ from bench.sau_reference import reference_round
 from sau_core.attacks import AttackSpec, backdoor_test
 from sau_core.data import DatasetInfo, ImageData, load_digits
 from sau_core.device import describe, pick_device
-from sau_core.models import create_model
+from sau_core.models import create_model, list_models
 from sau_core.pipeline import DEMO, clean_set, plant_backdoor
 from sau_core.sau import SAUConfig, purify, sau_step
 from sau_core.train import default_train_config
@@ -224,12 +224,15 @@ def digits_case(args):
     if args.epochs > 0:
         spec = AttackSpec("badnets", target=0, poison_ratio=0.1, seed=args.seed)
         tcfg = default_train_config("digits", epochs=args.epochs, seed=args.seed)
-        run = plant_backdoor(split, spec, "small_cnn", tcfg, device="cpu")
+        run = plant_backdoor(split, spec, args.digits_arch, tcfg, device="cpu")
         model = run.model.cpu()
-        what = f"BadNets small CNN (ACC {run.evaluation.acc:.3f}, ASR {run.evaluation.asr:.3f})"
+        what = (
+            f"BadNets {args.digits_arch} (ACC {run.evaluation.acc:.3f}, "
+            f"ASR {run.evaluation.asr:.3f})"
+        )
     else:
-        model = create_model("small_cnn", split.info, seed=args.seed)
-        what = "small CNN, random weights"
+        model = create_model(args.digits_arch, split.info, seed=args.seed)
+        what = f"{args.digits_arch}, random weights"
     r = args.resolution
     return model, sample(split.train, args.n, args.seed), f"digits 1x{r}x{r}", what
 
@@ -382,6 +385,12 @@ def main() -> None:
     )
     ap.add_argument("--n", type=int, default=1024, help="digits clean images in the timed round")
     ap.add_argument(
+        "--digits-arch",
+        default="small_cnn",
+        choices=list_models(),
+        help="the model of the digits ratio (default small_cnn; the demo's is wide_cnn)",
+    )
+    ap.add_argument(
         "--n-resnet",
         type=int,
         default=None,
@@ -469,7 +478,7 @@ def main() -> None:
     model, data, label, what = digits_case(args)
     notes: list[str] = []
     for device in devices:
-        ratio_case("small_cnn", label, model, data, device, args, notes)
+        ratio_case(args.digits_arch, label, model, data, device, args, notes)
     resnet_args = copy.copy(args)
     if args.quick:
         resnet_args.batch = 8
