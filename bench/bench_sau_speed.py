@@ -5,21 +5,21 @@ One run measures, and prints (nothing is asserted):
 1. **Ratio at equal numbers.** Images/s of ONE SAU round (default config: 5 PGD steps, batch 256,
    no shuffling, no probe) for the optimised implementation (``sau_core.sau.purify`` with
    ``rounds=1``) and the reference-equivalent loop (``bench/sau_reference.py``), for the small CNN
-   (``--digits-arch wide_cnn`` for the demo's model) on real digits (BadNets-backdoored first; resolution per ``--resolution``, N clean images
-   drawn from the training split) and for PreAct-ResNet18 on random 32x32x3 tensors (random
-   weights). Before timing, both paths run the first batch from the same weights and the
-   largest differences of their perturbations, losses, counts and updated weights are printed, so
-   the ratio is read at equal numbers (on the CPU, fp32 contiguous, tests/test_sau.py requires
-   them equal; channels-last, which purify uses, rounds differently, and the check says by how
-   much; on CUDA, cuDNN's kernels may differ slightly, and the bf16 row is the fast path as it
-   really runs on a GPU, so its differences are bf16's), with the ratio of the two paths' FLOPs
-   on that batch (FlopCounterMode), a figure that does not depend on the machine's load.
-   Each path is warmed up on one batch first (not with --quick); the best of ``--repeats``
-   rounds is kept, every round starting from the same weights. The reference gets its clean set
-   already on the device; its h0's parameters require grad, as in the authors' loop (h0 there is
-   a freshly loaded model that nobody freezes, so PGD's backward also builds h0's weight
-   gradients). The equality check runs it with h0 frozen, as tests/test_sau.py does: the
-   numbers are the same either way.
+   (``--digits-arch wide_cnn`` for the demo's model) on real digits (BadNets-backdoored first;
+   resolution per ``--resolution``, N clean images drawn from the training split) and for
+   PreAct-ResNet18 on random 32x32x3 tensors (random weights). Before timing, both paths run the
+   first batch from the same weights and the largest differences of their perturbations, losses,
+   counts and updated weights are printed, so the ratio is read at equal numbers (on the CPU, fp32
+   contiguous, tests/test_sau.py requires them equal; channels-last, which purify uses, rounds
+   differently, and the check says by how much; on CUDA, cuDNN's kernels may differ slightly, and
+   the bf16 row is the fast path as it really runs on a GPU, so its differences are bf16's), with
+   the ratio of the two paths' FLOPs on that batch (FlopCounterMode), a figure that does not depend
+   on the machine's load. Each path is warmed up on one batch first (not with --quick); the best of
+   ``--repeats`` rounds is kept, every round starting from the same weights. The reference gets its
+   clean set already on the device; its h0's parameters require grad, as in the authors' loop (h0
+   there is a freshly loaded model that nobody freezes, so PGD's backward also builds h0's weight
+   gradients). The equality check runs it with h0 frozen, as tests/test_sau.py does: the numbers
+   are the same either way.
 2. **Peak memory.** CPU: the peak resident set size of a whole SAU run on digits (the demo's
    clean ratio, SAU settings and model, freshly initialised, live evaluation on), run in a
    fresh child process that reads its own high-water mark (``VmHWM`` in /proc/self/status). Not

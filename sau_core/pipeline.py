@@ -242,8 +242,8 @@ def write_purify_outputs(
 # ----------------------------------------------------------------------------- demo preset
 @dataclass(frozen=True)
 class DemoPreset:
-    """The embedded demo, chosen by measurement (bench/bench_demo_choice.py, bench/bench_sau_table.py;
-    README, "The demo setting").
+    """The embedded demo, chosen by measurement (bench/bench_demo_choice.py and
+    bench/bench_sau_table.py; README, "The demo setting").
 
     Digits upsampled to 16x16, ``wide_cnn`` (the small CNN's plan with a strided first conv and
     32-128 channels: on the small CNN SAU does not remove Blended, on this one it does, in the
@@ -443,7 +443,7 @@ def trigger_caveats(after: Evaluation | dict | None) -> list[str]:
     """Plain-words warning when, after SAU, the trigger still steers the model to another class.
 
     ``after`` is the purified model's full evaluation (an :class:`Evaluation` or a ``metrics.json``
-    block); its off-target pull (:func:`sau_core.metrics.off_target_pull`) above
+    block); its off-target pull (:func:`sau_core.metrics.off_target_pull`) at or above
     :data:`TRIGGER_PULL_WARNING` for some class gives one note. [] when there is none, or no
     trigger is known, or the block predates the measure.
     """
