@@ -18,7 +18,7 @@ from sau_core.attacks import AttackSpec
 from sau_core.data import ImageData, load_digits
 from sau_core.device import memory_format
 from sau_core.events import Finished, ProbeSnapshot, SAUBatch, SAURound, Started
-from sau_core.pipeline import DEMO, clean_set, plant_backdoor
+from sau_core.pipeline import DEMO, attack_setup, clean_set, plant_backdoor
 from sau_core.sau import (
     SAUConfig,
     _js_per_sample,
@@ -545,12 +545,16 @@ def test_resume_state_must_fit_the_run(digits8):
 
 # --------------------------------------------------------------------------- slow: works
 @pytest.mark.slow
-def test_sau_removes_a_badnets_backdoor_on_digits():
-    """The demo setting: plant BadNets, purify with the reference's SAU, ASR < 10%, ACC -5 pts."""
-    split = DEMO.data.load()
-    run = plant_backdoor(split, DEMO.attack, DEMO.arch, DEMO.train)
+@pytest.mark.parametrize("attack", ["badnets", "blended"])
+def test_sau_removes_a_backdoor_on_digits(attack: str):
+    """The demo setting (BadNets, and Blended on the same model): plant the backdoor, purify with
+    the reference's SAU, ASR < 10%, ACC -5 pts."""
+    setup = attack_setup(attack)
+    assert setup.arch == DEMO.arch
+    split = setup.data.load()
+    run = plant_backdoor(split, setup.attack, setup.arch, setup.train)
     assert run.evaluation.asr > 0.9
-    res = purify(run.model, clean_set(split, DEMO.clean_ratio), DEMO.sau, test=split.test,
+    res = purify(run.model, clean_set(split, setup.clean_ratio), setup.sau, test=split.test,
                  backdoor=run.backdoor)  # fmt: skip
     assert res.after.asr < 0.10
     assert res.after.acc >= res.before.acc - 0.05
