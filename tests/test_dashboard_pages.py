@@ -8,23 +8,18 @@ awaited on disk and the page drawn again, which shows the finished view.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from sau_core.pipeline import DEMO, DataSpec
+from sau_core.pipeline import DEMO
 from sau_core.ready import make_ready
 from sau_core.runs import RunStore
+from tests.lab import TINY
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
-TINY = replace(
-    DEMO,
-    data=DataSpec("digits", None, {**DEMO.data.kwargs, "resolution": 8}),
-    train=replace(DEMO.train, epochs=1),
-)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,9 @@ from dataclasses import replace
 import pytest
 
 from sau_core.checkpoint import load_checkpoint
-from sau_core.pipeline import DEMO, DataSpec, attack_setup
+from sau_core.pipeline import DEMO, attack_setup
 from sau_core.ready import DEFAULT_DIR, list_ready, make_ready, verify
+from tests.lab import TINY
 
 
 def test_the_shipped_checkpoints_are_the_demo_preset() -> None:
@@ -37,13 +38,7 @@ def test_the_shipped_checkpoints_are_the_demo_preset() -> None:
 
 @pytest.mark.parametrize("arch", ["wide_cnn", "preact_resnet10"])
 def test_make_ready_puts_each_attack_on_its_model(tmp_path, arch: str) -> None:
-    tiny = replace(
-        DEMO,
-        arch=arch,
-        data=DataSpec("digits", None, {**DEMO.data.kwargs, "resolution": 8}),
-        train=replace(DEMO.train, epochs=1),
-    )
-    manifest = make_ready(tmp_path, ["badnets", "wanet"], tiny)
+    manifest = make_ready(tmp_path, ["badnets", "wanet"], replace(TINY, arch=arch))
     made = {e["name"]: e["arch"] for e in manifest["checkpoints"]}
     assert made == {"badnets": arch, "wanet": "small_cnn"}
     for name, want in made.items():
