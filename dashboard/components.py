@@ -20,8 +20,8 @@ from .glossary import HELP, duration, pct, progress_label
 
 # Seconds between redraws of a running job's live view. Every redraw costs the 2 cores CPU
 # time that the job itself needs (the server builds the charts, the browser draws them): with
-# 1 s the demo's 60 SAU rounds took 57 s in the dashboard against 33 s bare, with 2 s 37-41 s
-# (bench/bench_dashboard.py).
+# 1 s the small CNN's 60 SAU rounds took 57 s in the dashboard against 33 s bare, with 2 s 37-41 s;
+# the demo's wide_cnn with 2 s: 45-47 s against 31-32 s (bench/bench_dashboard.py).
 LIVE_REFRESH_S = 2.0
 
 STATE_ICON = {

@@ -13,8 +13,9 @@ The numbers are the reference's; the work is not. Compared with the authors' loo
 predictions are computed once per batch, ``h``'s parameters take no gradient during PGD, ``h0``
 always runs under ``no_grad``, masks replace boolean indexing (no host synchronisation inside
 the PGD loop on GPUs), the clean set stays on the device, the tensors use channels-last memory
-(CUDA and CPU), and on CUDA the forwards run in bf16. ``bench/sau_reference.py`` keeps a reference-structured loop, and
-``tests/test_sau.py`` checks that both give the same perturbations and losses.
+(CUDA and CPU), and on CUDA the forwards run in bf16. ``bench/sau_reference.py`` keeps a
+reference-structured loop, and ``tests/test_sau.py`` checks that both give the same
+perturbations and losses.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ class SAUConfig:
         1000, "test images per live evaluation each round (0: the full sets)", min=0
     )
     probe_size: int = _f(16, "clean images in the probe batch shown every round", min=0, max=256)
-    # speed (never change the numbers on CPU)
+    # speed (on the CPU, channels_last=False gives the reference's numbers exactly; channels-last
+    # rounds differently: sau_core.device.memory_format)
     amp: bool = _f(True, "bf16 autocast on CUDA")
     channels_last: bool = _f(True, "channels-last memory (CUDA and CPU)")
 
