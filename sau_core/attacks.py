@@ -21,6 +21,8 @@ Registered attacks (:data:`ATTACKS`; adding one is one new entry):
   (Barni et al., ICIP 2019, arXiv 1902.11237).
 - ``wanet``: a fixed smooth warping field (Nguyen & Tran, ICLR 2021, arXiv 2102.10369), with
   "noise mode" cross samples that teach the model to ignore other warps.
+- ``custom``: your own trigger, an image and a mask (PNG files or ``data:`` URIs), stamped or
+  blended where the mask says: ``(1 - alpha m) x + alpha m image``.
 
 Each config field carries ``metadata`` for forms: ``help`` (text), and where they apply ``min``,
 ``max`` (inclusive), ``exclusive_min`` (``min`` itself not allowed) and ``choices``. Bounds that
@@ -56,6 +58,8 @@ __all__ = [
     "BadNetsTrigger",
     "BlendedConfig",
     "BlendedTrigger",
+    "CustomConfig",
+    "CustomTrigger",
     "PoisonedTrain",
     "SIGConfig",
     "SIGTrigger",
@@ -64,12 +68,14 @@ __all__ = [
     "WaNetTrigger",
     "backdoor_test",
     "create_trigger",
+    "example_params",
     "list_attacks",
     "make_config",
     "param_schema",
     "poison_indices",
     "poison_train",
     "target_labels",
+    "trigger_uri",
 ]
 
 DEFAULT_BLENDED_TRIGGER = Path(__file__).resolve().parent.parent / "assets" / "blended_trigger.png"
@@ -208,6 +214,50 @@ class WaNetConfig(_Config):
         return {"k": {"max": min(info.shape[1:])}}
 
 
+MAX_TRIGGER_FILE = 1 << 20  # bytes of a trigger image file (a 32x32 PNG is a few hundred)
+MAX_TRIGGER_URI = 512 << 10  # characters of a data: URI kept in a spec (sidecars are <= 1 MiB)
+MAX_TRIGGER_SIDE = 1024  # pixels per side, checked before decoding (decompression bombs)
+DATA_URI = "data:image/png;base64,"
+
+
+@dataclass(frozen=True)
+class CustomConfig(_Config):
+    """Your own trigger: ``(1 - alpha * mask) * x + alpha * mask * image``.
+
+    ``image`` and ``mask`` are PNG files given by path or as ``data:image/png;base64,`` URIs
+    (:func:`trigger_uri` makes one from a file's bytes, so a spec carries its trigger with it).
+    Both are meant at the data's image size; others are resized with nearest-neighbour sampling,
+    which keeps a patch's pixels sharp.
+    """
+
+    attack: ClassVar[str] = "custom"
+
+    image: str = param(
+        "",
+        "The trigger's pixels: a PNG file (path or data: URI), at the data's image size. "
+        "Required. An image with transparency and no mask uses its alpha channel as the mask.",
+    )
+    mask: str = param(
+        "",
+        "Where the trigger goes: a grey PNG of the same size (white: take the trigger's pixel, "
+        "black: keep the image, grey: blend). Empty: the image's alpha channel, else everywhere.",
+    )
+    alpha: float = param(
+        1.0,
+        "Strength: the mask is multiplied by it (1 stamps the trigger, below 1 blends it in).",
+        min=0.0,
+        max=1.0,
+        exclusive_min=True,
+    )
+
+    def check(self, info: DatasetInfo) -> None:
+        if not self.image:
+            raise ValueError(
+                "custom: give the trigger image (a PNG: --trigger-image in the CLI, the "
+                "'image' parameter in Python)"
+            )
+
+
 # ----------------------------------------------------------------------------------- triggers
 class Trigger:
     """A backdoor trigger: a batched function on images in [0, 1], separate from the label rule.
@@ -307,33 +357,97 @@ class BadNetsTrigger(Trigger):
         return out
 
 
-def _load_image(path: Path, info: DatasetInfo) -> Tensor:
-    """An image file as a float32 tensor (C, H, W) in [0, 1] for ``info``'s channels and size."""
+def _open_image(source: str, what: str, limit: int = MAX_TRIGGER_FILE):
+    """A Pillow image from a path or a ``data:`` URI, its size checked before decoding."""
+    import base64
+    import binascii
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
-    channels, height, width = info.shape
-    if channels not in (1, 3):
-        raise ValueError(
-            f"blended: image triggers need 1 or 3 channels, the data set has {channels}"
-        )
-    if not path.is_file():
-        hint = (
-            " (regenerate it with assets/make_blended_trigger.py)"
-            if path == DEFAULT_BLENDED_TRIGGER
-            else ""
-        )
-        raise ValueError(f"blended: trigger image not found: {path}{hint}")
+    if source.startswith("data:"):
+        head, _, payload = source.partition(",")
+        if not head.endswith(";base64") or not payload:
+            raise ValueError(f"{what}: a data: URI must be base64 (data:image/png;base64,...)")
+        if len(payload) > 4 * limit // 3 + 4:
+            raise ValueError(f"{what}: the image is over {limit >> 10} KiB")
+        try:
+            raw = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"{what}: the data: URI is not valid base64") from None
+        name = "the data: URI"
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            hint = (
+                " (regenerate it with assets/make_blended_trigger.py)"
+                if path == DEFAULT_BLENDED_TRIGGER
+                else ""
+            )
+            raise ValueError(f"{what}: trigger image not found: {path}{hint}")
+        if path.stat().st_size > limit:
+            raise ValueError(f"{what}: {path.name} is over {limit >> 10} KiB")
+        raw = path.read_bytes()
+        name = path.name
     try:
-        with Image.open(path) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            if img.size != (width, height):
-                img = img.resize((width, height), Image.Resampling.BILINEAR)
-            array = np.asarray(img, dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise ValueError(f"blended: cannot read {path} as an image: {e}") from None
+        img = Image.open(io.BytesIO(raw))
+        w, h = img.size
+        if not (1 <= w <= MAX_TRIGGER_SIDE and 1 <= h <= MAX_TRIGGER_SIDE):
+            raise ValueError(f"{w}x{h} pixels; at most {MAX_TRIGGER_SIDE} per side")
+        img.load()
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        raise ValueError(f"{what}: cannot read {name} as an image: {e}") from None
+    return img
+
+
+def _to_tensor(img, mode: str, info: DatasetInfo, resample) -> Tensor:
+    """A Pillow image as float32 (C, H, W) in [0, 1] in ``mode`` ("L" or "RGB"), resized."""
+    _, height, width = info.shape
+    img = img.convert(mode)
+    if img.size != (width, height):
+        img = img.resize((width, height), resample)
+    array = np.asarray(img, dtype=np.float32) / 255.0
     if array.ndim == 2:
         array = array[:, :, None]
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()  # (C, H, W)
+
+
+def _channels_mode(info: DatasetInfo, what: str) -> str:
+    channels = info.shape[0]
+    if channels not in (1, 3):
+        raise ValueError(
+            f"{what}: image triggers need 1 or 3 channels, the data set has {channels}"
+        )
+    return "L" if channels == 1 else "RGB"
+
+
+def _load_image(path: Path, info: DatasetInfo) -> Tensor:
+    """An image file as a float32 tensor (C, H, W) in [0, 1] for ``info``'s channels and size."""
+    from PIL import Image
+
+    mode = _channels_mode(info, "blended")
+    img = _open_image(str(path), "blended", limit=64 << 20)
+    return _to_tensor(img, mode, info, Image.Resampling.BILINEAR)
+
+
+def trigger_uri(data: bytes, name: str = "the file") -> str:
+    """A trigger image file's bytes (PNG, or any format Pillow reads) as a PNG ``data:`` URI, so
+    an :class:`AttackSpec` carries the trigger itself and stays valid wherever it is copied.
+    ValueError naming ``name`` for a file that is not an image, too large or too many pixels."""
+    import base64
+    import io
+
+    if len(data) > MAX_TRIGGER_FILE:
+        raise ValueError(f"{name} is {len(data) >> 10} KiB; a trigger image must be under "
+                         f"{MAX_TRIGGER_FILE >> 10} KiB")  # fmt: skip
+    img = _open_image(DATA_URI + base64.b64encode(data).decode("ascii"), name)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    uri = DATA_URI + base64.b64encode(buf.getvalue()).decode("ascii")
+    if len(uri) > MAX_TRIGGER_URI:
+        raise ValueError(f"{name} is too large to carry with the model ({img.size[0]}x"
+                         f"{img.size[1]} pixels); save it at the data's image size")  # fmt: skip
+    return uri
 
 
 class BlendedTrigger(Trigger):
@@ -428,6 +542,41 @@ class WaNetTrigger(Trigger):
         return self._warp(x, grid.to(x.device, x.dtype))
 
 
+class CustomTrigger(Trigger):
+    """Your own trigger (:class:`CustomConfig`): ``(1 - alpha m) x + alpha m image`` per pixel,
+    with ``m`` in [0, 1] the mask (the same for every channel)."""
+
+    name = "custom"
+
+    def __init__(self, config: CustomConfig, info: DatasetInfo) -> None:
+        from PIL import Image
+
+        super().__init__(config, info)
+        nearest = Image.Resampling.NEAREST
+        mode = _channels_mode(info, "custom")
+        img = _open_image(config.image, "custom image")
+        self.pattern = _to_tensor(img, mode, info, nearest)  # (C, H, W)
+        if config.mask:
+            mask = _to_tensor(_open_image(config.mask, "custom mask"), "L", info, nearest)
+        elif img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+            mask = _to_tensor(img.convert("RGBA").getchannel("A"), "L", info, nearest)
+        else:
+            mask = torch.ones(1, *info.shape[1:])
+        if float(mask.max()) <= 0:
+            raise ValueError("custom: the mask is black everywhere, so the trigger changes nothing")
+        self.weight = config.alpha * mask  # (1, H, W) in [0, 1]
+
+    @property
+    def mask(self) -> Tensor:
+        """Where the trigger writes: bool (H, W)."""
+        return self.weight[0] > 0
+
+    def apply(self, x: Tensor) -> Tensor:
+        m = self.weight.to(x.device, x.dtype)
+        key = self.pattern.to(x.device, x.dtype)
+        return ((1.0 - m) * x + m * key).clamp_(0.0, 1.0)  # (B, C, H, W)
+
+
 # ----------------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class AttackEntry:
@@ -437,6 +586,9 @@ class AttackEntry:
     build: Callable[[Any, DatasetInfo], Trigger]
     help: str
     clean_label: bool = False
+    # parameters that make a working example where the defaults cannot (the custom trigger
+    # needs an image): for tests, previews and docs
+    example: Callable[[], dict] | None = None
 
 
 ATTACKS: dict[str, AttackEntry] = {
@@ -461,7 +613,39 @@ ATTACKS: dict[str, AttackEntry] = {
         WaNetTrigger,
         "WaNet (Nguyen & Tran, 2021): an invisible smooth warp of the image.",
     ),
+    "custom": AttackEntry(
+        CustomConfig,
+        CustomTrigger,
+        "Your own trigger: an image and a mask (PNG files) stamped or blended in.",
+        example=lambda: _example_custom(),
+    ),
 }
+
+
+def _example_custom() -> dict:
+    """A custom trigger the project does not ship: a white cross over the top-left quarter (4x4
+    on an 8x8 canvas, scaled to the data's size), as a transparent PNG whose alpha is the mask;
+    for tests and the docs."""
+    import io
+
+    from PIL import Image
+
+    img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    for i in range(4):
+        img.putpixel((i, i), (255, 255, 255, 255))
+        img.putpixel((3 - i, i), (255, 255, 255, 255))
+    canvas = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    canvas.paste(img, (0, 0))
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    return {"image": trigger_uri(buf.getvalue(), "the example cross")}
+
+
+def example_params(name: str) -> dict:
+    """Parameters that build a working trigger of attack ``name``: its example (the custom
+    trigger's needs an image) or {} for the defaults."""
+    entry = _entry(name)
+    return entry.example() if entry.example is not None else {}
 
 
 def list_attacks() -> list[str]:

@@ -32,6 +32,7 @@ __all__ = [
     "load_checkpoint",
     "parse_sidecar",
     "save_checkpoint",
+    "sidecar_of",
     "write_json_atomic",
 ]
 
@@ -111,11 +112,11 @@ def save_checkpoint(directory: str | Path, model: Classifier, meta: dict | None 
     return directory
 
 
-def _read_state(path: Path) -> dict[str, Tensor]:
+def _read_state(path: Path, name: str | None = None) -> dict[str, Tensor]:
+    """The tensors of a weights file; ``name`` is how messages call it (default its own)."""
+    shown = name or path.name
     if path.stat().st_size > MAX_BYTES:
-        raise CheckpointError(
-            f"{path.name} is {path.stat().st_size >> 20} MiB, over the 1 GiB limit"
-        )
+        raise CheckpointError(f"{shown} is {path.stat().st_size >> 20} MiB, over the 1 GiB limit")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load
@@ -124,7 +125,7 @@ def _read_state(path: Path) -> dict[str, Tensor]:
         declared = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
         if not 0 <= declared <= len(raw) - 8:
             raise CheckpointError(
-                f"{path.name} is not a valid safetensors file: "
+                f"{shown} is not a valid safetensors file: "
                 + (
                     f"its header ({declared:,} bytes) does not fit in the file ({len(raw):,} bytes)"
                     if declared >= 0
@@ -134,28 +135,56 @@ def _read_state(path: Path) -> dict[str, Tensor]:
         try:
             return load(raw)
         except (SafetensorError, ValueError, RuntimeError) as err:
-            raise CheckpointError(f"{path.name} is not a valid safetensors file: {err}") from None
+            raise CheckpointError(f"{shown} is not a valid safetensors file: {err}") from None
     if path.suffix in (".pt", ".pth", ".bin"):
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # weights_only refuses code; report it, never fall back
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-            raise CheckpointError(
-                f"{path.name} could not be read as a plain state dict (weights_only=True): {first}"
-            ) from None
-        if (
-            isinstance(state, dict)
-            and "state_dict" in state
-            and isinstance(state["state_dict"], dict)
-        ):
-            state = state["state_dict"]
-        if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-            raise CheckpointError(f"{path.name} does not hold a state dict of tensors")
-        return state
+        return _read_torch_state(path, name or path.name)
     raise CheckpointError(
-        f"unsupported checkpoint file {path.name!r}: give a directory, a .safetensors file, "
-        "or a .pt/.pth state dict"
+        f"unsupported checkpoint file {(name or path.name)!r}: give a directory, a .safetensors "
+        "file, or a .pt/.pth state dict"
     )
+
+
+# Where a state dict hides inside a saved dict (training scripts save these keys); a prefix
+# every key carries when the model was wrapped in DataParallel / DistributedDataParallel.
+_STATE_KEYS = ("state_dict", "model_state_dict", "model")
+_WRAPPER_PREFIX = "module."
+
+
+def _read_torch_state(path: Path, name: str) -> dict[str, Tensor]:
+    """A ``torch.save``d state dict, read with ``weights_only=True`` (no code runs)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # weights_only refuses code; report it, never fall back
+        if "weights only" in str(err).lower() or "weights_only" in str(err):
+            raise CheckpointError(
+                f"{name} holds more than tensors (a whole pickled model, or objects of your own "
+                "classes), and SAU Lab never unpickles such files because they can run code. "
+                "Save the weights alone: torch.save(model.state_dict(), 'model.pt'), or "
+                "safetensors.torch.save_file(model.state_dict(), 'model.safetensors')."
+            ) from None
+        raise CheckpointError(
+            f"{name} is not a file saved by torch.save, or it is damaged ({type(err).__name__}). "
+            "Give the weights as .safetensors, or as a .pt state dict saved with "
+            "torch.save(model.state_dict(), 'model.pt')."
+        ) from None
+    if isinstance(state, dict):
+        for key in _STATE_KEYS:
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise CheckpointError(
+            f"{name} does not hold a state dict of tensors (found {type(state).__name__}); save "
+            "model.state_dict()"
+        )
+    return state
+
+
+def _unwrap(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Drop the ``module.`` prefix DataParallel adds, when every key has it."""
+    if state and all(k.startswith(_WRAPPER_PREFIX) for k in state):
+        return {k[len(_WRAPPER_PREFIX) :]: v for k, v in state.items()}
+    return state
 
 
 def check_info(info: DatasetInfo, source: str = "checkpoint") -> DatasetInfo:
@@ -191,14 +220,25 @@ def parse_sidecar(raw: bytes, name: str = SIDECAR) -> dict:
         meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise CheckpointError(f"{name} is not valid JSON: {str(err)[:200]}") from None
-    if not isinstance(meta, dict) or "arch" not in meta or "dataset" not in meta:
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{name} must hold a JSON object, got {type(meta).__name__}")
+    if "arch" not in meta:
         raise CheckpointError(
-            f"{name} lacks the 'arch' and 'dataset' fields of a SAU Lab checkpoint"
+            f'{name} has no \'arch\': name the model\'s architecture, e.g. "arch": "wide_cnn" '
+            "(`sau list` shows them)"
         )
     if not isinstance(meta["arch"], str):
         raise CheckpointError(
             f"{name}: 'arch' must be a model name, got {type(meta['arch']).__name__}"
         )
+    if "dataset" not in meta:
+        data = meta.get("data")
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            raise CheckpointError(
+                f'{name} names no data set: add "data": {{"name": "digits", "kwargs": '
+                '{"resolution": 16}} (or write the sidecar with `sau import`)'
+            )
+        return meta  # the geometry comes from the data set when it is loaded
     try:
         info = DatasetInfo.from_dict(meta["dataset"])
     except (KeyError, TypeError, ValueError, OverflowError) as err:
@@ -217,6 +257,17 @@ def _read_sidecar(path: Path) -> dict:
     except OSError as err:
         raise CheckpointError(f"{path} cannot be read: {err}") from None
     return parse_sidecar(raw, str(path))
+
+
+def sidecar_of(path: str | Path) -> dict:
+    """The checked sidecar of a checkpoint directory or weights file ({} when it has none).
+
+    CheckpointError when ``path`` does not exist or its sidecar is malformed."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {path}")
+    sidecar = path / SIDECAR if path.is_dir() else path.with_name(SIDECAR)
+    return _read_sidecar(sidecar) if sidecar.is_file() else {}
 
 
 def load_state_into(model: nn.Module, state: dict[str, Tensor], source: str = "checkpoint") -> None:
@@ -267,18 +318,27 @@ def load_checkpoint(
     arch: str | None = None,
     info: DatasetInfo | None = None,
     device: str | torch.device = "cpu",
+    name: str | None = None,
 ) -> Checkpoint:
     """Read a checkpoint directory or weights file into a fresh model (in eval mode).
 
     Args:
-        path: a checkpoint directory, its ``model.safetensors``, or a ``.pt``/``.pth`` state dict.
-        arch, info: the architecture and data set; needed only when there is no sidecar, and
-            checked against it when there is one.
+        path: a checkpoint directory, its ``model.safetensors``, or a ``.pt``/``.pth`` state dict
+            (a ``checkpoint.json`` beside a weights file is its sidecar).
+        arch: the architecture; needed when there is no sidecar, and it wins over the sidecar's.
+        info: the data set's geometry; needed when there is no sidecar or the sidecar names only
+            the data set (``data``) and not its geometry (``dataset``).
         device: where to put the model.
+        name: how messages call the weights file (an upload's own name; default the file's).
+
+    Accepted state dicts: SAU Lab's (``normalize.*`` and ``net.*``), the bare network's keys
+    (``net.`` missing: the normalisation comes from the data set), either inside a dict under
+    ``state_dict``, ``model_state_dict`` or ``model``, and with DataParallel's ``module.``
+    prefix. docs/your-model.md has the details.
 
     Raises:
-        CheckpointError: missing or unreadable files, an unknown architecture, or tensors that do
-            not fit it.
+        CheckpointError: missing or unreadable files, an unknown architecture, tensors that do
+            not fit it or are not finite.
     """
     path = Path(path)
     if not path.exists():
@@ -289,22 +349,28 @@ def load_checkpoint(
             raise CheckpointError(f"{path} has no {WEIGHTS}")
     else:
         weights, sidecar = path, path.with_name(SIDECAR)
+    shown = name or weights.name
     meta = _read_sidecar(sidecar) if sidecar.is_file() else {}
     if meta:
-        if arch is not None and arch != meta["arch"]:
-            raise CheckpointError(f"checkpoint is a {meta['arch']!r}, not a {arch!r}")
-        saved_info = DatasetInfo.from_dict(meta["dataset"])  # checked by _read_sidecar
-        info = info or saved_info
-        arch = meta["arch"]
+        arch = arch or meta["arch"]
+        if "dataset" in meta:
+            info = info or DatasetInfo.from_dict(meta["dataset"])  # checked by _read_sidecar
+        elif info is None:
+            raise CheckpointError(
+                f"{sidecar.name} names the data set but not its geometry: load it with its data "
+                "set (the CLI and the dashboard do), or pass info"
+            )
     elif arch is None or info is None:
         raise CheckpointError(
-            f"{weights.name} has no {SIDECAR} beside it: name the architecture and data set"
+            f"{shown} has no {SIDECAR} beside it: name the architecture and the data set "
+            "(sau: --model and --dataset; or write a sidecar once with `sau import`)"
         )
     try:
         model = create_model(arch, info)
     except ValueError as err:
         raise CheckpointError(str(err)) from None
-    load_state_into(model, _read_state(weights), source=weights.name)
+    load_state_into(model, _unwrap(_read_state(weights, shown)), source=shown)
     model.to(device).eval()
-    meta = meta or {"format": FORMAT, "arch": arch, "dataset": info.to_dict()}
+    meta = {**meta, "arch": arch, "dataset": info.to_dict()} if meta else {
+        "format": FORMAT, "arch": arch, "dataset": info.to_dict()}  # fmt: skip
     return Checkpoint(model, meta, path)

@@ -1,18 +1,21 @@
 """``sau``: the command line of SAU Lab.
 
-    sau attack   --dataset digits --attack badnets --model small_cnn --out runs/badnets
-    sau evaluate --checkpoint runs/badnets
-    sau purify   --checkpoint runs/badnets --out runs/badnets-sau [--rounds 20 ...]
-    sau demo     (attack then purify on the embedded digits, under a minute on a laptop CPU;
-                  --preset blended | sig | wanet | blended_small | blended_resnet for the others)
+    sau attack   --dataset digits --attack badnets --out runs/badnets
+    sau purify   --checkpoint runs/badnets --out runs/badnets-sau
+    sau evaluate --checkpoint runs/badnets [--json]
+    sau import   --weights model.pt --model wide_cnn --dataset digits --out runs/mine
+    sau demo     (attack then purify on the embedded digits; --preset for the other lessons)
     sau list     (registered data sets, models and attacks)
 
-Bad flags and missing files give one clear message and exit status 2, never a traceback.
+Every default depends on the data set (:mod:`sau_core.defaults`) and ``--help`` prints the ones
+used. Bad flags and missing files give one clear message and exit status 2, never a traceback.
+Only the command that runs imports torch, so ``sau --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -20,10 +23,14 @@ import time
 from dataclasses import MISSING, fields
 from pathlib import Path
 
+from . import defaults
+
 __all__ = ["main"]
 
 EXIT_USAGE = 2
 MAX_INT = 2**63 - 1  # integer flags beyond this cannot be seeds or counts
+# files that make a directory a SAU Lab output: writing over them needs --overwrite
+_OUTPUT_FILES = ("model.safetensors", "checkpoint.json", "metrics.json")
 
 
 class CLIError(Exception):
@@ -53,29 +60,52 @@ def bounded_int(text: str) -> int:
     return value
 
 
-def _check_out(out: str | Path) -> None:
-    """Refuse an --out that is an existing file before any work is done."""
+def _check_out(out: str | Path, overwrite: bool = False, parts: tuple[str, ...] = ("",)) -> None:
+    """Refuse, before any work, an ``--out`` that is a file or already holds a run (in ``out``
+    itself or in its sub-folders ``parts``) unless ``overwrite``: a second command never
+    silently replaces the first one's results."""
     path = Path(out)
     for p in (path, *path.parents):
         if p.exists():
             if not p.is_dir():
                 raise CLIError(f"--out {out}: {p} is a file, not a directory")
             break
+    if overwrite:
+        return
+    for part in parts:
+        folder = path / part if part else path
+        taken = [f for f in _OUTPUT_FILES if (folder / f).exists()]
+        if taken:
+            raise CLIError(
+                f"--out {out} already holds results ({folder / taken[0]}); choose another "
+                "--out, or add --overwrite to replace them"
+            )
 
 
-def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, prefix: str = "", skip=()) -> None:
-    """One ``--flag`` per dataclass field, help and bounds from the field's metadata."""
+def _fresh_dir(base: Path) -> Path:
+    """``base`` when it does not exist yet, else ``base-2``, ``base-3``, ..."""
+    if not base.exists():
+        return base
+    n = 2
+    while base.with_name(f"{base.name}-{n}").exists():
+        n += 1
+    return base.with_name(f"{base.name}-{n}")
+
+
+def _add_dataclass_flags(parser, cls, part: str, skip=()) -> None:
+    """One ``--flag`` per dataclass field: help and bounds from the field's metadata, and the
+    default the data set's recipe uses (:func:`sau_core.defaults.default_value`)."""
     for f in fields(cls):
         if f.name in skip:
             continue
-        flag = "--" + (prefix + f.name).replace("_", "-")
+        flag = "--" + f.name.replace("_", "-")
         meta = dict(f.metadata)
-        default = f.default if f.default is not MISSING else None
+        own = f.default if f.default is not MISSING else None
         helptext = meta.get("help", "")
         if "min" in meta or "max" in meta:
             helptext += f" [{meta.get('min', '')}..{meta.get('max', '')}]"
-        helptext += f" (default: {default})"
-        kwargs = {"dest": prefix + f.name, "default": None, "help": helptext}
+        helptext += f" (default: {defaults.default_value(part, f.name, own)})"
+        kwargs = {"dest": f.name, "default": None, "help": helptext.replace("%", "%%")}
         if f.type in ("bool", bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             continue
@@ -87,10 +117,10 @@ def _add_dataclass_flags(parser: argparse.ArgumentParser, cls, prefix: str = "",
         )
 
 
-def _dataclass_overrides(args: argparse.Namespace, cls, prefix: str = "") -> dict:
+def _dataclass_overrides(args: argparse.Namespace, cls) -> dict:
     out = {}
     for f in fields(cls):
-        value = getattr(args, prefix + f.name, None)
+        value = getattr(args, f.name, None)
         if value is not None:
             out[f.name] = value
     return out
@@ -111,15 +141,21 @@ def _parse_params(items: list[str] | None) -> dict:
     return params
 
 
-def _add_data_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
+def _add_data_flags(p: argparse.ArgumentParser, *, checkpoint: bool) -> None:
+    """The data set flags; for a checkpoint they override what its sidecar says."""
+    g = p.add_argument_group(
+        "data" + (" (default: what the checkpoint's checkpoint.json says)" if checkpoint else "")
+    )
     g.add_argument(
-        "--dataset", default="digits", help="registered data set (see `sau list`; default: digits)"
+        "--dataset",
+        default=None,
+        help="registered data set, see `sau list`"
+        + (" (needed for bare weights)" if checkpoint else " (default: digits)"),
     )
     g.add_argument(
         "--data-root",
         default=None,
-        help="folder holding the data set's files (not needed for digits)",
+        help="folder holding the data set's files (default: data/; not needed for digits)",
     )
     g.add_argument(
         "--download", action="store_true", help="download the data set when missing and online"
@@ -128,35 +164,56 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
         "--resolution",
         type=bounded_int,
         default=None,
-        help="image size: digits 8/16/32 (default 16), others resize",
+        help="image size in pixels: digits 8, 16 or 32 (default: 16); others are resized",
     )
     g.add_argument(
         "--split-seed",
         type=bounded_int,
-        default=0,
+        default=None,
         help="seed of the digits train/test split (default: 0)",
     )
 
 
-def _add_attack_flags(p: argparse.ArgumentParser, required: bool) -> None:
-    g = p.add_argument_group("attack")
+def _add_attack_flags(p: argparse.ArgumentParser, *, known: bool) -> None:
+    """The trigger flags: a registered attack with its parameters, or your own image and mask."""
+    g = p.add_argument_group(
+        "trigger" + ("" if known else " (default: the checkpoint's; omit for an unknown trigger)")
+    )
     g.add_argument(
         "--attack",
-        default="badnets" if required else None,
-        help="badnets, blended, sig or wanet (see `sau list`)"
-        + ("" if required else "; omit for an unknown trigger"),
+        default=None,
+        help="registered attack, see `sau list`" + (" (default: badnets)" if known else ""),
     )
     g.add_argument(
         "--param",
         action="append",
         metavar="NAME=VALUE",
-        help="attack parameter, repeatable: e.g. --param size=4 --param alpha=0.1",
+        help="attack parameter, repeatable: e.g. --param size=3 --param location=top-left "
+        "--param pattern=checker",
+    )
+    g.add_argument(
+        "--trigger-image",
+        metavar="PNG",
+        default=None,
+        help="your own trigger's pixels (a PNG at the data's image size; transparency = the mask)",
+    )
+    g.add_argument(
+        "--trigger-mask",
+        metavar="PNG",
+        default=None,
+        help="where your trigger goes: a grey PNG, white = the trigger, black = the image",
+    )
+    g.add_argument(
+        "--trigger-alpha",
+        type=finite_float,
+        default=None,
+        help="strength of your trigger: 1 stamps it (default), below 1 blends it in",
     )
     g.add_argument(
         "--target",
         type=bounded_int,
         default=None,
-        help="target class (default: 0, or the checkpoint's)",
+        help="target class (default: 0" + ("" if known else ", or the checkpoint's") + ")",
     )
     g.add_argument(
         "--label-rule",
@@ -170,32 +227,83 @@ def _add_attack_flags(p: argparse.ArgumentParser, required: bool) -> None:
         default=None,
         help="share of training images poisoned (default: 0.1)",
     )
-    g.add_argument("--attack-seed", type=bounded_int, default=None, help="seed of the poisoned indices and trigger (default: 0)")  # fmt: skip
+    g.add_argument("--attack-seed", type=bounded_int, default=None,
+                   help="seed of the poisoned indices and trigger (default: 0)")  # fmt: skip
 
 
-def _data_spec(args):
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default=None,
+        help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N, mps",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def _data_spec(args, base=None):
+    """The data set: the flags over ``base`` (a checkpoint's DataSpec), over the recipe."""
     from .pipeline import DataSpec
 
-    kwargs = {}
-    if args.dataset == "digits":
-        kwargs["resolution"] = args.resolution or 16
-        kwargs["seed"] = args.split_seed
-    elif args.resolution is not None:
-        kwargs["resolution"] = args.resolution
-    return DataSpec(args.dataset, args.data_root, kwargs)
+    name = args.dataset or (base.name if base is not None else "digits")
+    same = base is not None and base.name == name
+    kwargs = dict(base.kwargs) if same else dict(defaults.recipe(name).data)
+    if name == "digits":
+        if args.resolution is not None:
+            kwargs["resolution"] = args.resolution
+        if args.split_seed is not None:
+            kwargs["seed"] = args.split_seed
+    else:
+        if args.split_seed is not None:
+            raise CLIError("--split-seed applies to digits only (the others have fixed splits)")
+        if args.resolution is not None:
+            kwargs["resolution"] = args.resolution
+    root = args.data_root if args.data_root is not None else (base.root if same else None)
+    return DataSpec(name, root, kwargs)
+
+
+def _read_trigger(path: str, flag: str) -> str:
+    from .attacks import trigger_uri
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise CLIError(f"{flag} {path}: no such file")
+    return trigger_uri(p.read_bytes(), f"{flag} {p.name}")
 
 
 def _attack_spec(args, base: dict | None = None):
+    """The trigger the flags describe, over ``base`` (a checkpoint's attack block); None when
+    neither names one (an unknown trigger)."""
     from .attacks import AttackSpec
 
+    custom = args.trigger_image is not None or args.trigger_mask is not None
+    if custom and args.attack not in (None, "custom"):
+        raise CLIError(f"--trigger-image/--trigger-mask give your own trigger; drop --attack {args.attack}")  # fmt: skip
+    if args.trigger_mask is not None and args.trigger_image is None:
+        raise CLIError("--trigger-mask needs --trigger-image (the trigger's pixels)")
+    name = "custom" if custom else args.attack
     d = dict(base or {})
-    if args.attack is not None:
-        if base and args.attack != base.get("name"):
-            d = {}
-        d["name"] = args.attack
+    if name is not None:
+        if base and name != base.get("name"):
+            d = {k: v for k, v in d.items() if k == "target"}  # a new trigger, the same target
+        d["name"] = name
+        if name != (base or {}).get("name"):
+            d["params"] = {}
     if not d:
+        if args.param or args.trigger_alpha is not None:
+            raise CLIError("--param and --trigger-alpha need a trigger: name it with --attack")
         return None
     params = _parse_params(args.param)
+    if custom:
+        params["image"] = _read_trigger(args.trigger_image, "--trigger-image")
+        if args.trigger_mask is not None:
+            params["mask"] = _read_trigger(args.trigger_mask, "--trigger-mask")
+    if args.trigger_alpha is not None:
+        params["alpha"] = args.trigger_alpha
+    if d.get("name") == "custom":  # file paths given as --param become part of the spec
+        for key in ("image", "mask"):
+            value = params.get(key)
+            if isinstance(value, str) and value and not value.startswith("data:"):
+                params[key] = _read_trigger(value, f"--param {key}")
     if params:
         d["params"] = {**d.get("params", {}), **params}
     for key, value in (("target", args.target), ("label_rule", args.label_rule),
@@ -232,6 +340,11 @@ def _fmt(v) -> str:
     return "  -  " if v is None else f"{v:.4f}"
 
 
+def _warn(notes: list[str]) -> None:
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+
+
 # ------------------------------------------------------------------------------ commands
 def cmd_list(args) -> int:
     from .attacks import ATTACKS
@@ -249,48 +362,77 @@ def cmd_list(args) -> int:
 
 
 def cmd_attack(args) -> int:
-    from .pipeline import plant_backdoor, write_attack_outputs
+    from .models import MODELS
+    from .pipeline import plant_backdoor, sau_caveats, train_caveats, write_attack_outputs
+    from .sau import default_sau_config
     from .train import TrainConfig, default_train_config
 
-    _check_out(args.out)
+    _check_out(args.out, args.overwrite)
     data = _data_spec(args)
-    spec = _attack_spec(args)
-    config = default_train_config(args.dataset, **_dataclass_overrides(args, TrainConfig))
+    spec = _attack_spec(args, {"name": "badnets"})
+    arch = args.model or defaults.recipe(data.name).arch
+    if arch not in MODELS:
+        raise CLIError(f"unknown model {arch!r}; choose from {', '.join(MODELS)}")
+    config = default_train_config(data.name, **_dataclass_overrides(args, TrainConfig))
     split = data.load(download=args.download)
+    spec.validate(split.info)
+    clean_n = round(defaults.recipe(data.name).clean_ratio * len(split.train))
+    _warn(train_caveats(data, config) + sau_caveats(data, clean_n, default_sau_config(data.name),
+                                                    spec.name, arch))  # fmt: skip
     run = plant_backdoor(
-        split, spec, args.model, config, device=args.device, callback=_Progress(args.quiet)
+        split, spec, arch, config, device=args.device, callback=_Progress(args.quiet)
     )
     metrics = write_attack_outputs(args.out, run, data, config)
-    print(f"backdoored {args.model} on {args.dataset} with {spec.name}: "
+    print(f"backdoored {arch} on {data.name} with {spec.name}: "
           f"ACC {metrics['acc']:.4f}  ASR {metrics['asr']:.4f}  RA {metrics['ra']:.4f}  "
           f"({metrics['train_seconds']:.1f} s) -> {args.out}")  # fmt: skip
     return 0
 
 
 def _load(args):
-    from .checkpoint import load_checkpoint
+    """The checkpoint and its data set. The flags (--model, --dataset, ...) win over the
+    sidecar; bare weights need --model and --dataset."""
+    from .checkpoint import load_checkpoint, sidecar_of
+    from .data import DatasetInfo
     from .pipeline import DataSpec
 
-    ckpt = load_checkpoint(args.checkpoint, device="cpu")
-    if "data" in ckpt.meta:
-        data = DataSpec.from_dict(ckpt.meta["data"])
-    else:
-        data = DataSpec(ckpt.info.name, None, dict(ckpt.info.params))
-    if args.data_root is not None:
-        data = DataSpec(data.name, args.data_root, data.kwargs)
+    path = Path(args.checkpoint)
+    meta = sidecar_of(path)
+    base = None
+    if isinstance(meta.get("data"), dict):
+        base = DataSpec.from_dict(meta["data"])
+    elif isinstance(meta.get("dataset"), dict):
+        base = DataSpec(meta["dataset"]["name"], None, dict(meta["dataset"].get("params", {})))
+    missing = [f for f, v in (("--model", args.model or meta.get("arch")),
+                              ("--dataset", args.dataset or base)) if not v]  # fmt: skip
+    if missing:
+        raise CLIError(
+            f"{path.name} has no checkpoint.json beside it: name its {' and '.join(missing)} "
+            "(`sau list` shows them), e.g. --model wide_cnn --dataset digits --resolution 16; "
+            "`sau import` writes a checkpoint that needs no flags"
+        )
+    data = _data_spec(args, base)
     split = data.load(download=args.download)
-    if split.info.shape != ckpt.info.shape or split.info.num_classes != ckpt.info.num_classes:
-        raise CLIError(f"the checkpoint expects {ckpt.info.shape} images and {ckpt.info.num_classes} "
-                       f"classes, the data set gives {split.info.shape} and {split.info.num_classes}")  # fmt: skip
-    return ckpt, split
+    if "dataset" in meta and (args.dataset is None or args.dataset == base.name):
+        saved = DatasetInfo.from_dict(meta["dataset"])
+        if tuple(saved.shape) != tuple(split.info.shape) or saved.num_classes != split.info.num_classes:  # fmt: skip
+            raise CLIError(
+                f"the checkpoint expects {saved.num_classes} classes of {tuple(saved.shape)} "
+                f"images, the data set gives {split.info.num_classes} of {tuple(split.info.shape)}"
+            )
+    ckpt = load_checkpoint(path, arch=args.model, info=split.info, device="cpu")
+    ckpt.meta["data"] = data.to_dict()
+    return ckpt, split, data
 
 
 def cmd_evaluate(args) -> int:
     from .metrics import evaluate
     from .pipeline import backdoor_for
 
-    ckpt, split = _load(args)
+    ckpt, split, _ = _load(args)
     spec = _attack_spec(args, ckpt.meta.get("attack"))
+    if spec is not None:
+        spec.validate(split.info)
     ev = evaluate(ckpt.model, split.test.x, split.test.y, backdoor_for(split, spec),
                   num_classes=split.info.num_classes)  # fmt: skip
     d = ev.to_dict()
@@ -299,27 +441,74 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(
-            f"{ckpt.meta['arch']} on {split.info.name}: ACC {_fmt(ev.acc)}  ASR {_fmt(ev.asr)}  RA {_fmt(ev.ra)}"
-        )
+        line = f"{ckpt.meta['arch']} on {split.info.name}: ACC {_fmt(ev.acc)}"
+        if spec is None:
+            line += ("  (ASR and RA not measured: the trigger is unknown; name it with --attack "
+                     "and --param, or --trigger-image)")  # fmt: skip
+        else:
+            line += f"  ASR {_fmt(ev.asr)}  RA {_fmt(ev.ra)}  ({spec.name}, target {spec.target})"
+        print(line)
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .metrics import evaluate
+    from .pipeline import backdoor_for, write_import_outputs
+
+    _check_out(args.out, args.overwrite)
+    args.checkpoint = args.weights
+    ckpt, split, data = _load(args)
+    spec = _attack_spec(args, ckpt.meta.get("attack"))
+    if spec is not None:
+        spec.validate(split.info)
+    ev = evaluate(ckpt.model, split.test.x, split.test.y, backdoor_for(split, spec),
+                  num_classes=split.info.num_classes, confusion=False)  # fmt: skip
+    write_import_outputs(args.out, ckpt.model, data, spec, ev, Path(args.weights).name)
+    line = f"imported {ckpt.meta['arch']} on {data.name}: ACC {_fmt(ev.acc)}"
+    if spec is None:
+        line += "  (trigger unknown: ASR not measured)"
+    else:
+        line += f"  ASR {_fmt(ev.asr)}  RA {_fmt(ev.ra)}"
+    print(f"{line} -> {args.out} (`sau purify --checkpoint {args.out}` needs no other flag)")
     return 0
 
 
 def cmd_purify(args) -> int:
-    from .pipeline import purify_checkpoint, write_purify_outputs
+    from .pipeline import (
+        purify_checkpoint,
+        sau_caveats,
+        train_caveats,
+        write_purify_outputs,
+    )
     from .sau import SAUConfig, default_sau_config
+    from .train import TrainConfig
 
-    _check_out(args.out)
-    ckpt, split = _load(args)
+    _check_out(args.out, args.overwrite)
+    ckpt, split, data = _load(args)
     spec = None if args.unknown_trigger else _attack_spec(args, ckpt.meta.get("attack"))
-    config = default_sau_config(split.info.name, **_dataclass_overrides(args, SAUConfig))
-    result = purify_checkpoint(ckpt, split, config, clean_ratio=args.clean_ratio, clean_seed=args.clean_seed,
+    if spec is not None:
+        spec.validate(split.info)
+    config = default_sau_config(data.name, **_dataclass_overrides(args, SAUConfig))
+    ratio = args.clean_ratio if args.clean_ratio is not None else defaults.recipe(data.name).clean_ratio  # fmt: skip
+    if not 0 < ratio <= 1:
+        raise CLIError(f"--clean-ratio must be in (0, 1], got {ratio}")
+    clean_n = round(ratio * len(split.train))
+    notes = sau_caveats(data, clean_n, config, spec.name if spec else None, ckpt.meta["arch"],
+                        clean_ratio=ratio)  # fmt: skip
+    if isinstance(ckpt.meta.get("train"), dict):
+        with contextlib.suppress(TypeError, ValueError):  # a sidecar of another version
+            notes = train_caveats(data, TrainConfig(**ckpt.meta["train"])) + notes
+    _warn(notes)
+    if spec is None and not args.quiet:
+        print("note: the trigger is unknown, so ASR and RA cannot be measured; SAU runs all the "
+              "same (it never needs the trigger)", file=sys.stderr)  # fmt: skip
+    result = purify_checkpoint(ckpt, split, config, clean_ratio=ratio, clean_seed=args.clean_seed,
                                balanced=args.clean_balanced, spec=spec, device=args.device,
                                callback=_Progress(args.quiet))  # fmt: skip
-    metrics = write_purify_outputs(args.out, result, ckpt, clean_ratio=args.clean_ratio,
+    metrics = write_purify_outputs(args.out, result, ckpt, clean_ratio=ratio,
                                    clean_seed=args.clean_seed, spec=spec)  # fmt: skip
     _print_table(metrics)
-    _print_caveats(result.history, metrics)
+    _print_caveats(result.history, metrics, split.info.num_classes)
     print(
         f"purified in {result.elapsed:.1f} s ({result.rounds_done} rounds on {result.device}) -> {args.out}"
     )
@@ -328,6 +517,12 @@ def cmd_purify(args) -> int:
 
 def _print_table(metrics: dict) -> None:
     b, a = metrics["before"], metrics["after"]
+    if b.get("asr") is None and a.get("asr") is None:
+        print("            ACC")
+        print(f"  before  {_fmt(b['acc'])}")
+        print(f"  after   {_fmt(a['acc'])}")
+        print("  ASR and RA: not measured (the trigger is unknown)")
+        return
     print("            ACC     ASR     RA")
     print(f"  before  {_fmt(b['acc'])}  {_fmt(b['asr'])}  {_fmt(b['ra'])}")
     print(f"  after   {_fmt(a['acc'])}  {_fmt(a['asr'])}  {_fmt(a['ra'])}")
@@ -337,12 +532,16 @@ def _print_table(metrics: dict) -> None:
         )
 
 
-def _print_caveats(history, metrics: dict) -> None:
-    from .pipeline import landing_summary, run_caveats, trigger_caveats
+def _print_caveats(history, metrics: dict, num_classes: int | None = None) -> None:
+    from .pipeline import landing_summary, run_caveats, trigger_caveats, unknown_trigger_report
 
-    landing = landing_summary(history)
-    if landing is not None:
-        print(f"  {landing}")
+    if metrics["after"].get("asr") is None and metrics["before"].get("asr") is None:
+        for line in unknown_trigger_report(history):
+            print(f"  {line}")
+    else:
+        landing = landing_summary(history)
+        if landing is not None:
+            print(f"  {landing}")
     for note in run_caveats(history) + trigger_caveats(metrics.get("after")):
         print(f"note: {note}", file=sys.stderr)
 
@@ -360,7 +559,7 @@ def cmd_demo(args) -> int:
 
     preset = TEACHING_PRESETS[args.preset]
     setup = preset.setup
-    out = Path(args.out)
+    out = Path(args.out) if args.out else _fresh_dir(Path("runs") / "demo")
     t0 = time.perf_counter()
     progress = _Progress(args.quiet)
     split = setup.data.load()
@@ -369,11 +568,11 @@ def cmd_demo(args) -> int:
         if args.rounds is None
         else SAUConfig(**{**setup.sau.to_dict(), "rounds": args.rounds})
     ).validate()
-    _check_out(out)  # both before the training: a bad setting or --out costs nothing
+    _check_out(out, args.overwrite, ("attack", "purified"))  # before the training
     res = setup.data.kwargs["resolution"]
     print(f"SAU Lab demo ({preset.title}): {setup.attack.name} on digits {res}x{res}, "
           f"{setup.arch}, then SAU with {sau_config.rounds} rounds on {setup.clean_ratio:.0%} "
-          "clean data", file=sys.stderr)  # fmt: skip
+          f"clean data -> {out}", file=sys.stderr)  # fmt: skip
     run = plant_backdoor(
         split, setup.attack, setup.arch, setup.train, device=args.device, callback=progress
     )
@@ -390,87 +589,93 @@ def cmd_demo(args) -> int:
 
 
 # -------------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    from .pipeline import TEACHING_PRESETS
-    from .sau import SAUConfig
+def _p_attack(p: argparse.ArgumentParser) -> None:
     from .train import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="sau", description="SAU Lab: plant backdoors in image "
-                                     "classifiers and remove them with Shared Adversarial Unlearning.")  # fmt: skip
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def common(p):
-        p.add_argument(
-            "--device",
-            default=None,
-            help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N, mps",
-        )
-        p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-
-    p = sub.add_parser("list", help="list data sets, models and attacks")
-    p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("attack", help="train a backdoored model and write its checkpoint and metrics.json",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
-    _add_data_flags(p)
-    _add_attack_flags(p, required=True)
-    p.add_argument("--model", default="small_cnn", help="architecture (see `sau list`)")
+    _add_data_flags(p, checkpoint=False)
+    _add_attack_flags(p, known=True)
+    p.add_argument("--model", default=None,
+                   help=f"architecture, see `sau list` (default: {defaults.default_value('arch')})")  # fmt: skip
     p.add_argument("--out", required=True, help="output directory (created)")
-    _add_dataclass_flags(
-        p.add_argument_group("training (defaults depend on the data set)"), TrainConfig
-    )
-    common(p)
-    p.set_defaults(func=cmd_attack)
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    _add_dataclass_flags(p.add_argument_group("training"), TrainConfig, "train")
+    _add_common(p)
 
-    p = sub.add_parser(
-        "evaluate", help="measure ACC (and ASR/RA when the trigger is known) of a checkpoint"
-    )
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory or .safetensors file")
+
+def _p_checkpoint(p: argparse.ArgumentParser, flag: str = "--checkpoint") -> None:
     p.add_argument(
-        "--data-root", default=None, help="override the data root stored in the checkpoint"
+        flag,
+        required=True,
+        dest="weights" if flag == "--weights" else "checkpoint",
+        help="a checkpoint directory, or a weights file: .safetensors, or a .pt/.pth state dict "
+        "(a checkpoint.json beside it is its sidecar)",
     )
-    p.add_argument("--download", action="store_true", help="download the data set when missing")
-    _add_attack_flags(p, required=False)
+    p.add_argument(
+        "--model",
+        default=None,
+        help="architecture of bare weights, as `sau attack` names it (default: the sidecar's)",
+    )
+    _add_data_flags(p, checkpoint=True)
+
+
+def _p_evaluate(p: argparse.ArgumentParser) -> None:
+    _p_checkpoint(p)
+    _add_attack_flags(p, known=False)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    common(p)
-    p.set_defaults(func=cmd_evaluate)
+    _add_common(p)
 
-    p = sub.add_parser("purify", help="run SAU on a checkpoint; write the purified checkpoint, "
-                       "metrics.json and history.jsonl")  # fmt: skip
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory or .safetensors file")
+
+def _p_import(p: argparse.ArgumentParser) -> None:
+    _p_checkpoint(p, "--weights")
+    _add_attack_flags(p, known=False)
+    p.add_argument("--out", required=True, help="the checkpoint directory to write (created)")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    _add_common(p)
+
+
+def _p_purify(p: argparse.ArgumentParser) -> None:
+    from .sau import SAUConfig
+
+    _p_checkpoint(p)
     p.add_argument("--out", required=True, help="output directory (created)")
-    p.add_argument(
-        "--data-root", default=None, help="override the data root stored in the checkpoint"
-    )
-    p.add_argument("--download", action="store_true", help="download the data set when missing")
-    p.add_argument(
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    g = p.add_argument_group("the defender's clean data")
+    g.add_argument(
         "--clean-ratio",
         type=finite_float,
-        default=0.05,
-        help="share of the training set the defender holds (default: 0.05)",
+        default=None,
+        help="share of the training set the defender holds "
+        f"(default: {defaults.default_value('clean_ratio')})",
     )
-    p.add_argument(
+    g.add_argument(
         "--clean-seed", type=bounded_int, default=0, help="seed of the clean subset (default: 0)"
     )
-    p.add_argument(
+    g.add_argument(
         "--clean-balanced", action="store_true", help="draw the clean subset evenly over classes"
     )
     p.add_argument(
         "--unknown-trigger",
         action="store_true",
-        help="ignore the stored attack: measure ACC and SAE counts only",
+        help="ignore the stored trigger: measure ACC and where h0's adversarial examples land",
     )
-    _add_attack_flags(p, required=False)
+    _add_attack_flags(p, known=False)
     _add_dataclass_flags(
-        p.add_argument_group("SAU settings (defaults: the reference's)"), SAUConfig
+        p.add_argument_group("SAU settings (the reference's, except where a data set's differ)"),
+        SAUConfig,
+        "sau",
     )
-    common(p)
-    p.set_defaults(func=cmd_purify)
+    _add_common(p)
 
-    p = sub.add_parser(
-        "demo", help="attack then purify on the embedded digits, with a before/after table"
+
+def _p_demo(p: argparse.ArgumentParser) -> None:
+    from .pipeline import TEACHING_PRESETS
+
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output directory (default: runs/demo, or runs/demo-2, -3, ... when taken)",
     )
-    p.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument(
         "--rounds", type=bounded_int, default=None, help="SAU rounds (default: the preset's)"
     )
@@ -478,22 +683,69 @@ def build_parser() -> argparse.ArgumentParser:
         "--preset",
         default="badnets",
         choices=list(TEACHING_PRESETS),
-        help="a teaching preset: badnets (the demo, under a minute on a laptop CPU), blended, "
-        "sig, wanet, blended_small (Blended on the small CNN, where SAU is weak), "
-        "blended_resnet (Blended on PreAct-ResNet10: a few minutes); default badnets",
+        help="a teaching preset (default: badnets, the demo; bench/bench_demo.py times them): "
+        + "; ".join(f"{k}: {v.title}" for k, v in TEACHING_PRESETS.items()),
     )
-    common(p)
-    p.set_defaults(func=cmd_demo)
+    _add_common(p)
+
+
+COMMANDS = {
+    "list": ("list data sets, models and attacks", None, cmd_list),
+    "attack": (
+        "train a backdoored model; write its checkpoint and metrics.json",
+        _p_attack,
+        cmd_attack,
+    ),  # fmt: skip
+    "evaluate": (
+        "measure ACC (and ASR/RA when the trigger is known) of a checkpoint or weights",
+        _p_evaluate,
+        cmd_evaluate,
+    ),  # fmt: skip
+    "import": (
+        "turn your own weights (.safetensors/.pt) into a checkpoint that needs no flags",
+        _p_import,
+        cmd_import,
+    ),  # fmt: skip
+    "purify": (
+        "run SAU on a checkpoint; write the purified checkpoint, metrics.json and history.jsonl",
+        _p_purify,
+        cmd_purify,
+    ),  # fmt: skip
+    "demo": (
+        "attack then purify on the embedded digits, with a before/after table",
+        _p_demo,
+        cmd_demo,
+    ),  # fmt: skip
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``sau`` parser. ``command`` given: only that command's flags are built (the others
+    are listed), so ``sau --help`` needs no torch; None builds every command."""
+    parser = argparse.ArgumentParser(prog="sau", description="SAU Lab: plant backdoors in image "
+                                     "classifiers and remove them with Shared Adversarial Unlearning. "
+                                     "Defaults depend on the data set: `sau COMMAND --help` prints them.")  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (helptext, build, func) in COMMANDS.items():
+        p = sub.add_parser(name, help=helptext, description=helptext)
+        if build is not None and command in (None, name):
+            build(p)
+        p.set_defaults(func=func)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else ""
+    args = build_parser(command).parse_args(argv)
     from .checkpoint import CheckpointError
     from .data import DataUnavailable
 
     try:
+        if getattr(args, "device", None):  # a device that is not here fails before any work
+            from .device import pick_device
+
+            pick_device(args.device)
         return args.func(args)
     except (CLIError, ValueError, DataUnavailable, CheckpointError, OSError) as err:
         message = " ".join(str(err).split())  # one line, bounded

@@ -59,7 +59,9 @@ def memory_format(
     CNN (bench/bench_sau_speed.py). oneDNN's channels-last kernels round differently, as another
     thread count does: the perturbations can differ where a gradient is about 0 (none of the
     small CNN's first batch of 256 with 2 threads; 0.6% of the pixels of a random-weight
-    PreAct-ResNet18 batch). ``channels_last=False`` gives the reference loop's numbers exactly.
+    PreAct-ResNet18 batch). With ``channels_last=False`` SAU's perturbations are the reference
+    loop's bit for bit, its losses and weights equal to float rounding
+    (:data:`sau_core.sau.OUTER_FORWARDS`).
     """
     wanted = device.type == "cuda" or (cpu and device.type == "cpu")
     return torch.channels_last if channels_last and wanted else torch.contiguous_format

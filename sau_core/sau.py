@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from ._config import check_fields
 from .data import ImageData
+from .defaults import recipe
 from .device import autocast, describe, memory_format, pick_device
 from .events import (
     Callback,
@@ -102,8 +103,9 @@ class SAUConfig:
         1000, "test images per live evaluation each round (0: the full sets)", min=0
     )
     probe_size: int = _f(16, "clean images in the probe batch shown every round", min=0, max=256)
-    # speed (on the CPU, channels_last=False gives the reference's numbers exactly; channels-last
-    # rounds differently: sau_core.device.memory_format)
+    # speed (on the CPU, channels_last=False gives the reference's perturbations bit for bit,
+    # its losses and weights to float rounding: see OUTER_FORWARDS; channels-last rounds
+    # differently: sau_core.device.memory_format)
     amp: bool = _f(True, "bf16 autocast on CUDA")
     channels_last: bool = _f(True, "channels-last memory (CUDA and CPU)")
 
@@ -123,17 +125,22 @@ class SAUConfig:
         return cls(**d).validate()
 
 
-# Per-data-set defaults where the reference's do not fit. Digits: the reference's batch of 256 is
-# larger than a digits clean set (135 images at 10%), so a round would be ONE Adam step where the
-# paper's CIFAR-10 setting makes ten; 64 gives a few steps per round (bench/bench_demo_choice.py
-# measures 256, 64 and 32). Every other number stays the reference's.
-SAU_DEFAULTS: dict[str, dict] = {
-    "digits": {"batch_size": 64},
-}
+# How exact the fast path is. The reference's outer step runs h ONCE on the concatenation
+# [x, x + delta]; sau_step runs h on x (before PGD, reused for h's clean predictions) and on
+# x + delta as two forwards of B images. With BatchNorm frozen the two are the same function,
+# but the kernels sum in another order, so on the CPU in fp32 with contiguous tensors
+# (tests/test_sau.py) the perturbations are the reference loop's bit for bit while the losses
+# and the weights after each Adam step agree to float rounding, not bit for bit (on 8x8 digits:
+# 3 to 5 of 8 batches' losses bit-equal, weights within 3e-8 after 8 steps). One concatenated
+# forward would cost an extra forward of h on x every batch.
+OUTER_FORWARDS = 2
 
 
 def default_sau_config(dataset: str, **overrides) -> SAUConfig:
-    base = dict(SAU_DEFAULTS.get(dataset, {}))
+    """SAU's settings for a data set: the reference's, except where the data set's
+    :class:`~sau_core.defaults.Recipe` says otherwise (digits: a batch of 64, since the
+    reference's 256 is larger than a digits clean set, and 60 rounds), with ``overrides``."""
+    base = dict(recipe(dataset).sau)
     base.update(overrides)
     return SAUConfig(**base).validate()
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ._config import check_fields
 from .data import ImageData
+from .defaults import recipe
 from .device import autocast, describe, memory_format, pick_device
 from .events import Callback, Evaluated, Finished, Started, StopFlag, TrainBatch, TrainEpoch, emit
 from .metrics import Evaluation, evaluate
@@ -89,18 +90,10 @@ class TrainConfig:
         return asdict(self)
 
 
-# Per-data-set defaults where the generic ones do not fit (chosen by measurement, see bench/).
-TRAIN_DEFAULTS: dict[str, dict] = {
-    "digits": {"epochs": 30, "batch_size": 64, "lr": 0.05},
-    "mnist": {"epochs": 10, "batch_size": 128, "lr": 0.01},
-    "cifar10": {"epochs": 100, "batch_size": 128, "lr": 0.01},
-    "gtsrb": {"epochs": 50, "batch_size": 128, "lr": 0.01, "augment": "crop"},
-}
-
-
 def default_train_config(dataset: str, **overrides) -> TrainConfig:
-    """The training defaults for a data set, with ``overrides`` applied and validated."""
-    base = dict(TRAIN_DEFAULTS.get(dataset, {}))
+    """The training defaults of a data set (its :class:`~sau_core.defaults.Recipe`), with
+    ``overrides`` applied and validated."""
+    base = dict(recipe(dataset).train)
     base.update(overrides)
     return TrainConfig(**base).validate()
 

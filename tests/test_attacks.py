@@ -23,6 +23,7 @@ from sau_core.attacks import (
     Trigger,
     backdoor_test,
     create_trigger,
+    example_params,
     list_attacks,
     make_config,
     param_schema,
@@ -52,10 +53,17 @@ def make_data(shape=(1, 8, 8), n=200, seed=0, num_classes=K) -> ImageData:
 
 
 def spec_for(name: str, **kwargs) -> AttackSpec:
-    return AttackSpec(name=name, **kwargs)
+    params = {**example_params(name), **kwargs.pop("params", {})}
+    return AttackSpec(name=name, params=params, **kwargs)
 
 
-WITHOUT_CROSS = [n for n in ATTACK_NAMES if not create_trigger(n, make_info()).has_cross]
+def trigger_of(name: str, info: DatasetInfo, params: dict | None = None):
+    """``create_trigger`` with the attack's working example parameters (the custom trigger
+    needs an image) under ``params``."""
+    return create_trigger(name, info, {**example_params(name), **(params or {})})
+
+
+WITHOUT_CROSS = [n for n in ATTACK_NAMES if not trigger_of(n, make_info()).has_cross]
 RULE_CASES = [  # clean-label attacks support all2one only
     (n, r)
     for n in ATTACK_NAMES
@@ -107,7 +115,7 @@ class TestSmoke:
 
     @pytest.mark.parametrize("name", ATTACK_NAMES)
     def test_trigger_basics(self, name):
-        trigger = create_trigger(name, make_info())
+        trigger = trigger_of(name, make_info())
         assert isinstance(trigger, Trigger)
         assert trigger.name == name
         assert trigger.clean_label == ATTACKS[name].clean_label
@@ -115,7 +123,7 @@ class TestSmoke:
 
     @pytest.mark.parametrize("name", ATTACK_NAMES)
     def test_shape_dtype_range(self, name, shape):
-        trigger = create_trigger(name, make_info(shape))
+        trigger = trigger_of(name, make_info(shape))
         x = make_data(shape, n=16).x
         out = trigger(x)
         assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
@@ -124,14 +132,14 @@ class TestSmoke:
 
     @pytest.mark.parametrize("name", ATTACK_NAMES)
     def test_extreme_images_stay_in_range(self, name, shape):
-        trigger = create_trigger(name, make_info(shape))
+        trigger = trigger_of(name, make_info(shape))
         for value in (0.0, 1.0):
             out = trigger(torch.full((2, *shape), value))
             assert out.min() >= 0.0 and out.max() <= 1.0
 
     @pytest.mark.parametrize("name", ATTACK_NAMES)
     def test_float64_kept(self, name):
-        trigger = create_trigger(name, make_info())
+        trigger = trigger_of(name, make_info())
         x = make_data(n=4).x.double()
         out = trigger(x)
         assert out.dtype == torch.float64
@@ -139,13 +147,13 @@ class TestSmoke:
 
     @pytest.mark.parametrize("name", ATTACK_NAMES)
     def test_empty_batch(self, name):
-        trigger = create_trigger(name, make_info())
+        trigger = trigger_of(name, make_info())
         out = trigger(torch.zeros(0, 1, 8, 8))
         assert out.shape == (0, 1, 8, 8)
 
     @pytest.mark.parametrize("name", ATTACK_NAMES)
     def test_input_not_modified_in_place(self, name, shape):
-        trigger = create_trigger(name, make_info(shape))
+        trigger = trigger_of(name, make_info(shape))
         x = make_data(shape, n=8).x
         before = x.clone()
         out = trigger(x)
@@ -158,7 +166,7 @@ class TestSmoke:
     @pytest.mark.parametrize("name", ATTACK_NAMES)
     def test_batch_independent(self, name):
         """A batched call equals per-image calls (the trigger is a per-image function)."""
-        trigger = create_trigger(name, make_info())
+        trigger = trigger_of(name, make_info())
         x = make_data(n=6).x
         single = torch.cat([trigger(x[i : i + 1]) for i in range(len(x))])
         assert torch.allclose(trigger(x), single, atol=1e-6)
@@ -166,7 +174,7 @@ class TestSmoke:
     @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
     @pytest.mark.parametrize("name", ATTACK_NAMES)
     def test_device_agnostic(self, name):
-        trigger = create_trigger(name, make_info())
+        trigger = trigger_of(name, make_info())
         x = make_data(n=8).x
         out = trigger(x.cuda())
         assert out.device.type == "cuda"
@@ -212,7 +220,7 @@ class TestExceptions:
     @pytest.mark.parametrize(("name", "params"), BAD_PARAMS, ids=lambda v: str(v))
     def test_bad_params(self, name, params):
         with pytest.raises(ValueError, match=name):
-            create_trigger(name, make_info((1, 8, 8)), params)
+            trigger_of(name, make_info((1, 8, 8)), params)
         with pytest.raises(ValueError):
             AttackSpec(name, params).validate(make_info((1, 8, 8)))
 
@@ -244,7 +252,7 @@ class TestExceptions:
 
     @pytest.mark.parametrize("name", ATTACK_NAMES)
     def test_wrong_input_shape_or_dtype(self, name):
-        trigger = create_trigger(name, make_info((1, 8, 8)))
+        trigger = trigger_of(name, make_info((1, 8, 8)))
         with pytest.raises(ValueError, match="shape"):
             trigger(torch.rand(2, 3, 8, 8))
         with pytest.raises(ValueError, match="shape"):
@@ -254,7 +262,7 @@ class TestExceptions:
 
     @pytest.mark.parametrize("name", WITHOUT_CROSS)
     def test_cross_not_implemented(self, name):
-        trigger = create_trigger(name, make_info())
+        trigger = trigger_of(name, make_info())
         with pytest.raises(NotImplementedError):
             trigger.cross(torch.rand(2, 1, 8, 8), torch.Generator())
 
@@ -275,7 +283,7 @@ class TestExceptions:
     )
     @pytest.mark.parametrize("name", ATTACK_NAMES)
     def test_bad_spec(self, name, kwargs):
-        spec = AttackSpec(name, **kwargs)
+        spec = AttackSpec(name, example_params(name), **kwargs)
         with pytest.raises(ValueError):
             spec.validate(make_info())
         with pytest.raises(ValueError):
@@ -363,7 +371,7 @@ class TestCardinality:
         data = make_data(n=200)
         result = poison_train(data, spec_for(name, poison_ratio=0.1))
         assert isinstance(result, PoisonedTrain)
-        trigger = create_trigger(name, data.info)
+        trigger = trigger_of(name, data.info)
         if trigger.has_cross:
             assert len(result.cross_idx) == round(trigger.cross_ratio * len(result.poison_idx))
             assert not set(result.cross_idx.tolist()) & set(result.poison_idx.tolist())
@@ -418,7 +426,7 @@ class TestFeature:
         touched[result.cross_idx] = True
         assert torch.equal(result.data.x[~touched], data.x[~touched])
         assert torch.equal(result.data.y[~touched], data.y[~touched])
-        trigger = create_trigger(name, data.info)
+        trigger = trigger_of(name, data.info)
         assert torch.equal(result.data.x[result.poison_idx], trigger(data.x[result.poison_idx]))
 
     @pytest.mark.parametrize("name", ATTACK_NAMES)
@@ -437,7 +445,7 @@ class TestFeature:
         assert (test.y[bt.index] != 4).all() and (bt.y != 4).all()
         assert torch.equal(bt.y, test.y[bt.index])  # true labels, for RA
         assert (bt.target == 4).all()  # attack labels, for ASR
-        assert torch.equal(bt.x, create_trigger(name, test.info)(test.x[bt.index]))
+        assert torch.equal(bt.x, trigger_of(name, test.info)(test.x[bt.index]))
         assert torch.equal(test.x, before)
         if not ATTACKS[name].clean_label:
             bt2 = backdoor_test(test, spec_for(name, label_rule="all2all"))

@@ -584,7 +584,7 @@ def test_import_with_its_sidecar(attacked, tiny, tmp_path):
         ({"arch": "resnet18"}, "does not match architecture 'resnet18'"),
         ({"arch": "alexnet"}, "unknown model"),
         ({"sidecar": b"{]"}, "not valid JSON"),
-        ({"sidecar": b"{}", "arch": None, "data": None}, "lacks the 'arch'"),
+        ({"sidecar": b"{}", "arch": None, "data": None}, "has no 'arch'"),
         ({"data": None}, "name the data set"),
     ],
 )
