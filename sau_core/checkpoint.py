@@ -54,6 +54,9 @@ class Checkpoint:
     model: Classifier
     meta: dict  # the sidecar's contents
     path: Path
+    # where the input normalisation (mean, std) came from: "weights" (normalize.* tensors) or
+    # "data set" (bare network weights: the DatasetInfo's mean and std)
+    normalization: str = "weights"
 
     @property
     def info(self) -> DatasetInfo:
@@ -270,11 +273,16 @@ def sidecar_of(path: str | Path) -> dict:
     return _read_sidecar(sidecar) if sidecar.is_file() else {}
 
 
-def load_state_into(model: nn.Module, state: dict[str, Tensor], source: str = "checkpoint") -> None:
-    """``load_state_dict`` with a clear error naming missing, unexpected and mis-shaped tensors."""
+def load_state_into(model: nn.Module, state: dict[str, Tensor], source: str = "checkpoint") -> str:
+    """``load_state_dict`` with a clear error naming missing, unexpected and mis-shaped tensors.
+
+    Returns where the normalisation came from: "weights", or "data set" for a state dict of the
+    bare network (no ``net.`` prefix), which keeps the model's own ``normalize.*``."""
     own = model.state_dict()
+    normalization = "weights"
     # Tolerate a state dict saved from the bare network (without the normalisation wrapper).
     if not any(k.startswith("net.") for k in state) and any(k.startswith("net.") for k in own):
+        normalization = "data set"
         state = {**{k: v for k, v in own.items() if k.startswith("normalize.")},
                  **{f"net.{k}": v for k, v in state.items()}}  # fmt: skip
     missing = sorted(set(own) - set(state))
@@ -310,6 +318,7 @@ def load_state_into(model: nn.Module, state: dict[str, Tensor], source: str = "c
             f"{source}: {len(bad)} tensors hold values that are not finite (e.g. {bad[0]})"
         )
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    return normalization
 
 
 def load_checkpoint(
@@ -332,7 +341,7 @@ def load_checkpoint(
         name: how messages call the weights file (an upload's own name; default the file's).
 
     Accepted state dicts: SAU Lab's (``normalize.*`` and ``net.*``), the bare network's keys
-    (``net.`` missing: the normalisation comes from the data set), either inside a dict under
+    (``net.`` missing: the normalisation is ``info``'s mean and std), either inside a dict under
     ``state_dict``, ``model_state_dict`` or ``model``, and with DataParallel's ``module.``
     prefix. docs/your-model.md has the details.
 
@@ -369,8 +378,8 @@ def load_checkpoint(
         model = create_model(arch, info)
     except ValueError as err:
         raise CheckpointError(str(err)) from None
-    load_state_into(model, _unwrap(_read_state(weights, shown)), source=shown)
+    normalization = load_state_into(model, _unwrap(_read_state(weights, shown)), source=shown)
     model.to(device).eval()
     meta = {**meta, "arch": arch, "dataset": info.to_dict()} if meta else {
         "format": FORMAT, "arch": arch, "dataset": info.to_dict()}  # fmt: skip
-    return Checkpoint(model, meta, path)
+    return Checkpoint(model, meta, path, normalization)

@@ -20,7 +20,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
 from . import defaults
@@ -139,6 +139,11 @@ def _parse_params(items: list[str] | None) -> dict:
             value = raw
         params[key.strip().replace("-", "_")] = value
     return params
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    """argparse type: one finite float per channel, comma-separated (``0.5`` or ``0.49,0.48,0.45``)."""
+    return tuple(finite_float(part) for part in text.split(","))
 
 
 def _add_data_flags(p: argparse.ArgumentParser, *, checkpoint: bool) -> None:
@@ -420,9 +425,29 @@ def _load(args):
                 f"the checkpoint expects {saved.num_classes} classes of {tuple(saved.shape)} "
                 f"images, the data set gives {split.info.num_classes} of {tuple(split.info.shape)}"
             )
-    ckpt = load_checkpoint(path, arch=args.model, info=split.info, device="cpu")
+    info = split.info
+    if args.mean is not None or args.std is not None:
+        mean, std = args.mean or info.mean, args.std or info.std
+        c = info.channels
+        if len(mean) != c or len(std) != c or not all(v > 0 for v in std):
+            raise CLIError(f"--mean and --std need {c} value(s) each (the data has {c} channel(s)), "
+                           f"and a positive std; got {mean} and {std}")  # fmt: skip
+        info = replace(info, mean=tuple(mean), std=tuple(std))
+    ckpt = load_checkpoint(path, arch=args.model, info=info, device="cpu")
+    if ckpt.normalization == "weights" and info is not split.info:
+        raise CLIError(f"{path.name} carries its own normalisation (normalize.mean and .std); "
+                       "drop --mean and --std")  # fmt: skip
+    if ckpt.normalization == "data set" and info is split.info and not getattr(args, "quiet", False):
+        print(f"note: {path.name} holds the bare network, so SAU Lab normalises its inputs with "
+              f"the data set's mean {_short(info.mean)} and std {_short(info.std)}. If your model "
+              "was trained with others, give them with --mean and --std (a wrong pair shows as a "
+              "low ACC).", file=sys.stderr)  # fmt: skip
     ckpt.meta["data"] = data.to_dict()
     return ckpt, split, data
+
+
+def _short(values) -> str:
+    return ",".join(f"{v:.4g}" for v in values)
 
 
 def cmd_evaluate(args) -> int:
@@ -615,6 +640,13 @@ def _p_checkpoint(p: argparse.ArgumentParser, flag: str = "--checkpoint") -> Non
         default=None,
         help="architecture of bare weights, as `sau attack` names it (default: the sidecar's)",
     )
+    g = p.add_argument_group(
+        "normalisation of bare network weights (default: the data set's mean and std)"
+    )
+    g.add_argument("--mean", type=_floats, default=None, metavar="M[,M,M]",
+                   help="per-channel mean your model subtracts from [0, 1] pixels")  # fmt: skip
+    g.add_argument("--std", type=_floats, default=None, metavar="S[,S,S]",
+                   help="per-channel std your model divides by")  # fmt: skip
     _add_data_flags(p, checkpoint=True)
 
 

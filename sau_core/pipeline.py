@@ -235,6 +235,8 @@ def write_purify_outputs(
     }
     meta = {k: v for k, v in source.meta.items() if k not in ("versions", "created", "format")}
     meta.update({"purified_from": str(source.path), "sau": result.config.to_dict()})
+    if spec is not None:  # the trigger this run measured (it may differ from the source's)
+        meta["attack"] = spec.to_dict()
     meta["metrics"] = metrics["after"]
     save_checkpoint(out, result.model, meta)
     write_json_atomic(out / "metrics.json", metrics)

@@ -349,3 +349,328 @@ def test_demo_defaults_to_the_demo_preset() -> None:
 
     args = build_parser().parse_args(["demo"])
     assert TEACHING_PRESETS[args.preset].setup == DEMO
+
+
+# ------------------------------------------------------------------- defaults and --help
+def test_help_needs_no_torch() -> None:
+    """`sau --help` builds only the command list: torch is not imported (it takes seconds)."""
+    code = (
+        "import sys\nfrom sau_core.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO TORCH')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "purify" in proc.stdout and "import" in proc.stdout
+    assert proc.stdout.strip().endswith("NO TORCH")
+
+
+def test_help_prints_the_defaults_used(capsys: pytest.CaptureFixture[str]) -> None:
+    from sau_core.defaults import recipe
+    from sau_core.pipeline import DEMO
+
+    with pytest.raises(SystemExit):
+        main(["purify", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{recipe('digits').clean_ratio:g} on digits" in text
+    assert f"{DEMO.sau.batch_size} on digits, 256 on" in text  # not the reference's 256 alone
+    assert f"{DEMO.sau.rounds} on digits, 100 on" in text
+    with pytest.raises(SystemExit):
+        main(["attack", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{DEMO.arch} on digits" in text
+    assert f"{DEMO.train.label_smoothing:g} on digits" in text
+
+
+def test_digits_defaults_are_the_demo() -> None:
+    """`sau attack` and `sau purify` with no flags on digits run the measured demo setting."""
+    from sau_core.defaults import recipe
+    from sau_core.pipeline import DEMO
+    from sau_core.sau import default_sau_config
+    from sau_core.train import default_train_config
+
+    r = recipe("digits")
+    assert default_train_config("digits") == DEMO.train
+    assert default_sau_config("digits") == DEMO.sau
+    assert (r.arch, r.clean_ratio, r.data) == (DEMO.arch, DEMO.clean_ratio, DEMO.data.kwargs)
+
+
+def test_attack_without_model_uses_the_data_sets_model(tmp_path: Path) -> None:
+    from sau_core.defaults import recipe
+
+    out = tmp_path / "a"
+    rc, _, stderr = _run(["attack", "--resolution", "8", "--epochs", "1", "--out", str(out),
+                          "--quiet"])  # fmt: skip
+    assert rc == 0, stderr
+    assert json.loads((out / "checkpoint.json").read_text())["arch"] == recipe("digits").arch
+
+
+# ------------------------------------------------------------------------ your own model
+def _bare(ckpt: Path, folder: Path, name: str = "model.safetensors", transform=None) -> Path:
+    """The checkpoint's weights alone (no sidecar), as safetensors or a torch.save'd dict."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(ckpt / "model.safetensors")
+    if transform is not None:
+        state = transform(state)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if name.endswith(".safetensors"):
+        save_file(state, path)
+    else:
+        torch.save(state, path)
+    return path
+
+
+BARE = ["--model", "small_cnn", "--dataset", "digits", "--resolution", "8"]
+
+
+def _acc(argv: list[str]) -> dict:
+    rc, stdout, stderr = _run([*argv, "--json"])
+    assert rc == 0, stderr
+    return json.loads(stdout)
+
+
+def test_bare_weights_need_model_and_dataset(ckpt: Path, tmp_path: Path) -> None:
+    path = _bare(ckpt, tmp_path / "bare")
+    rc, _, stderr = _run(["evaluate", "--checkpoint", str(path)])
+    _assert_usage_error(rc, stderr, "evaluate", "--model and --dataset", "sau import")
+    rc, _, stderr = _run(["evaluate", "--checkpoint", str(path), "--dataset", "digits"])
+    _assert_usage_error(rc, stderr, "evaluate", "--model")
+    want = json.loads((ckpt / "metrics.json").read_text())
+    got = _acc(["evaluate", "--checkpoint", str(path), *BARE])
+    assert got["acc"] == pytest.approx(want["acc"], abs=1e-9)
+    assert got["asr"] is None  # no sidecar, no trigger named: not measured
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["pt", "pt_state_dict_key", "pt_module_prefix", "bare_network"],
+)
+def test_bare_weights_key_layouts(ckpt: Path, tmp_path: Path, layout: str) -> None:
+    """The layouts docs/your-model.md lists load to the same model (same ACC)."""
+    import torch
+
+    from sau_core.data import load_digits
+
+    if layout == "pt":
+        path = _bare(ckpt, tmp_path, "w.pt")
+    elif layout == "pt_state_dict_key":
+        path = tmp_path / "w.pt"
+        torch.save({"epoch": 3, "model_state_dict": _bare_state(ckpt)}, path)
+    elif layout == "pt_module_prefix":
+        path = tmp_path / "w.pt"
+        torch.save({"state_dict": {f"module.{k}": v for k, v in _bare_state(ckpt).items()}}, path)
+    else:  # the network alone: normalisation from --mean/--std (here the data set's own)
+        net = {k[4:]: v for k, v in _bare_state(ckpt).items() if k.startswith("net.")}
+        path = _bare(ckpt, tmp_path, "w.safetensors", transform=lambda s: net)
+    extra = []
+    if layout == "bare_network":
+        info = load_digits(resolution=8).info
+        extra = ["--mean", str(info.mean[0]), "--std", str(info.std[0])]
+    want = json.loads((ckpt / "metrics.json").read_text())
+    got = _acc(["evaluate", "--checkpoint", str(path), *BARE, *extra])
+    assert got["acc"] == pytest.approx(want["acc"], abs=1e-6)
+
+
+def _bare_state(ckpt: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(ckpt / "model.safetensors")
+
+
+def test_bare_network_names_its_normalisation(ckpt: Path, tmp_path: Path) -> None:
+    net = {k[4:]: v for k, v in _bare_state(ckpt).items() if k.startswith("net.")}
+    path = _bare(ckpt, tmp_path, "w.safetensors", transform=lambda s: net)
+    rc, _, stderr = _run(["evaluate", "--checkpoint", str(path), *BARE])
+    assert rc == 0
+    assert "holds the bare network" in stderr and "--mean and --std" in stderr
+    # weights that carry their normalisation refuse a second one
+    full = _bare(ckpt, tmp_path / "full")
+    rc, _, stderr = _run(["evaluate", "--checkpoint", str(full), *BARE, "--mean", "0.5"])
+    _assert_usage_error(rc, stderr, "evaluate", "carries its own normalisation")
+    rc, _, stderr = _run(["evaluate", "--checkpoint", str(path), *BARE, "--std", "0,1"])
+    _assert_usage_error(rc, stderr, "evaluate", "--mean and --std need 1 value")
+
+
+def test_minimal_sidecar_is_enough(ckpt: Path, tmp_path: Path) -> None:
+    path = _bare(ckpt, tmp_path / "m")
+    (path.parent / "checkpoint.json").write_text(json.dumps(
+        {"arch": "small_cnn", "data": {"name": "digits", "kwargs": {"resolution": 8}}}))  # fmt: skip
+    want = json.loads((ckpt / "metrics.json").read_text())
+    assert _acc(["evaluate", "--checkpoint", str(path)])["acc"] == pytest.approx(want["acc"])
+    (path.parent / "checkpoint.json").write_text(json.dumps({"data": {"name": "digits"}}))
+    rc, _, stderr = _run(["evaluate", "--checkpoint", str(path)])
+    _assert_usage_error(rc, stderr, "evaluate", "has no 'arch'", "wide_cnn")
+    (path.parent / "checkpoint.json").write_text(json.dumps({"arch": "small_cnn"}))
+    rc, _, stderr = _run(["evaluate", "--checkpoint", str(path)])
+    _assert_usage_error(rc, stderr, "evaluate", "names no data set")
+
+
+def test_import_writes_a_checkpoint_that_needs_no_flags(ckpt: Path, tmp_path: Path) -> None:
+    path = _bare(ckpt, tmp_path / "own", "model.pt")
+    out = tmp_path / "imported"
+    argv = ["import", "--weights", str(path), *BARE, "--attack", "badnets", "--out", str(out)]
+    rc, stdout, stderr = _run(argv)
+    assert rc == 0, stderr
+    assert "needs no other flag" in stdout
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert meta["arch"] == "small_cnn" and meta["data"]["kwargs"]["resolution"] == 8
+    assert meta["attack"]["name"] == "badnets" and meta["imported_from"] == "model.pt"
+    want = json.loads((ckpt / "metrics.json").read_text())
+    got = _acc(["evaluate", "--checkpoint", str(out)])
+    assert got["acc"] == pytest.approx(want["acc"], abs=1e-9)
+    assert got["asr"] == pytest.approx(want["asr"], abs=1e-9)
+    # a second import into the same folder is refused unless told to overwrite
+    rc, _, stderr = _run(argv)
+    _assert_usage_error(rc, stderr, "import", "already holds results", "--overwrite")
+    rc, _, stderr = _run([*argv, "--overwrite"])
+    assert rc == 0, stderr
+
+
+# ------------------------------------------------------------------------ your own trigger
+def _png(path: Path, array) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(path)
+    return path
+
+
+def test_custom_trigger_equal_to_badnets_gives_badnets_numbers(ckpt: Path, tmp_path: Path) -> None:
+    """BadNets' white 3x3 patch at the bottom-right, given as an image and a mask, measures the
+    same ASR, RA and per-class ASR as the registered attack."""
+    import numpy as np
+
+    img = np.zeros((8, 8))
+    img[5:, 5:] = 255
+    image = _png(tmp_path / "t.png", img)
+    mask = _png(tmp_path / "m.png", img)  # white where the trigger goes
+    want = _acc(["evaluate", "--checkpoint", str(ckpt)])
+    got = _acc(["evaluate", "--checkpoint", str(ckpt), "--trigger-image", str(image),
+                "--trigger-mask", str(mask)])  # fmt: skip
+    assert got["attack"]["name"] == "custom" and got["attack"]["target"] == 0
+    assert got["attack"]["params"]["image"].startswith("data:image/png;base64,")
+    for key in ("acc", "asr", "ra"):
+        assert got[key] == pytest.approx(want[key], abs=1e-9)
+    assert got["per_class_asr"] == pytest.approx(want["per_class_asr"], abs=1e-9)
+
+
+def test_custom_trigger_the_project_does_not_ship(ckpt: Path, tmp_path: Path) -> None:
+    """A cross in the top-left corner, target 7, drawn as one transparent PNG (alpha = mask):
+    measured end to end through evaluate and purify; the spec carries the picture."""
+    import numpy as np
+    from PIL import Image
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    for i in range(3):
+        rgba[i, i] = rgba[i, 2 - i] = (255, 255, 255, 255)
+    path = tmp_path / "cross.png"
+    Image.fromarray(rgba, "RGBA").save(path)
+    got = _acc(["evaluate", "--checkpoint", str(ckpt), "--trigger-image", str(path),
+                "--target", "7"])  # fmt: skip
+    assert got["attack"]["target"] == 7 and got["asr"] is not None
+    assert sorted(got["per_class_asr"]) == [str(c) for c in range(10) if c != 7]
+    out = tmp_path / "p"
+    rc, stdout, stderr = _run(["purify", "--checkpoint", str(ckpt), "--out", str(out),
+                               "--trigger-image", str(path), "--target", "7", "--rounds", "1",
+                               "--eval-size", "0", "--quiet"])  # fmt: skip
+    assert rc == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["attack"]["name"] == "custom"
+    assert metrics["before"]["asr"] == pytest.approx(got["asr"], abs=1e-9)
+    # the purified checkpoint keeps the trigger: evaluate needs no flag to measure it again
+    again = _acc(["evaluate", "--checkpoint", str(out)])
+    assert again["asr"] == pytest.approx(metrics["after"]["asr"], abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needles"),
+    [
+        (["--trigger-image", "nowhere.png"], ["--trigger-image nowhere.png: no such file"]),
+        (["--trigger-mask", "m.png"], ["--trigger-mask needs --trigger-image"]),
+        (["--trigger-image", "TEXT", "--attack", "blended"], ["drop --attack blended"]),
+        (["--trigger-image", "TEXT"], ["cannot read", "as an image"]),
+        (["--param", "size=2"], ["need a trigger"]),
+    ],
+    ids=["missing", "mask-alone", "with-attack", "not-an-image", "param-alone"],
+)
+def test_custom_trigger_bad_inputs(ckpt: Path, tmp_path: Path, extra, needles) -> None:
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    extra = [str(text) if e == "TEXT" else e for e in extra]
+    bare = _bare(ckpt, tmp_path / "b")
+    rc, _, stderr = _run(["evaluate", "--checkpoint", str(bare), *BARE, *extra])
+    _assert_usage_error(rc, stderr, "evaluate", *needles)
+
+
+# ----------------------------------------------------------------------- unknown trigger
+def test_unknown_trigger_says_what_it_measured(ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "u"
+    rc, stdout, stderr = _run(["purify", "--checkpoint", str(ckpt), "--out", str(out),
+                               "--rounds", "2", "--eval-size", "0", "--unknown-trigger",
+                               "--quiet"])  # fmt: skip
+    assert rc == 0, stderr
+    assert "ASR and RA: not measured (the trigger is unknown)" in stdout
+    assert "Suspected target: class" in stdout and "an even spread would give 10%" in stdout
+    assert "round 1:" in stdout and "round 2:" in stdout
+    assert "  -  " not in stdout  # no dashes presented as a result
+
+
+# ------------------------------------------------------------------ warnings before a run
+def test_purify_warns_before_a_setting_measured_to_fail(
+    ckpt: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sau_core.pipeline as pipeline
+
+    def no_sau(*args, **kwargs):
+        raise KeyboardInterrupt  # stop right after the warnings
+
+    monkeypatch.setattr(pipeline, "purify_checkpoint", no_sau)
+    rc, _, stderr = _run(["purify", "--checkpoint", str(ckpt), "--out", str(tmp_path / "p"),
+                          "--clean-ratio", "0.05"])  # fmt: skip
+    assert rc == 130
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
+    assert any("A clean set of 5%" in w and "BadNets 0.70" in w for w in warnings), warnings
+    assert any("native 8x8" in w for w in warnings)
+    assert any("without random crops" in w for w in warnings)  # from the sidecar's training
+
+
+def test_attack_warns_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sau_core.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "plant_backdoor", lambda *a, **k: (_ for _ in ()).throw(
+        KeyboardInterrupt))  # fmt: skip
+    rc, _, stderr = _run(["attack", "--attack", "blended", "--model", "small_cnn",
+                          "--label-smoothing", "0", "--out", str(tmp_path / "a")])  # fmt: skip
+    assert rc == 130
+    assert "warning: Trained without label smoothing" in stderr
+    assert "warning: Blended on digits with the small CNN" in stderr
+
+
+# ---------------------------------------------------------------------------- sau demo
+def test_demo_picks_a_fresh_directory(tmp_path: Path) -> None:
+    from sau_core.cli import _fresh_dir
+
+    base = tmp_path / "demo"
+    assert _fresh_dir(base) == base
+    base.mkdir()
+    assert _fresh_dir(base) == tmp_path / "demo-2"
+    (tmp_path / "demo-2").mkdir()
+    assert _fresh_dir(base) == tmp_path / "demo-3"
+
+
+def test_demo_refuses_to_overwrite_a_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sau_core.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "plant_backdoor", lambda *a, **k: (_ for _ in ()).throw(
+        AssertionError("trained before checking --out")))  # fmt: skip
+    (tmp_path / "purified").mkdir()
+    (tmp_path / "purified" / "metrics.json").write_text("{}")
+    rc = main(["demo", "--out", str(tmp_path), "--quiet"])
+    _assert_usage_error(rc, capsys.readouterr().err, "demo", "already holds results", "--overwrite")
+    assert (tmp_path / "purified" / "metrics.json").read_text() == "{}"
