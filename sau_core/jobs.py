@@ -40,8 +40,10 @@ from .checkpoint import (
     load_checkpoint,
     parse_sidecar,
     save_checkpoint,
+    sidecar_of,
 )
 from .data import Split
+from .defaults import recipe
 from .events import ProbeSnapshot
 from .metrics import evaluate
 from .models import MODELS
@@ -54,7 +56,7 @@ from .pipeline import (
     write_purify_outputs,
 )
 from .runs import FINAL_STATES, Run, RunError, RunStore
-from .sau import ResumeState, SAUConfig
+from .sau import ResumeState, SAUConfig, default_sau_config
 from .train import TrainConfig, default_train_config
 
 __all__ = [
@@ -84,14 +86,18 @@ def _spec_from(d: Any) -> AttackSpec | None:
 class AttackJob:
     """Train ``arch`` on ``data`` poisoned by ``attack`` (see :func:`~sau_core.pipeline.plant_backdoor`)."""
 
-    data: DataSpec = field(default_factory=lambda: DataSpec("digits", None, {"resolution": 16}))
-    arch: str = "small_cnn"
+    data: DataSpec = field(default_factory=lambda: DataSpec("digits", None, recipe("digits").data))
+    arch: str | None = None  # None: the data set's model (sau_core.defaults)
     attack: AttackSpec = field(default_factory=AttackSpec)
     train: TrainConfig | None = None  # None: the data set's defaults (default_train_config)
     device: str | None = None  # None: the best available
     download: bool = False  # fetch a missing torchvision data set (needs the network)
 
     kind = "attack"
+
+    def __post_init__(self) -> None:
+        if self.arch is None:
+            object.__setattr__(self, "arch", recipe(self.data.name).arch)
 
     def check(self) -> AttackJob:
         """Checks that need no data: the model name and the training settings; ValueError."""
@@ -100,6 +106,12 @@ class AttackJob:
         if self.train is not None:
             self.train.validate()
         return self
+
+    def resolved(self) -> AttackJob:
+        """This job with the data set's training defaults filled in (what ``config.json`` keeps)."""
+        if self.train is not None:
+            return self
+        return replace(self, train=default_train_config(self.data.name))
 
     def to_dict(self) -> dict:
         return {
@@ -117,7 +129,7 @@ class AttackJob:
         train = d.get("train")
         return cls(
             data=DataSpec.from_dict(d["data"]),
-            arch=str(d.get("arch", "small_cnn")),
+            arch=None if d.get("arch") is None else str(d["arch"]),
             attack=AttackSpec.from_dict(d.get("attack", {})),
             train=None if train is None else TrainConfig(**train).validate(),
             device=d.get("device"),
@@ -127,11 +139,14 @@ class AttackJob:
 
 @dataclass(frozen=True)
 class PurifyJob:
-    """Run SAU on the checkpoint at ``checkpoint`` (see :func:`~sau_core.pipeline.purify_checkpoint`)."""
+    """Run SAU on the checkpoint at ``checkpoint`` (see :func:`~sau_core.pipeline.purify_checkpoint`).
+
+    ``sau`` and ``clean_ratio`` left None take the data set's defaults (:mod:`sau_core.defaults`)
+    when the job is submitted, so ``config.json`` always records the numbers used."""
 
     checkpoint: str  # a checkpoint directory: a finished attack run, a ready-made one, an import
-    sau: SAUConfig = field(default_factory=SAUConfig)
-    clean_ratio: float = 0.05  # share of the training set the defender holds
+    sau: SAUConfig | None = None  # None: the data set's (default_sau_config)
+    clean_ratio: float | None = None  # share of the training set the defender holds
     clean_seed: int = 0
     balanced: bool = False
     attack: AttackSpec | None = None  # the trigger when known (ASR, RA, per-class ASR); else None
@@ -141,9 +156,21 @@ class PurifyJob:
 
     kind = "purify"
 
+    def resolved(self) -> PurifyJob:
+        """This job with the data set's defaults where it leaves a setting open."""
+        if self.sau is not None and self.clean_ratio is not None:
+            return self
+        name = self.data.name if self.data is not None else _checkpoint_data_name(self.checkpoint)
+        return replace(
+            self,
+            sau=self.sau if self.sau is not None else default_sau_config(name),
+            clean_ratio=self.clean_ratio if self.clean_ratio is not None else recipe(name).clean_ratio,
+        )
+
     def check(self) -> PurifyJob:
-        self.sau.validate()
-        ratio = self.clean_ratio
+        job = self.resolved()
+        job.sau.validate()
+        ratio = job.clean_ratio
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
             raise ValueError(f"the clean ratio must be in (0, 1], got {ratio!r}")
         if not Path(self.checkpoint).exists():
@@ -154,7 +181,7 @@ class PurifyJob:
         return {
             "kind": self.kind,
             "checkpoint": str(self.checkpoint),
-            "sau": self.sau.to_dict(),
+            "sau": None if self.sau is None else self.sau.to_dict(),
             "clean_ratio": self.clean_ratio,
             "clean_seed": self.clean_seed,
             "balanced": self.balanced,
@@ -166,10 +193,11 @@ class PurifyJob:
 
     @classmethod
     def from_dict(cls, d: dict) -> PurifyJob:
+        sau, ratio = d.get("sau"), d.get("clean_ratio")
         return cls(
             checkpoint=str(d["checkpoint"]),
-            sau=SAUConfig.from_dict(d.get("sau", {})),
-            clean_ratio=float(d.get("clean_ratio", 0.05)),
+            sau=None if sau is None else SAUConfig.from_dict(sau),
+            clean_ratio=None if ratio is None else float(ratio),
             clean_seed=int(d.get("clean_seed", 0)),
             balanced=bool(d.get("balanced", False)),
             attack=_spec_from(d.get("attack")),
@@ -177,6 +205,18 @@ class PurifyJob:
             device=d.get("device"),
             download=bool(d.get("download", False)),
         )
+
+
+def _checkpoint_data_name(path: str) -> str:
+    """The data set a checkpoint's sidecar names ('' when it names none or cannot be read)."""
+    try:
+        meta = sidecar_of(path)
+    except CheckpointError:
+        return ""
+    for block in (meta.get("data"), meta.get("dataset")):
+        if isinstance(block, dict) and isinstance(block.get("name"), str):
+            return block["name"]
+    return ""
 
 
 def checkpoint_data(ckpt: Checkpoint) -> DataSpec:
@@ -664,7 +704,7 @@ class JobRunner:
         """
         if not isinstance(job, (AttackJob, PurifyJob)):
             raise TypeError(f"not a job: {job!r}")
-        job.check()
+        job = job.check().resolved()  # config.json records the data set's defaults used
         device = device_kind(job.device)
         with self._lock:
             self._check_room()
@@ -757,7 +797,7 @@ class JobRunner:
                 raise RunError(f"run {run_id}: its settings cannot be read ({err})") from None
             if not isinstance(job, PurifyJob):
                 raise RunError(f"run {run_id} does not describe a purify job")
-            job.check()  # the source checkpoint must still be there
+            job = job.check().resolved()  # the source checkpoint must still be there
             self._check_room()
             saved = run.resume_state() if run.resume_round() is not None else None
             if saved is not None and saved.config != job.sau.to_dict():

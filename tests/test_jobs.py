@@ -597,3 +597,25 @@ def test_import_refuses_what_does_not_fit(attacked, tiny, tmp_path, kwargs, mess
     with pytest.raises(ValueError, match=message):
         import_checkpoint(store, args.pop("weights"), args.pop("filename"), **args)
     assert store.list() == []  # nothing half-made is left behind
+
+
+# ----------------------------------------------------------- one set of defaults per data set
+def test_jobs_take_the_data_sets_defaults(attacked, tmp_path):
+    """A job that leaves a setting open gets its data set's defaults (sau_core.defaults), the
+    same the CLI and the dashboard use, and config.json records the numbers."""
+    from sau_core.defaults import recipe
+    from sau_core.sau import default_sau_config
+
+    assert AttackJob().arch == recipe("digits").arch
+    assert AttackJob(DataSpec("cifar10")).arch == recipe("cifar10").arch
+    assert AttackJob(train=None).resolved().train == default_train_config("digits")
+    source, attack_id = attacked
+    ckpt = str(source.store.get(attack_id).path)
+    job = PurifyJob(checkpoint=ckpt).resolved()
+    assert job.sau == default_sau_config("digits") and job.clean_ratio == recipe("digits").clean_ratio
+    runner = JobRunner(RunStore(tmp_path))
+    run_id = runner.submit(PurifyJob(checkpoint=ckpt, sau=_sau(rounds=1)))
+    runner.stop(run_id)
+    saved = RunStore(tmp_path).get(run_id).config()["job"]
+    assert saved["clean_ratio"] == recipe("digits").clean_ratio
+    assert saved["sau"]["rounds"] == 1
