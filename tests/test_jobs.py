@@ -616,6 +616,7 @@ def test_jobs_take_the_data_sets_defaults(attacked, tmp_path):
     runner = JobRunner(RunStore(tmp_path))
     run_id = runner.submit(PurifyJob(checkpoint=ckpt, sau=_sau(rounds=1)))
     runner.stop(run_id)
+    assert runner.wait(run_id, timeout=120)
     saved = RunStore(tmp_path).get(run_id).config()["job"]
     assert saved["clean_ratio"] == recipe("digits").clean_ratio
     assert saved["sau"]["rounds"] == 1
