@@ -17,9 +17,10 @@ except ModuleNotFoundError:  # `streamlit run dashboard/app.py` without `bash .c
 import streamlit as st
 
 from dashboard import state
+from dashboard.icon import app_icon
 
-st.set_page_config(page_title="SAU Lab", page_icon=":material/shield:", layout="wide")
-state.owner()  # this session's random id, the owner of the runs it starts
+st.set_page_config(page_title="SAU Lab", page_icon=app_icon(), layout="wide")
+state.owner()  # this browser's random id (kept in a cookie), the owner of the runs it starts
 
 PAGES = {
     "Backdoor lab": [

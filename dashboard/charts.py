@@ -15,19 +15,39 @@ from sau_core.pipeline import landing_shares
 from .glossary import pct
 
 COLORS = {"acc": "#2563eb", "asr": "#dc2626", "ra": "#16a34a", "loss": "#7c3aed"}
-HEIGHT = 320
+# One colour per class (Tableau 10): the same class has the same colour on every chart, in the
+# dashboard and in the offline report (whose template has no colour cycle of its own).
+CLASS_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+                "#ff9da7", "#9c755f", "#bab0ac")  # fmt: skip
+HEIGHT = 340
 
 
-def _layout(fig: go.Figure, title: str, ytitle: str, *, percent: bool = False) -> go.Figure:
+def class_color(c: int) -> str:
+    return CLASS_COLORS[c % len(CLASS_COLORS)]
+
+
+def _layout(
+    fig: go.Figure, title: str, ytitle: str, *, percent: bool = False, legend_rows: int = 1
+) -> go.Figure:
+    """Shared look: a short title, axes that make room for their own labels (automargin), and
+    the legend in rows under the plot, so it never covers the lines on a narrow screen."""
     fig.update_layout(
-        title={"text": title, "x": 0, "font": {"size": 15}},
-        height=HEIGHT,
+        title={"text": title, "x": 0, "xanchor": "left", "font": {"size": 14}},
+        height=HEIGHT + 22 * max(0, legend_rows - 1),
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
         hovermode="x unified",
         uirevision="keep",
-        legend={"orientation": "h", "y": -0.2},
+        legend={
+            "orientation": "h",
+            "yanchor": "top",
+            "y": -0.22,
+            "xanchor": "left",
+            "x": 0,
+            "font": {"size": 11},
+        },  # fmt: skip
     )
-    fig.update_yaxes(title=ytitle)
+    fig.update_xaxes(automargin=True, title_standoff=6)
+    fig.update_yaxes(title=ytitle, automargin=True, title_standoff=8)
     if percent:
         fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%")
     return fig
@@ -95,10 +115,10 @@ def per_class_asr_curves(
     for c in sorted(series):
         xs, ys = series[c]
         fig.add_scatter(x=xs, y=ys, name=f"class {_class_label(c, class_names)}",
-                        mode="lines+markers")  # fmt: skip
+                        mode="lines+markers", line={"color": class_color(c)})  # fmt: skip
     _round_axis(fig, total)
-    _layout(fig, "ASR per source class", "ASR", percent=True)
-    fig.update_layout(legend={"orientation": "v", "x": 1.02, "y": 1, "title": {"text": "source"}})
+    _layout(fig, "ASR per source class", "ASR", percent=True, legend_rows=2)
+    fig.update_layout(legend={"title": {"text": "source"}})
     return fig
 
 
@@ -120,13 +140,8 @@ def sae_counts(rounds: list[dict], total: int | None = None) -> go.Figure:
                         line={"color": "#7c3aed", "dash": "dash"})  # fmt: skip
     n = rounds[-1]["n"] if rounds else None
     _round_axis(fig, total)
-    return _layout(fig, f"Adversarial examples found per round (of {n} clean images)"
-                   if n else "Adversarial examples found per round", "images")  # fmt: skip
-
-
-# the other classes' lines: no red, so the target's thick red line stands alone
-_NOT_RED = ("#2563eb", "#0ea5e9", "#16a34a", "#84cc16", "#f59e0b", "#7c3aed", "#a855f7",
-            "#64748b", "#14b8a6", "#78716c")  # fmt: skip
+    return _layout(fig, "Adversarial examples per round", f"of {n} clean images" if n else
+                   "images", legend_rows=2)  # fmt: skip
 
 
 def attack_target(job: dict) -> int | None:
@@ -155,13 +170,12 @@ def adv_class_shares(
                 y=[shares[c] for _, shares in rows],
                 name=f"class {_class_label(c, class_names)}" + (" (target)" if is_target else ""),
                 mode="lines",
-                line={"width": 4, "color": COLORS["asr"]}
-                if is_target
-                else {"width": 1.5, "color": _NOT_RED[c % len(_NOT_RED)]},
+                line={"width": 5 if is_target else 1.5, "color": class_color(c)},
             )
     _round_axis(fig, total)
-    _layout(fig, "Where the examples that fool h0 land", "share of them", percent=True)
-    fig.update_layout(legend={"title": {"text": "h0 says"}, "font": {"size": 11}}, height=360)
+    _layout(fig, "Where the examples that fool h0 land", "share of them", percent=True,
+            legend_rows=2)  # fmt: skip
+    fig.update_layout(legend={"title": {"text": "h0 says"}})
     return fig
 
 
@@ -176,7 +190,7 @@ def loss_curves(batches: list[dict], *, sau: bool = True) -> go.Figure:
         if any(y is not None for y in ys):
             fig.add_scatter(x=xs, y=ys, name=name, mode="lines")
     fig.update_xaxes(title="batch")
-    return _layout(fig, "Losses", "loss")
+    return _layout(fig, "Losses per batch", "loss")
 
 
 def train_curves(epochs: list[dict]) -> go.Figure:
@@ -191,15 +205,18 @@ def train_curves(epochs: list[dict]) -> go.Figure:
     fig.add_scatter(x=xs, y=[e.get("train_acc") for e in epochs], name="training accuracy",
                     mode="lines", line={"dash": "dot", "color": "#6b7280"})  # fmt: skip
     fig.update_xaxes(title="epoch")
-    return _layout(fig, "Test metrics per epoch", "share", percent=True)
+    return _layout(fig, "Test metrics per epoch", "share", percent=True, legend_rows=2)
 
 
 def before_after_rows(metrics: dict) -> list[dict]:
-    """Rows of the before/after table from a purify run's ``metrics.json``."""
+    """Rows of the before/after table from a purify run's ``metrics.json``: one per measured
+    metric (ASR and RA only when the trigger was known; never a row of dashes)."""
     b, a = metrics.get("before") or {}, metrics.get("after") or {}
     rows = []
     for key, name in (("acc", "ACC"), ("asr", "ASR"), ("ra", "RA")):
         bv, av = b.get(key), a.get(key)
+        if bv is None and av is None:
+            continue
         change = None if bv is None or av is None else av - bv
         rows.append({
             "metric": name,

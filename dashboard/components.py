@@ -12,11 +12,16 @@ import numpy as np
 import streamlit as st
 
 from sau_core.jobs import JobRunner, JobView
-from sau_core.pipeline import landing_summary, run_caveats, trigger_caveats
+from sau_core.pipeline import (
+    landing_summary,
+    run_caveats,
+    trigger_caveats,
+    unknown_trigger_report,
+)
 from sau_core.visual import to_uint8
 
 from . import charts
-from .glossary import HELP, duration, pct, progress_label
+from .glossary import HELP, duration, pct, progress_label, shorten_uris
 
 # Seconds between redraws of a running job's live view. Every redraw costs the 2 cores CPU
 # time that the job itself needs (the server builds the charts, the browser draws them): with
@@ -34,10 +39,22 @@ STATE_ICON = {
 }
 
 
-def metric_row(current: dict | None, before: dict | None = None, *, label: str = "") -> None:
-    """ACC, ASR, RA as st.metric, with the change from ``before`` and the plain-words help."""
+def metric_row(
+    current: dict | None,
+    before: dict | None = None,
+    *,
+    label: str = "",
+    keys: tuple[str, ...] = ("acc", "asr", "ra"),
+) -> None:
+    """ACC, ASR, RA (``keys``) as st.metric, with the change from ``before`` and the help.
+
+    A model measured without its trigger (ASR and RA None) shows ACC and says so, not dashes."""
+    unmeasured = current is not None and current.get("asr") is None and current.get("ra") is None
+    if unmeasured and keys != ("acc",):
+        keys = ("acc",)
+        st.caption("ASR and RA: not measured (the trigger is unknown).")
     cols = st.columns(3)
-    for col, key in zip(cols, ("acc", "asr", "ra"), strict=True):
+    for col, key in zip(cols, keys, strict=False):
         value = None if current is None else current.get(key)
         delta = None
         if before is not None and value is not None and before.get(key) is not None:
@@ -127,8 +144,16 @@ def purify_view(
     class_names: list[str] | None,
     total: int | None = None,
     target: int | None = None,
+    *,
+    known: bool = True,
+    owner: str | None = None,
 ) -> None:
-    """Everything about one SAU run: progress, metrics, curves; the summary once it is over."""
+    """Everything about one SAU run: progress, metrics, curves; the summary once it is over.
+
+    ``known``: whether the run measured a trigger; without one the page says what it measures
+    instead of drawing empty ASR charts, and shows where h0's adversarial examples land (live),
+    the evidence there is of a target.
+    """
     run_header(view, runner)
     latest = view.rounds[-1] if view.rounds else None
     if latest is not None or view.before is not None:
@@ -137,7 +162,15 @@ def purify_view(
             if view.active
             else "Last round"
         )
-        metric_row(latest or view.before, view.before if latest else None)
+        metric_row(latest or view.before, view.before if latest else None,
+                   keys=("acc", "asr", "ra") if known else ("acc",))  # fmt: skip
+    if not known:
+        st.caption(
+            "ASR and RA are not measured: the trigger is unknown. SAU runs all the same (it "
+            "never uses the trigger); the chart of where h0's adversarial examples land is the "
+            "evidence of a target.",
+            help=HELP["trigger_known"],
+        )
     for note in run_caveats(view.rounds):
         st.warning(f"**Why this run may not move.** {note}", icon=":material/info:")
     if latest is not None:
@@ -147,17 +180,21 @@ def purify_view(
             f"{latest['n']} clean images ({pct(shared_share)}).",
             help=HELP["shared"],
         )
+    landing = any(r.get("adv_classes") for r in view.rounds)
     if view.rounds or view.before:
         a, b = st.columns(2)
         with a:
             plot(charts.metric_curves(view.rounds, view.before, total), f"curves-{view.run_id}")
             st.caption(HELP["round"])
         with b:
-            plot(
-                charts.per_class_asr_curves(view.rounds, view.before, class_names, total),
-                f"perclass-{view.run_id}",
-            )
-            st.caption(HELP["per_class_asr"])
+            if known:
+                plot(
+                    charts.per_class_asr_curves(view.rounds, view.before, class_names, total),
+                    f"perclass-{view.run_id}",
+                )
+                st.caption(HELP["per_class_asr"])
+            elif landing:
+                _landing(view, target, class_names, total)
         if view.active:  # while it runs: the latest numbers (the charts cost every redraw)
             live_numbers(view)
         else:
@@ -168,15 +205,19 @@ def purify_view(
             with d:
                 plot(charts.sae_counts(view.rounds, total), f"counts-{view.run_id}")
                 st.caption(HELP["counts"])
-            if any(r.get("adv_classes") for r in view.rounds):
+            if landing and known:
                 e, _ = st.columns(2)
                 with e:
-                    fig = charts.adv_class_shares(view.rounds, target, class_names, total)
-                    plot(fig, f"landing-{view.run_id}")
-                    summary = landing_summary(view.rounds)
-                    st.caption(HELP["landing"] + (f" Here: {summary}." if summary else ""))
+                    _landing(view, target, class_names, total)
     if not view.active:
-        purify_summary(view)
+        purify_summary(view, known)
+
+
+def _landing(view: JobView, target, class_names, total) -> None:
+    fig = charts.adv_class_shares(view.rounds, target, class_names, total)
+    plot(fig, f"landing-{view.run_id}")
+    summary = landing_summary(view.rounds)
+    st.caption(HELP["landing"] + (f" Here: {summary}." if summary else ""))
 
 
 def live_numbers(view: JobView) -> None:
@@ -191,19 +232,25 @@ def live_numbers(view: JobView) -> None:
     if rnd is not None:
         for col, key, label in zip(cols[3:], ("adv_h", "adv_h0", "common", "shared"),
                                    ("adv h", "adv h0", "common", "shared"), strict=True):  # fmt: skip
-            col.metric(label, f"{rnd[key]} / {rnd['n']}", help=HELP["counts"])
+            col.metric(label, f"{rnd[key]}", help=HELP["counts"])
+        st.caption(f"Counts are of the {rnd['n']} clean images of the last round.")
 
 
-def purify_summary(view: JobView) -> None:
+def purify_summary(view: JobView, known: bool = True) -> None:
     m = view.metrics
     if not m:
         return
     st.subheader("Before and after SAU")
     st.table(charts.before_after_rows(m))
+    if not known:
+        st.info("\n\n".join(unknown_trigger_report(view.rounds)), icon=":material/help:")
     for note in trigger_caveats(m.get("after")):
         st.warning(f"**Low ASR is not the whole story.** {note}", icon=":material/info:")
     cols = st.columns(3)
-    cols[0].metric("DER", "–" if m.get("der") is None else f"{m['der']:.3f}", help=HELP["der"])
+    if m.get("der") is None:
+        cols[0].metric("DER", "not measured", help=HELP["der"] + " It needs ASR, so the trigger.")
+    else:
+        cols[0].metric("DER", f"{m['der']:.3f}", help=HELP["der"])
     cols[1].metric("Rounds", f"{m.get('rounds_done', '–')}")
     cols[2].metric("Time", duration(m.get("seconds")), help=f"on {m.get('device', '?')}")
     st.caption(
@@ -228,7 +275,7 @@ def attack_view(view: JobView, runner: JobRunner) -> None:
 
 def config_expander(config: dict, title: str = "Settings of this run") -> None:
     with st.expander(title):
-        st.code(json.dumps(config, indent=2), language="json")
+        st.code(json.dumps(shorten_uris(config), indent=2), language="json")
 
 
 def now() -> float:

@@ -121,3 +121,36 @@ def progress_label(view, p) -> str:
     if view.device:
         parts.append(f"on {view.device}")
     return " · ".join(parts)
+
+
+ATTACK_NAMES = {"badnets": "BadNets", "blended": "Blended", "sig": "SIG", "wanet": "WaNet",
+                "custom": "your own trigger"}  # fmt: skip
+
+
+def describe_attack(spec: dict | None) -> str:
+    """An attack spec (``AttackSpec.to_dict()``) in words: 'BadNets, target class 0 (all to
+    one), 10% of the training images poisoned, seed 0; size 3, location top-left'."""
+    if not spec:
+        return "unknown trigger"
+    name = ATTACK_NAMES.get(spec.get("name"), str(spec.get("name")))
+    rule = "all to one" if spec.get("label_rule", "all2one") == "all2one" else "class y to y+1"
+    text = f"{name}, target class {spec.get('target', 0)} ({rule})"
+    ratio = spec.get("poison_ratio")
+    if isinstance(ratio, (int, float)):
+        text += f", {100 * ratio:g}% of the training images poisoned"
+    params = {k: ("a picture" if isinstance(v, str) and v.startswith("data:") else v)
+              for k, v in (spec.get("params") or {}).items()}  # fmt: skip
+    if params:
+        text += "; " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in params.items())
+    return text
+
+
+def shorten_uris(obj):
+    """``obj`` with every ``data:`` URI (a custom trigger's picture) shown by its size only."""
+    if isinstance(obj, dict):
+        return {k: shorten_uris(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [shorten_uris(v) for v in obj]
+    if isinstance(obj, str) and obj.startswith("data:"):
+        return f"<{obj.split(';')[0][5:]} picture, {len(obj):,} characters>"
+    return obj

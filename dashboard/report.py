@@ -1,6 +1,7 @@
 """One run as a self-contained HTML report that opens offline: the settings, the before/after
-table, the curves and the per-class ASR as interactive plotly charts (plotly.js inlined once),
-the probe batch's shared adversarial examples and the saliency grid as embedded PNG pictures.
+table, the curves and the per-class ASR as interactive plotly charts (plotly.js's basic bundle
+inlined once, ``dashboard/vendor/``), the probe batch's shared adversarial examples and the
+saliency grid as embedded PNG pictures at the size they are shown.
 
 Plain functions, no Streamlit: ``build_report(run)`` returns the HTML text;
 ``python -m dashboard.report --run runs/<id> --out report.html`` writes it from the shell.
@@ -13,18 +14,32 @@ import argparse
 import base64
 import html
 import json
+import re
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 
 import plotly.io as pio
 
 from dashboard import charts
-from dashboard.glossary import HELP, duration
+from dashboard.glossary import HELP, duration, shorten_uris
+from sau_core.attacks import AttackSpec
+from sau_core.data import DatasetInfo
 from sau_core.jobs import view_of
-from sau_core.pipeline import trigger_caveats
+from sau_core.pipeline import trigger_caveats, unknown_trigger_report
 from sau_core.runs import Run, RunError, RunStore
-from sau_core.visual import heat_legend, heat_to_uint8, hstack, png_bytes, probe_tiles, to_uint8
+from sau_core.visual import (
+    best_round,
+    diverging_legend,
+    heat_legend,
+    heat_to_uint8,
+    hstack,
+    png_bytes,
+    probe_tiles,
+    to_uint8,
+    trigger_picture,
+)
 
 __all__ = ["build_report", "main", "write_report"]
 
@@ -36,7 +51,27 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #d1d5db;padd
 text-align:left}th{background:#f3f4f6}pre{background:#f9fafb;padding:1em;overflow:auto;
 font-size:.85em}.grid figure{display:inline-block;margin:.4em;text-align:center;font-size:.8em}
 .note{color:#4b5563;font-size:.9em}img{image-rendering:pixelated}
+.evidence{background:#eff6ff;border-left:4px solid #2563eb;padding:.4em 1em;margin:.6em 0}
+.charts{display:flex;flex-wrap:wrap;gap:1em}.charts>div{width:520px}
 """
+FIGURE_WIDTH = 520  # px: two charts side by side in the page's 1100 px, one on a narrow screen
+VENDOR = Path(__file__).resolve().parent / "vendor" / "plotly-basic.min.js"
+
+
+@lru_cache(maxsize=1)
+def plotly_script() -> str:
+    """plotly.js for the report: the vendored basic bundle (1.2 MB) when its major version is
+    plotly.py's, else plotly.py's full bundle (4.8 MB), which always fits its figures."""
+    from plotly.offline import get_plotlyjs, get_plotlyjs_version
+
+    try:
+        text = VENDOR.read_text(encoding="utf-8")
+        found = re.search(r"plotly\.js \(basic - minified\) v(\d+)\.", text[:300])
+        if found and found.group(1) == get_plotlyjs_version().split(".")[0]:
+            return text
+    except OSError:
+        pass
+    return get_plotlyjs()
 
 
 def _e(text) -> str:
@@ -58,37 +93,64 @@ def _table(rows: list[dict]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _para(text: str) -> str:
-    """A glossary entry (``**bold**: rest``) as an escaped paragraph."""
-    parts = text.split("**")
-    out = "".join(f"<b>{_e(p)}</b>" if i % 2 else _e(p) for i, p in enumerate(parts))
-    return f"<p class='note'>{out}</p>"
+def _md(text: str) -> str:
+    """The little markdown the glossary uses (``**bold**``, ``*italic*``, ```code```), escaped."""
+    out = _e(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", out)
+    out = re.sub(r"(?<![*\w])\*(?!\s)(.+?)(?<!\s)\*(?![*\w])", r"<i>\1</i>", out)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
 
 
-def _figure(fig, first: bool) -> str:
-    return pio.to_html(fig, full_html=False, include_plotlyjs=bool(first),
-                       config={"displaylogo": False})  # fmt: skip
+def _para(text: str, cls: str = "note") -> str:
+    """A glossary entry as a paragraph."""
+    return f"<p class='{cls}'>{_md(text)}</p>"
 
 
-def _gallery(run: Run) -> str:
+def _figure(fig) -> str:
+    """One chart (plotly.js comes once, in the page's head), on a plain white template: the
+    dashboard's theme is Streamlit's and does not travel."""
+    fig = fig.update_layout(template="plotly_white", width=FIGURE_WIDTH)
+    return "<div>" + pio.to_html(fig, full_html=False, include_plotlyjs=False,
+                                 config={"displaylogo": False}) + "</div>"  # fmt: skip
+
+
+def _gallery(run: Run, job: dict) -> str:
     rounds = run.probe_rounds()
     if not rounds:
         return "<p class='note'>This run kept no probe snapshots.</p>"
     try:
-        probe = run.load_probe(rounds[-1])
+        counts = {r: int(run.load_probe(r).shared.sum()) for r in rounds}
+        pick = best_round(counts)
+        probe = run.load_probe(pick)
     except RunError as err:
         return f"<p class='note'>{_e(err)}</p>"
+    sau = job.get("sau") or {}
+    scale = float(sau["eps"]) if sau.get("norm", "Linf") == "Linf" and sau.get("eps") else None
     figures = []
-    for t in probe_tiles(probe):
+    for t in probe_tiles(probe, scale):
         flag = "SHARED" if t.shared else ("common" if t.common else "not shared")
         caption = f"true {t.y} · h0 → {t.h0} · h → {t.h} · {flag}"
         pic = hstack([to_uint8(t.clean), to_uint8(t.perturbation), to_uint8(t.adversarial)])
         figures.append(
             f"<figure>{_img(pic, caption)}<figcaption>{_e(caption)}</figcaption></figure>"
         )
+    trigger = ""
+    if job.get("attack"):
+        try:
+            info = DatasetInfo.from_dict(json.loads((Path(job["checkpoint"]) / "checkpoint.json")
+                                                    .read_text())["dataset"])  # fmt: skip
+            pic = trigger_picture(AttackSpec.from_dict(job["attack"]), info, probe.x[0])
+            trigger = (f"<figure>{_img(pic, 'the real trigger')}<figcaption>the real trigger, "
+                       "its pixels outlined in orange (SAU never sees it)</figcaption></figure>")  # fmt: skip
+        except (OSError, KeyError, ValueError, json.JSONDecodeError):
+            trigger = ""
+    where = "full colour at eps = " + f"{scale:g}" if scale else "full colour at the largest change"
     return (
-        f"<p>Round {rounds[-1]}. Each picture: clean image | perturbation (amplified; grey = no "
-        f"change) | adversarial example.</p><div class='grid'>{''.join(figures)}</div>"
+        f"<p>Round {pick} of {rounds[-1]} (the round after 0 with the most shared examples: "
+        f"{counts[pick]} of {len(probe.y)}). Each picture: clean image | perturbation | "
+        f"adversarial example.</p><p>{_img(diverging_legend(), 'perturbation colours')} "
+        f"<span class='note'>blue = darker, grey = unchanged, red = brighter; {_e(where)}"
+        f"</span></p><div class='grid'>{trigger}{''.join(figures)}</div>"
     )
 
 
@@ -148,47 +210,49 @@ def build_report(run: Run, *, method: str = "saliency", n_images: int = 4, split
     settings, metrics and training curves). ``split``: an already loaded data set (optional)."""
     view = view_of(run)
     config = run.config()
+    job = config.get("job", {})
     label = config.get("label") or run.id
     m = view.metrics or {}
+    known = job.get("attack") is not None
     body = [
         f"<h1>SAU Lab report: {_e(label)}</h1>",
         f"<p class='note'>Run <code>{_e(run.id)}</code> · {_e(run.kind)} · {_e(view.state)}"
         + (f" · {_e(view.message)}" if view.message else "")
         + f" · made {_e(time.strftime('%Y-%m-%d %H:%M'))}</p>",
     ]
-    first = True
     if run.kind == "purify":
         body.append("<h2>Before and after SAU</h2>")
         if m:
             body.append(_table(charts.before_after_rows(m)))
             der = m.get("der")
             body.append(
-                f"<p>DER: <b>{'–' if der is None else f'{der:.3f}'}</b> · rounds: "
-                f"{_e(m.get('rounds_done', '–'))} · time: {_e(duration(m.get('seconds')))} on "
-                f"{_e(m.get('device', '?'))}</p>"
+                f"<p>DER: <b>{'not measured (it needs the trigger)' if der is None else f'{der:.3f}'}"
+                f"</b> · rounds: {_e(m.get('rounds_done', '–'))} · time: "
+                f"{_e(duration(m.get('seconds')))} on {_e(m.get('device', '?'))}</p>"
             )
+            if not known:
+                body += [_para(line, "evidence") for line in unknown_trigger_report(view.rounds)]
             body += [f"<p class='note'><b>Low ASR is not the whole story.</b> {_e(n)}</p>"
                      for n in trigger_caveats(m.get("after"))]  # fmt: skip
         else:
             body.append("<p class='note'>The run has no final metrics.</p>")
         body += [_para(HELP[k]) for k in ("acc", "asr", "ra", "der")]
-        total = (config.get("job", {}).get("sau") or {}).get("rounds")
+        total = (job.get("sau") or {}).get("rounds")
         if view.rounds or view.before:
-            body.append("<h2>Curves</h2>")
-            body.append(_figure(charts.metric_curves(view.rounds, view.before, total), first))
-            first = False
-            body.append(_figure(charts.per_class_asr_curves(view.rounds, view.before, None,
-                                                            total), first))  # fmt: skip
-            body.append(_para(HELP["per_class_asr"]))
-            body.append(_figure(charts.sae_counts(view.rounds, total), first))
-            body.append(_para(HELP["counts"]))
+            body.append("<h2>Curves</h2><div class='charts'>")
+            body.append(_figure(charts.metric_curves(view.rounds, view.before, total)))
+            if known:
+                body.append(_figure(charts.per_class_asr_curves(view.rounds, view.before, None,
+                                                                total)))  # fmt: skip
+            body.append(_figure(charts.sae_counts(view.rounds, total)))
             if any(r.get("adv_classes") for r in view.rounds):
-                target = charts.attack_target(config.get("job", {}))
-                body.append(_figure(charts.adv_class_shares(view.rounds, target, None, total),
-                                    first))  # fmt: skip
-                body.append(_para(HELP["landing"]))
+                target = charts.attack_target(job)
+                body.append(_figure(charts.adv_class_shares(view.rounds, target, None, total)))
+            body.append("</div>")
+            body += [_para(HELP[k]) for k in (("per_class_asr",) if known else ()) + ("counts",
+                                                                                      "landing")]  # fmt: skip
         body.append("<h2>Shared adversarial examples</h2>" + _para(HELP["shared"]))
-        body.append(_gallery(run))
+        body.append(_gallery(run, job))
         body.append("<h2>Where the models look</h2>")
         body.append(_saliency(run, method, n_images, split))
     else:
@@ -196,14 +260,13 @@ def build_report(run: Run, *, method: str = "saliency", n_images: int = 4, split
         body.append(_table([{"metric": k.upper(), "value": v} for k, v in m.items()
                             if isinstance(v, (int, float))]))  # fmt: skip
         if view.epochs:
-            body.append(_figure(charts.train_curves(view.epochs), first))
+            body.append(_figure(charts.train_curves(view.epochs)))
     body.append("<h2>Settings</h2>")
-    body.append(f"<pre>{_e(json.dumps(config.get('job', {}), indent=2))}</pre>")
+    body.append(f"<pre>{_e(json.dumps(shorten_uris(job), indent=2))}</pre>")
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>SAU Lab report: {_e(label)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(body)
-        + "</body></html>"
+        f"<title>SAU Lab report: {_e(label)}</title><style>{_CSS}</style>"
+        f"<script>{plotly_script()}</script></head><body>" + "\n".join(body) + "</body></html>"
     )
 
 

@@ -8,6 +8,7 @@ mutated by a page; what one user has chosen (their model, their runs) lives in
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from pathlib import Path
 
@@ -22,7 +23,10 @@ from sau_core.runs import Run, RunError, RunInfo, RunStore, default_root, valid_
 MODEL = "model"  # the chosen backdoored model: a dict, see choose_model
 ATTACK_RUN = "attack_run"  # the attack run this session watches
 PURIFY_RUN = "purify_run"  # the purify run this session watches
-OWNER = "owner"  # this session's random id: the owner of the runs it starts
+OWNER = "owner"  # this browser's random id: the owner of the runs it starts
+OWNER_COOKIE = "sau_lab_owner"  # where the browser keeps it, so a reload finds its runs again
+_COOKIE_PENDING = "owner_cookie_pending"
+_OWNER_ID = re.compile(r"^[0-9a-f]{16}$")
 LINKED = "linked_runs"  # ids of the runs this session opened by a link (?run=ID)
 
 
@@ -43,9 +47,26 @@ def store() -> RunStore:
 
 
 def owner() -> str:
-    """This browser session's owner id: random, made once per session, never user text."""
+    """This browser's owner id: random, never user text, made once and kept in a cookie.
+
+    A reload (F5) opens a new Streamlit session; the cookie gives it the same id, so it lists
+    the runs it started before. A shared link (``?run=ID``) carries no cookie: it grants the
+    linked run only. The first run of a session without the cookie sets it (a line of JavaScript
+    on the page; nothing leaves the machine)."""
     if OWNER not in st.session_state:
-        st.session_state[OWNER] = secrets.token_hex(8)
+        cookie = st.context.cookies.get(OWNER_COOKIE) if st.context.cookies else None
+        if isinstance(cookie, str) and _OWNER_ID.match(cookie):
+            st.session_state[OWNER] = cookie
+        else:
+            st.session_state[OWNER] = secrets.token_hex(8)
+            st.session_state[_COOKIE_PENDING] = True
+    if st.session_state.pop(_COOKIE_PENDING, False):
+        value = st.session_state[OWNER]  # 16 hex digits, safe inside the script
+        st.html(
+            f"<script>document.cookie = '{OWNER_COOKIE}={value}; path=/; "
+            "max-age=31536000; SameSite=Strict';</script>",
+            unsafe_allow_javascript=True,
+        )
     return st.session_state[OWNER]
 
 
@@ -133,6 +154,38 @@ def model_from_run(run: Run) -> dict:
         "metrics": meta.get("metrics"),
         "source": run.kind,
     }
+
+
+def checkpoint_meta(path: str) -> dict:
+    """A checkpoint directory's sidecar as a dict ({} when it is missing or unreadable)."""
+    try:
+        meta = json.loads((Path(path) / SIDECAR).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+@st.cache_resource(show_spinner=False)
+def _devices() -> tuple[str, ...]:
+    import torch
+
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names.append("cuda")
+        names += [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.device_count() > 1 else []  # fmt: skip
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return tuple(names)
+
+
+def devices() -> list[str]:
+    """The devices a job can ask for on this server (no CUDA entry without a GPU)."""
+    return list(_devices())
+
+
+def has_cuda() -> bool:
+    return "cuda" in _devices()
 
 
 def checkpoint_info(path: str) -> DatasetInfo:

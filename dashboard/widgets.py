@@ -59,6 +59,23 @@ def help_of(entry: dict) -> str:
     return text + f" Default: {entry['default']!r}."
 
 
+def field_problem(entry: dict, value: Any) -> str:
+    """What is wrong with ``value`` for the form field ``entry`` ('' when nothing is): outside
+    ``min``/``max`` (``exclusive_min``), not one of ``choices``, or not finite."""
+    if value is None:
+        return "enter a value"
+    if "choices" in entry and value not in entry["choices"]:
+        return f"choose one of {', '.join(map(str, entry['choices']))}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "must be a finite number"
+    lo, hi = entry.get("min"), entry.get("max")
+    if lo is not None and (value <= lo if entry.get("exclusive_min") else value < lo):
+        return f"must be {'above' if entry.get('exclusive_min') else 'at least'} {lo:g}"
+    if hi is not None and value > hi:
+        return f"must be at most {hi:g}"
+    return ""
+
+
 def render_fields(
     schema: list[dict],
     key: str,
@@ -67,11 +84,15 @@ def render_fields(
     only: tuple[str, ...] | None = None,
     disabled: bool = False,
     columns: int = 2,
+    problems: list[str] | None = None,
 ) -> dict:
     """Draw one input per schema entry (keys ``{key}.{name}``) and return ``{name: value}``.
 
     Widgets are seeded from the schema's defaults the first time; later the user's values stay
-    (clear the keys with :func:`dashboard.state.reset_form` to go back to the defaults).
+    (clear the keys with :func:`dashboard.state.reset_form` to go back to the defaults). Number
+    inputs take any number: a value out of bounds gets a message under its field (Streamlit's
+    own bounds would turn the field red and silently ignore the value) and one line in
+    ``problems``, for the page to repeat at its button.
     """
     entries = [e for e in schema if e["name"] not in skip and (only is None or e["name"] in only)]
     values: dict[str, Any] = {}
@@ -82,6 +103,11 @@ def render_fields(
             st.session_state[wkey] = e["default"]
         with cols[i % columns]:
             values[e["name"]] = _widget(e, wkey, disabled)
+            problem = field_problem(e, values[e["name"]])
+            if problem:
+                st.error(f"{label_of(e['name'])}: {problem}.", icon=":material/error:")
+                if problems is not None:
+                    problems.append(f"{label_of(e['name'])} {problem}")
     return values
 
 
@@ -92,23 +118,11 @@ def _widget(e: dict, wkey: str, disabled: bool) -> Any:
     if kind == "bool":
         return st.checkbox(label, key=wkey, help=text, disabled=disabled)
     if kind == "int":
-        return st.number_input(label, min_value=_int_or_none(e.get("min")),
-                               max_value=_int_or_none(e.get("max")), step=1, key=wkey,
-                               help=text, disabled=disabled)  # fmt: skip
+        return st.number_input(label, step=1, key=wkey, help=text, disabled=disabled)
     if kind == "float":
-        return st.number_input(label, min_value=_float_or_none(e.get("min")),
-                               max_value=_float_or_none(e.get("max")),
-                               step=float_step(float(e["default"])), format="%g", key=wkey,
-                               help=text, disabled=disabled)  # fmt: skip
+        return st.number_input(label, step=float_step(float(e["default"])), format="%g",
+                               key=wkey, help=text, disabled=disabled)  # fmt: skip
     return st.text_input(label, key=wkey, help=text, disabled=disabled)
-
-
-def _int_or_none(v: Any) -> int | None:
-    return None if v is None else int(v)
-
-
-def _float_or_none(v: Any) -> float | None:
-    return None if v is None else float(v)
 
 
 def build_config(cls: type, values: dict, base: Any = None) -> Any:

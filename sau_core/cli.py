@@ -437,7 +437,11 @@ def _load(args):
     if ckpt.normalization == "weights" and info is not split.info:
         raise CLIError(f"{path.name} carries its own normalisation (normalize.mean and .std); "
                        "drop --mean and --std")  # fmt: skip
-    if ckpt.normalization == "data set" and info is split.info and not getattr(args, "quiet", False):
+    if (
+        ckpt.normalization == "data set"
+        and info is split.info
+        and not getattr(args, "quiet", False)
+    ):
         print(f"note: {path.name} holds the bare network, so SAU Lab normalises its inputs with "
               f"the data set's mean {_short(info.mean)} and std {_short(info.std)}. If your model "
               "was trained with others, give them with --mean and --std (a wrong pair shows as a "

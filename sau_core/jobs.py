@@ -39,7 +39,6 @@ from .checkpoint import (
     CheckpointError,
     load_checkpoint,
     parse_sidecar,
-    save_checkpoint,
     sidecar_of,
 )
 from .data import Split
@@ -53,6 +52,7 @@ from .pipeline import (
     plant_backdoor,
     purify_checkpoint,
     write_attack_outputs,
+    write_import_outputs,
     write_purify_outputs,
 )
 from .runs import FINAL_STATES, Run, RunError, RunStore
@@ -164,7 +164,9 @@ class PurifyJob:
         return replace(
             self,
             sau=self.sau if self.sau is not None else default_sau_config(name),
-            clean_ratio=self.clean_ratio if self.clean_ratio is not None else recipe(name).clean_ratio,
+            clean_ratio=self.clean_ratio
+            if self.clean_ratio is not None
+            else recipe(name).clean_ratio,
         )
 
     def check(self) -> PurifyJob:
@@ -950,6 +952,8 @@ def import_checkpoint(
     label: str = "",
     split: Split | None = None,
     owner: str = "",
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
 ) -> Run:
     """Check an uploaded model and keep it as a finished ``import`` run (a checkpoint directory).
 
@@ -962,6 +966,8 @@ def import_checkpoint(
         arch, data: the architecture and data set when there is no sidecar (they win over it).
         attack: the trigger when known (ASR/RA are measured with it), else the sidecar's or none.
         owner: the session uploading it (see :meth:`RunStore.create`).
+        mean, std: the input normalisation of a bare network's weights (default: the data
+            set's); refused for weights that carry their own.
 
     The model is evaluated on the data set's test set; ``metrics.json`` holds ACC (and ASR/RA).
     Raises ValueError (CheckpointError is one) with a clear message for anything that does not fit.
@@ -999,14 +1005,25 @@ def import_checkpoint(
     if attack is not None:
         attack.validate(split.info)
 
+    info = split.info
+    if mean is not None or std is not None:
+        mean, std = tuple(mean or info.mean), tuple(std or info.std)
+        if len(mean) != info.channels or len(std) != info.channels or min(std) <= 0:
+            raise ValueError(f"the normalisation needs {info.channels} mean and std value(s) "
+                             f"(one per channel, std above 0), got {mean} and {std}")  # fmt: skip
+        info = replace(info, mean=mean, std=std)
+    shown = Path(str(filename)).name[:200]
     with tempfile.TemporaryDirectory(prefix="sau-upload-") as tmp:
         path = Path(tmp) / (WEIGHTS if suffix == ".safetensors" else f"weights{suffix}")
         path.write_bytes(weights)
         try:
             # No sidecar in tmp: the architecture and the data set's geometry come from us.
-            ckpt = load_checkpoint(path, arch=arch, info=split.info)
+            ckpt = load_checkpoint(path, arch=arch, info=info, name=shown)
         except CheckpointError as err:
             raise ValueError(str(err)) from None
+        if ckpt.normalization == "weights" and info is not split.info:
+            raise ValueError(f"{shown} carries its own normalisation (normalize.mean and "
+                             ".std): leave mean and std empty")  # fmt: skip
         ev = evaluate(ckpt.model, split.test.x, split.test.y, backdoor_for(split, attack),
                       num_classes=split.info.num_classes, confusion=False)  # fmt: skip
         run = store.create("import", {"kind": "import", "file": Path(filename).name[:200],
@@ -1014,15 +1031,7 @@ def import_checkpoint(
                                       "attack": None if attack is None else attack.to_dict()},
                            label or f"uploaded {Path(filename).name[:80]}", owner)  # fmt: skip
         try:
-            d = ev.to_dict(confusion=False)
-            metrics = {k: d[k] for k in ("acc", "asr", "ra", "per_class_asr")}
-            save_checkpoint(run.path, ckpt.model, {
-                "data": data.to_dict(),
-                "attack": None if attack is None else attack.to_dict(),
-                "metrics": metrics,
-                "imported_from": Path(filename).name[:200],
-            })  # fmt: skip
-            run.write_metrics(metrics)
+            write_import_outputs(run.path, ckpt.model, data, attack, ev, shown)
             run.update_status(state="finished", started=_now(), ended=_now())
         except BaseException:
             shutil.rmtree(run.path, ignore_errors=True)

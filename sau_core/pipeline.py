@@ -331,13 +331,13 @@ class TeachingPreset:
 
 TEACHING_PRESETS: dict[str, TeachingPreset] = {
     "badnets": TeachingPreset(
-        "BadNets on digits, one minute",
+        "BadNets on digits",
         "A visible 3x3 patch in the corner; SAU removes it (ASR 1.00 -> 0.01). Watch RA too: "
         "the purified model sends many patched images to class 1, not to their own (RA 0.37).",
         DEMO,
     ),
     "blended": TeachingPreset(
-        "Blended on digits, one minute",
+        "Blended on digits",
         "A noise key mixed into the whole picture, invisible at a glance; SAU removes it "
         "(ASR 1.00 -> 0.00).",
         attack_setup("blended"),
@@ -360,14 +360,14 @@ TEACHING_PRESETS: dict[str, TeachingPreset] = {
         "The Blended lesson on the narrower small CNN (16-32 channels against 32-128). "
         "SAU's search for shared examples stops reaching the trigger after a few rounds and ASR "
         "comes back (0.2-0.5 after 60 rounds, three seeds). No ready-made model: it trains in "
-        "place, under a minute.",
+        "place first.",
         replace(attack_setup("blended"), arch="small_cnn"),
     ),
     "blended_resnet": TeachingPreset(
-        "Blended on a ResNet, a few minutes",
+        "Blended on a ResNet (slow on a CPU)",
         "The Blended lesson on PreAct-ResNet10, the family of the SAU paper's model: gone within "
         "a few rounds (ASR 1.00 -> 0.00), at 10x the small CNN's compute. No ready-made model: "
-        "training and SAU take a few minutes on a laptop CPU.",
+        "it trains in place first (docs/results.md gives the times measured on a 2-core CPU).",
         replace(attack_setup("blended"), arch="preact_resnet10"),
     ),
 }

@@ -22,6 +22,10 @@ __all__ = [
     "ProbeTile",
     "TriggeredExample",
     "amplify",
+    "best_round",
+    "diverging",
+    "diverging_legend",
+    "outline",
     "heat_legend",
     "heat_to_uint8",
     "hstack",
@@ -30,6 +34,7 @@ __all__ = [
     "sample_images",
     "to_uint8",
     "trigger_pattern",
+    "trigger_picture",
     "trigger_preview",
     "triggered_examples",
 ]
@@ -57,6 +62,78 @@ def amplify(delta: Tensor) -> Tensor:
     if peak < 1e-12:
         return torch.full_like(delta, 0.5)
     return (0.5 + delta / (2 * peak)).clamp(0, 1)
+
+
+# The perturbation colours: blue where delta makes a pixel darker, grey where it leaves it, red
+# where it makes it brighter; full colour at the scale (the run's eps), so every panel of a run
+# reads on the same scale and none is blank (a uniform +eps is all red, not all white).
+_NEG = torch.tensor([0.15, 0.39, 0.92])
+_ZERO = torch.tensor([0.55, 0.55, 0.55])
+_POS = torch.tensor([0.86, 0.15, 0.15])
+
+
+def diverging(delta: Tensor, scale: float | None = None) -> Tensor:
+    """A perturbation (C, H, W) as a colour picture (3, H, W) in [0, 1]: the channel mean of
+    ``delta / scale`` (clipped to [-1, 1]) from blue (-1) through grey (0) to red (+1).
+
+    ``scale`` None: the largest absolute value (a zero perturbation is plain grey)."""
+    if delta.ndim != 3:
+        raise ValueError(f"expected one perturbation (C, H, W), got shape {tuple(delta.shape)}")
+    d = delta.detach().float().cpu().mean(0)  # (H, W)
+    if scale is None:
+        scale = float(d.abs().max()) if d.numel() else 0.0
+    t = (d / scale).clamp(-1, 1) if scale and scale > 1e-12 else torch.zeros_like(d)
+    pos, neg = t.clamp(min=0)[None], (-t).clamp(min=0)[None]  # (1, H, W)
+    base = _ZERO[:, None, None]
+    return base + pos * (_POS - _ZERO)[:, None, None] + neg * (_NEG - _ZERO)[:, None, None]
+
+
+def diverging_legend(width: int = 192, height: int = 12) -> np.ndarray:
+    """The perturbation colours as a bar: -scale (blue) left, 0 (grey) middle, +scale (red) right."""
+    ramp = torch.linspace(-1, 1, width)[None].expand(height, width)[None]
+    return to_uint8(diverging(ramp, 1.0), scale=1)
+
+
+def outline(img: np.ndarray, mask: Tensor, color=(255, 140, 0), width: int = 3) -> np.ndarray:
+    """``img`` (uint8 (H*s, W*s, 3), an enlargement of an H x W picture) with a ``width``-pixel
+    line drawn just outside the region ``mask`` (bool (H, W)), so the region's own pixels stay
+    visible. The picture gets a white margin of ``width`` so a region at the border is outlined
+    on every side; a region that covers everything is framed."""
+    h, w = mask.shape
+    s = img.shape[0] // h
+    big = np.repeat(np.repeat(mask.cpu().numpy().astype(bool), s, 0), s, 1)
+    big = np.pad(big, width)
+    out = np.pad(img, ((width, width), (width, width), (0, 0)), constant_values=255)
+    grown = big.copy()
+    for _ in range(width):
+        g = grown.copy()
+        g[1:] |= grown[:-1]
+        g[:-1] |= grown[1:]
+        g[:, 1:] |= grown[:, :-1]
+        g[:, :-1] |= grown[:, 1:]
+        grown = g
+    out[grown & ~big] = color
+    return out
+
+
+def trigger_picture(spec: AttackSpec, info: DatasetInfo, x: Tensor | None = None,
+                    target: int = 128) -> np.ndarray:  # fmt: skip
+    """The trigger as a uint8 picture that reads on any page: what it stamps, on a background
+    that contrasts with it (dark behind a bright patch, light behind a dark one), with the
+    pixels it changes outlined in orange. A warp (WaNet) changes nothing on a flat image, so
+    its amplified change of the sample ``x`` (C, H, W) is shown instead when given."""
+    trigger = create_trigger(spec.name, info, spec.params)
+    flat = torch.stack([torch.zeros(info.shape), torch.ones(info.shape)])  # (2, C, H, W)
+    changed = (trigger(flat) - flat).abs().amax(1) > 1e-6  # (2, H, W)
+    mask = changed[0] | changed[1]
+    if spec.name == "wanet" and x is not None:
+        pic = amplify(trigger(x[None])[0] - x)
+    elif bool(mask.all()):  # a trigger over the whole picture: on mid-grey, as it adds to it
+        pic = trigger(torch.full((1, *info.shape), 0.5))[0]
+    else:
+        bright = float(trigger(flat)[0][:, mask].mean()) if mask.any() else 0.5
+        pic = trigger(torch.full((1, *info.shape), 0.12 if bright > 0.5 else 0.88))[0]
+    return outline(to_uint8(pic, target=target), mask)
 
 
 def sample_images(data: ImageData, n: int = 8, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -148,7 +225,7 @@ class ProbeTile:
     """One probe image at one round, ready to show."""
 
     clean: Tensor  # (C, H, W)
-    perturbation: Tensor  # amplified to [0, 1]
+    perturbation: Tensor  # (3, H, W) colours: blue darker, grey unchanged, red brighter
     adversarial: Tensor  # x + delta, clipped to [0, 1] for display
     y: int
     h0: int  # h0's label for the adversarial example
@@ -160,15 +237,27 @@ class ProbeTile:
     linf: float  # largest pixel change
 
 
-def probe_tiles(probe: ProbeSnapshot) -> list[ProbeTile]:
-    """The probe batch as tiles: clean, perturbation (amplified), adversarial, labels, flags."""
+def best_round(shared: dict[int, int]) -> int:
+    """The probe round to show first: the one with the most shared examples, the earliest on a
+    tie, leaving out round 0 when there are others (before any update h is h0, so every
+    example that fools h0 is trivially shared)."""
+    rounds = [r for r in shared if r > 0] or list(shared)
+    return max(rounds, key=lambda r: (shared[r], -r))
+
+
+def probe_tiles(probe: ProbeSnapshot, scale: float | None = None) -> list[ProbeTile]:
+    """The probe batch as tiles: clean, perturbation (:func:`diverging`, on one ``scale`` for
+    the whole batch: the run's eps, or None for the batch's largest change), adversarial,
+    labels, flags."""
+    if scale is None:
+        scale = float(probe.delta.abs().max()) if probe.delta.numel() else 0.0
     tiles = []
     for i in range(len(probe.y)):
         d = probe.delta[i]
         tiles.append(
             ProbeTile(
                 clean=probe.x[i],
-                perturbation=amplify(d),
+                perturbation=diverging(d, scale),
                 adversarial=(probe.x[i] + d).clamp(0, 1),
                 y=int(probe.y[i]),
                 h0=int(probe.pred_h0_adv[i]),

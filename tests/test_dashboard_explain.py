@@ -122,7 +122,7 @@ def test_compare_sets_runs_side_by_side(env):
 def test_report_buttons_on_purify_and_runs(env):
     at = _ok(_app("app_pages/purify.py", run=env[0]))
     labels = [b.label for b in at.get("download_button")]
-    assert "Download a report (HTML)" in labels
+    assert "Report (HTML)" in labels
 
 
 @pytest.mark.parametrize(("pull", "noted"), [(0.7, True), (0.05, False)])

@@ -89,12 +89,40 @@ def test_setup_offers_the_ready_made_demo_and_every_data_set(env):
 def test_setup_trigger_form_is_generated_and_validated(env):
     at = _ok(_app())
     size = at.number_input(key="attack.badnets.size")
-    assert size.value == 3 and size.max == 16  # the bound depends on the image size
+    assert size.value == 3
+    at = _ok(size.set_value(99).run())  # the bound depends on the image size (16x16 here)
+    assert any("size: must be at most 16" in e.value for e in at.error)  # next to the field
+    assert any("Fix these settings first" in e.value for e in at.error)  # and at the button
+    train = next(b for b in at.button if b.label == "Train the backdoored model")
+    assert train.disabled
+    at = _ok(at.number_input(key="attack.badnets.size").set_value(3).run())
     at.selectbox(key="train.attack").set_value("sig").run()
     _ok(at)
     freq = at.number_input(key="attack.sig.freq")
     at = _ok(freq.set_value(8).run())  # 2 * 8 / 16 is an integer: the sinusoid vanishes
     assert any("do not work" in e.value for e in at.error)
+
+
+def test_purify_form_says_what_is_out_of_range(env):
+    at = _ok(_app())
+    at = _ok(at.button(key="demo-ready").click().run())
+    at = _ok(at.number_input(key="sau.digits.rounds").set_value(0).run())
+    at = _ok(at.number_input(key="sau.digits.clean_ratio").set_value(1.5).run())
+    errors = [e.value for e in at.error]
+    assert any("rounds: must be at least 1" in e for e in errors)
+    assert any("clean ratio: must be at most 1" in e for e in errors)
+    assert any(e.startswith("Fix these settings first") and "rounds" in e and "clean ratio" in e
+               for e in errors)  # fmt: skip
+    assert at.button(key="purify.go").disabled
+    assert not RunStore(env).scan()[0]  # nothing started
+
+
+def test_purify_form_warns_before_a_setting_measured_to_fail(env):
+    at = _ok(_app())
+    at = _ok(at.button(key="demo-ready").click().run())
+    assert not any("A clean set of" in w.value for w in at.warning)  # the default is fine
+    at = _ok(at.number_input(key="sau.digits.clean_ratio").set_value(0.05).run())
+    assert any("A clean set of 5%" in w.value and "BadNets 0.70" in w.value for w in at.warning)
 
 
 def test_demo_button_chooses_the_model_and_opens_purify(env):
@@ -131,20 +159,30 @@ def test_purify_form_runs_a_tiny_sau_to_completion(env, monkeypatch):
     _ok(at.run())
 
 
-def test_a_failing_run_shows_its_message(env):
-    if torch.backends.mps.is_available():
-        pytest.skip("needs a machine without Apple's MPS")
+def test_a_failing_run_shows_its_message(env, monkeypatch):
+    import sau_core.jobs as jobs
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("the device went away")
+
+    monkeypatch.setattr(jobs, "_purify", boom)
     at = _ok(_app())
     at = _ok(at.button(key="demo-ready").click().run())
-    at.selectbox(key="sau.digits.device").set_value("mps")
-    submit = [b for b in at.button if b.label == "Purify"]
-    at = _ok(submit[0].click().run())
-    # mps is not available on this machine: the run fails with a message, the app keeps going
+    at = _ok(at.button(key="purify.go").click().run())
+    # the run fails with its message, the app keeps going
     run_id = _wait_finished(env)
     at = _ok(at.run())
     state = RunStore(env).get(run_id).status()
-    assert state["state"] == "failed" and "mps" in state["message"]
-    assert any("mps" in e.value for e in at.error)
+    assert state["state"] == "failed" and "device went away" in state["message"]
+    assert any("device went away" in e.value for e in at.error)
+
+
+def test_the_device_list_offers_only_what_is_here(env):
+    at = _ok(_app())
+    at = _ok(at.button(key="demo-ready").click().run())
+    options = at.selectbox(key="sau.digits.device").options
+    assert options[:2] == ["auto", "cpu"]
+    assert ("cuda" in options) == torch.cuda.is_available()
 
 
 def test_a_link_with_a_bad_run_id_is_refused_politely(env):

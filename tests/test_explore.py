@@ -220,7 +220,13 @@ def test_the_report_is_self_contained(lab, tmp_path):
     assert external == [], external
     assert "<script>alert" not in text and "&lt;script&gt;alert" in text
     assert parser.tags.count("img") >= 4 + 2  # gallery tiles, saliency rows, legend
-    assert text.count("Plotly.newPlot") >= 3 and "plotly.js v" in text.lower()
+    assert text.count("Plotly.newPlot") >= 3
+    # plotly.js exactly once: the basic bundle, whose major version is plotly.py's
+    assert text.count("* plotly.js") == 1 and "plotly.js (basic - minified) v" in text
+    assert len(text.encode()) < 1_500_000
+    # the glossary's markdown is rendered, not shown raw
+    body = text.split("</head>", 1)[1]
+    assert "<b>ACC (clean accuracy)</b>" in body and "**" not in body
     for section in ("Before and after SAU", "Shared adversarial examples", "Trigger focus",
                     "Where the models look", "Settings"):  # fmt: skip
         assert section in text

@@ -612,7 +612,9 @@ def test_jobs_take_the_data_sets_defaults(attacked, tmp_path):
     source, attack_id = attacked
     ckpt = str(source.store.get(attack_id).path)
     job = PurifyJob(checkpoint=ckpt).resolved()
-    assert job.sau == default_sau_config("digits") and job.clean_ratio == recipe("digits").clean_ratio
+    assert (
+        job.sau == default_sau_config("digits") and job.clean_ratio == recipe("digits").clean_ratio
+    )
     runner = JobRunner(RunStore(tmp_path))
     run_id = runner.submit(PurifyJob(checkpoint=ckpt, sau=_sau(rounds=1)))
     runner.stop(run_id)

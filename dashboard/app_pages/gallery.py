@@ -5,10 +5,10 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import components, state
-from dashboard.glossary import HELP
+from dashboard.glossary import ATTACK_NAMES, HELP
 from sau_core.attacks import AttackSpec
 from sau_core.runs import RunError
-from sau_core.visual import probe_tiles, to_uint8, trigger_pattern
+from sau_core.visual import best_round, diverging_legend, probe_tiles, trigger_picture
 
 st.title("Shared adversarial examples")
 st.markdown(HELP["shared"])
@@ -41,16 +41,35 @@ except RunError as err:
 def _trigger_picture(probe) -> None:
     spec_d = job.get("attack")
     if not spec_d:
-        st.caption("The trigger of this model is unknown.")
+        st.caption("The trigger of this model is unknown: the perturbations are the evidence.")
         return
     try:
         info = state.checkpoint_info(job["checkpoint"])
-        pic = trigger_pattern(AttackSpec.from_dict(spec_d), info, probe.x[0])
+        pic = trigger_picture(AttackSpec.from_dict(spec_d), info, probe.x[0])
     except (KeyError, ValueError) as err:
         st.caption(f"Cannot draw the trigger: {err}")
         return
-    st.image(to_uint8(pic, target=128), caption=f"the real trigger ({spec_d['name']})")
+    name = ATTACK_NAMES.get(spec_d["name"], spec_d["name"])
+    st.image(pic, caption=f"the real trigger ({name}), its pixels outlined in orange")
     st.caption("SAU never sees it. Compare it with the perturbations it finds.")
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def _shared_counts(run_id: str, rounds: tuple[int, ...]) -> dict[int, int]:
+    """Shared examples in each probe snapshot (what the Gallery opens on)."""
+    counts = {}
+    for r in rounds:
+        try:
+            counts[r] = int(store.get(run_id).load_probe(r).shared.sum())
+        except RunError:
+            counts[r] = -1
+    return counts
+
+
+def _first_round(rounds: list[int]) -> int:
+    """The round with the most shared probe examples (:func:`sau_core.visual.best_round`): the
+    last round often has none left, which teaches nothing."""
+    return best_round(_shared_counts(run_id, tuple(rounds)))
 
 
 def gallery() -> None:
@@ -58,22 +77,38 @@ def gallery() -> None:
     if not rounds:
         st.info("No probe snapshot yet (set *probe size* above 0 to record them).")
         return
-    pick = rounds[-1]
+    pick = rounds[0]
     if len(rounds) > 1:
-        pick = st.select_slider("Round", rounds, value=rounds[-1], key=f"gallery.round.{run_id}",
-                                help=HELP["round"])  # fmt: skip
+        wkey = f"gallery.round.{run_id}"
+        if wkey not in st.session_state or st.session_state[wkey] not in rounds:
+            st.session_state[wkey] = _first_round(rounds)
+        pick = st.select_slider("Round", rounds, key=wkey,
+                                help=HELP["round"] + " The page opens on the round whose probe "
+                                "images have the most shared adversarial examples.")  # fmt: skip
     try:
         probe = run.load_probe(pick)
     except RunError as err:
         st.warning(str(err))
         return
-    tiles = probe_tiles(probe)
+    eps = (job.get("sau") or {}).get("eps")
+    scale = float(eps) if (job.get("sau") or {}).get("norm", "Linf") == "Linf" and eps else None
+    tiles = probe_tiles(probe, scale)
     n_shared = sum(t.shared for t in tiles)
     n_common = sum(t.common for t in tiles)
     st.markdown(
         f"Round **{pick}**: **{n_shared}** of {len(tiles)} probe images have a shared adversarial "
-        f"example; {n_common} fool both models. Each picture: clean image | perturbation "
-        "(amplified; grey = no change) | adversarial example."
+        f"example; {n_common} fool both models. Each picture: clean image | perturbation | "
+        "adversarial example."
+    )
+    c1, c2 = st.columns([1, 3])
+    c1.image(diverging_legend())
+    c2.caption(
+        "Perturbation colours: blue = darker, grey = unchanged, red = brighter"
+        + (
+            f", full colour at the search's radius eps = {scale:g}."
+            if scale
+            else ", full colour at the largest change in the batch."
+        )  # fmt: skip
     )
     left, right = st.columns([4, 1])
     with right:

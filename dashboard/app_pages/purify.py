@@ -8,10 +8,12 @@ from dashboard import charts, components, state, widgets
 from dashboard.glossary import HELP, pct
 from dashboard.report import build_report
 from sau_core.attacks import AttackSpec
+from sau_core.defaults import recipe
 from sau_core.jobs import PurifyJob
-from sau_core.pipeline import DEMO, DataSpec, sau_caveats
+from sau_core.pipeline import DataSpec, sau_caveats, train_caveats
 from sau_core.runs import RunError
 from sau_core.sau import SAUConfig, default_sau_config
+from sau_core.train import TrainConfig
 
 st.title("Purify with SAU")
 with st.expander("What SAU does, in plain words"):
@@ -34,56 +36,102 @@ if linked is not None and linked.kind in ("attack", "import"):
         st.warning(str(err))
 run_id = state.current_run("purify")
 model = state.model()
+# settings that only apply with a GPU are not shown without one
+CUDA_ONLY = () if state.has_cuda() else ("amp",)
+
+
+def _train_notes(path: str) -> list[str]:
+    """Warnings about how the model was trained, from its sidecar's training block."""
+    block = state.checkpoint_meta(path).get("train")
+    if not isinstance(block, dict):
+        return []
+    try:
+        return train_caveats(model["data"], TrainConfig(**block))
+    except (TypeError, ValueError):
+        return []
+
 
 # ------------------------------------------------------------------------------- settings
-if model is None:
+if model is None and run_id is None:
     st.info("Choose a backdoored model on *Set up* first.")
     st.page_link("app_pages/setup.py", label="Go to Set up", icon=":material/science:")
+elif model is None:  # a run opened by its link: show it, and where to start another
+    st.page_link("app_pages/setup.py", label="Purify another model: choose it on Set up",
+                 icon=":material/science:")  # fmt: skip
 else:
     with st.container(border=True):
         st.markdown(f"**Model**: {model['title']} · `{model['arch']}` on `{model['data']['name']}`")
         if model.get("metrics"):
             components.metric_row(model["metrics"])
     data_name = model["data"]["name"]
-    digits_demo = data_name == DEMO.data.name
-    base = DEMO.sau if digits_demo else default_sau_config(data_name)
-    ratio_default = DEMO.clean_ratio if digits_demo else 0.05
+    base = default_sau_config(data_name)
+    ratio_default = recipe(data_name).clean_ratio
     try:
-        n_clean = round(ratio_default * len(state.load_split(model["data"]).train))
+        n_train = len(state.load_split(model["data"]).train)
     except (ValueError, RuntimeError, OSError):
-        n_clean = 0
+        n_train = 0
     attack_name = (model.get("attack") or {}).get("name")
-    for note in sau_caveats(model["data"], n_clean, base, attack_name, model.get("arch")):
-        st.warning(f"**Where SAU is known to be weak.** {note}", icon=":material/info:")
-    schema = widgets.field_schema(SAUConfig, base)
+    schema = [e for e in widgets.field_schema(SAUConfig, base) if e["name"] not in CUDA_ONLY]
     key = f"sau.{data_name}"
+    problems: list[str] = []
     settings = st.expander("SAU settings", expanded=run_id is None, icon=":material/tune:")
-    with settings, st.form("sau-form"):
-        st.caption("Defaults: the paper's settings, with the demo's number of rounds for digits.")
+    with settings:
+        st.caption(
+            f"Defaults for {data_name}: the paper's settings"
+            + (
+                ", with the demo's batch, rounds and clean ratio (measured to work on digits)."
+                if data_name == "digits"
+                else "."
+            )  # fmt: skip
+        )
         basic, advanced = st.tabs(["Main settings", "All SAU settings"])
         with basic:
             c1, c2, c3 = st.columns(3)
             with c1:
-                main = widgets.render_fields(schema, key, only=("rounds",), columns=1)
+                main = widgets.render_fields(schema, key, only=("rounds",), columns=1,
+                                             problems=problems)  # fmt: skip
             with c2:
-                clean_ratio = st.number_input("clean ratio", 0.005, 1.0, ratio_default, 0.01,
-                                              format="%g", help=HELP["clean_ratio"],
-                                              key=f"{key}.clean_ratio")  # fmt: skip
+                ratio_entry = {"name": "clean_ratio", "min": 0.0, "exclusive_min": True,
+                               "max": 1.0, "default": ratio_default}  # fmt: skip
+                st.session_state.setdefault(f"{key}.clean_ratio", ratio_default)
+                clean_ratio = st.number_input("clean ratio", step=0.05, format="%g",
+                                              help=HELP["clean_ratio"], key=f"{key}.clean_ratio")  # fmt: skip
+                problem = widgets.field_problem(ratio_entry, clean_ratio)
+                if problem:
+                    st.error(f"clean ratio: {problem}.", icon=":material/error:")
+                    problems.append(f"clean ratio {problem}")
             with c3:
                 known = st.checkbox("The trigger is known (measure ASR)",
                                     value=bool(model.get("attack")),
                                     disabled=not model.get("attack"), help=HELP["trigger_known"],
                                     key=f"{key}.known")  # fmt: skip
         with advanced:
-            rest = widgets.render_fields(schema, key, skip=("rounds",), columns=3)
+            rest = widgets.render_fields(schema, key, skip=("rounds",), columns=3,
+                                         problems=problems)  # fmt: skip
         c1, c2 = st.columns([1, 2])
-        device = c1.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key=f"{key}.device",
+        devices = state.devices()
+        device = c1.selectbox("Device", devices, key=f"{key}.device",
                               help="auto: a GPU when there is one, else the CPU.")  # fmt: skip
         label = c2.text_input("Name for this run (optional)", key=f"{key}.label", max_chars=120)
-        go = st.form_submit_button("Purify", type="primary")
-    if go:
+    config = None
+    if not problems:
         try:
-            config = widgets.build_config(SAUConfig, {**main, **rest})
+            config = widgets.build_config(SAUConfig, {**main, **rest}, base)
+        except ValueError as err:
+            problems.append(str(err))
+    n_clean = round(float(clean_ratio) * n_train) if not problems else 0
+    notes = _train_notes(model["path"]) + sau_caveats(
+        model["data"], n_clean, config or base, attack_name, model.get("arch"),
+        clean_ratio=None if problems else float(clean_ratio),
+    )  # fmt: skip
+    for note in notes:
+        st.warning(f"**Before you run: where SAU is known to be weak.** {note}",
+                   icon=":material/info:")  # fmt: skip
+    if problems:
+        st.error("Fix these settings first: " + "; ".join(problems) + ".", icon=":material/error:")
+    go = st.button("Purify", type="primary", disabled=bool(problems), key="purify.go")
+    if go and config is not None:
+        try:
             spec = AttackSpec.from_dict(model["attack"]) if known and model.get("attack") else None
             job = PurifyJob(
                 checkpoint=model["path"],
@@ -113,20 +161,22 @@ if run_id is not None:
     st.subheader(f"Run: {config.get('label') or run_id}")
     st.caption(f"`{run_id}` · reload-safe link: `?run={run_id}`")
     class_names = None
-    total = (config.get("job", {}).get("sau") or {}).get("rounds")
-    target = charts.attack_target(config.get("job", {}))
+    job = config.get("job", {})
+    total = (job.get("sau") or {}).get("rounds")
+    target = charts.attack_target(job)
+    known = job.get("attack") is not None
     if view.active:
 
         @st.fragment(run_every=components.LIVE_REFRESH_S)
         def live() -> None:
             v = runner.view(run_id)
-            components.purify_view(v, runner, class_names, total, target)
+            components.purify_view(v, runner, class_names, total, target, known=known)
             if not v.active:
                 st.rerun()
 
         live()
     else:
-        components.purify_view(view, runner, class_names, total, target)
+        components.purify_view(view, runner, class_names, total, target, known=known)
         if view.state == "interrupted":
             last = state.store().get(run_id).resume_round() or 0
             st.info(f"This run was interrupted. Its state after round {last} is kept: resuming "
@@ -140,22 +190,29 @@ if run_id is not None:
                     st.rerun()
         if view.metrics:
             c1, c2, c3 = st.columns(3)
-            c1.page_link("app_pages/gallery.py", label="See the shared adversarial examples",
-                         icon=":material/photo_library:", query_params={"run": run_id})  # fmt: skip
+            c1.page_link("app_pages/gallery.py", label="Shared examples",
+                         icon=":material/photo_library:", query_params={"run": run_id},
+                         help="The probe batch's shared adversarial examples, round by round.")  # fmt: skip
             c2.download_button(
-                "Download this run (zip)",
+                "Run (zip)",
                 data=lambda: state.store().get(run_id).zip_bytes(),
                 file_name=f"{run_id}.zip",
                 mime="application/zip",
+                icon=":material/download:",
+                help="The whole run directory: a checkpoint, its metrics and every event.",
             )
             c3.download_button(
-                "Download a report (HTML)",
+                "Report (HTML)",
                 data=lambda: build_report(state.store().get(run_id)),
                 file_name=f"{run_id}.html",
                 mime="text/html",
+                icon=":material/description:",
                 help="One file that opens offline: settings, table, interactive curves, the "
                 "shared adversarial examples and saliency maps.",
             )
             after = view.metrics.get("after", {})
-            st.caption(f"Purified model: ACC {pct(after.get('acc'))}, ASR {pct(after.get('asr'))}.")
-    components.config_expander(config.get("job", {}))
+            line = f"Purified model: ACC {pct(after.get('acc'))}"
+            if after.get("asr") is not None:
+                line += f", ASR {pct(after.get('asr'))}"
+            st.caption(line + ".")
+    components.config_expander(job)

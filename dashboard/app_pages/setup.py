@@ -6,15 +6,18 @@ import json
 
 import streamlit as st
 
-from dashboard import components, share, state, widgets
-from dashboard.glossary import HELP, pct
+from dashboard import components, forms, share, state, widgets
+from dashboard.glossary import HELP, describe_attack, pct
 from sau_core import ready
-from sau_core.attacks import ATTACKS, AttackSpec, list_attacks, param_schema
+from sau_core.attacks import ATTACKS, AttackSpec, list_attacks
+from sau_core.checkpoint import parse_sidecar
 from sau_core.data import DIGITS_RESOLUTIONS, available, list_datasets
+from sau_core.defaults import recipe
 from sau_core.jobs import AttackJob, QueueFull, import_checkpoint
 from sau_core.models import MODELS
-from sau_core.pipeline import DEMO, TEACHING_PRESETS, DataSpec
+from sau_core.pipeline import DEMO, TEACHING_PRESETS, DataSpec, sau_caveats, train_caveats
 from sau_core.runs import RunError
+from sau_core.sau import default_sau_config
 from sau_core.train import TrainConfig, default_train_config
 from sau_core.visual import sample_images, trigger_preview
 
@@ -77,7 +80,7 @@ with st.container(border=True):
     else:
         st.markdown(
             f"No ready-made demo model here ({note or 'the manifest lists none'}). "
-            "Train the demo preset instead: it takes under a minute on a laptop CPU."
+            "Train the demo preset instead (about ten seconds of training on a laptop CPU)."
         )
         if st.button("Train the demo preset", type="primary", key="demo-train"):
             job = AttackJob(DEMO.data, DEMO.arch, DEMO.attack, DEMO.train)
@@ -132,8 +135,8 @@ with tab_ready:
         entry = by_name[pick]
         components.metric_row(entry.metrics)
         st.caption(
-            f"Attack settings: `{entry.attack}`. Files are checked against their SHA-256 in the "
-            "manifest before use."
+            f"Attack: {describe_attack(entry.attack)}. Files are checked against their SHA-256 "
+            "in the manifest before use."
         )
         if st.button("Use this model", key="ready.use"):
             use_ready(entry)
@@ -175,9 +178,10 @@ with tab_train:
     arch = c1.selectbox("Model", list(MODELS), key="train.arch",
                         help="\n\n".join(f"**{k}**: {v.help}" for k, v in MODELS.items()))  # fmt: skip
     attack = c2.selectbox("Attack", list_attacks(), key="train.attack",
-                          format_func=lambda n: ATTACKS[n].help.split(":")[0],
+                          format_func=forms.attack_label,
                           help="\n\n".join(v.help for v in ATTACKS.values()))  # fmt: skip
     st.caption(ATTACKS[attack].help)
+    problems: list[str] = []
     k = info.num_classes if info is not None else 10
     c1, c2, c3 = st.columns(3)
     if not 0 <= st.session_state["train.target"] < k:
@@ -187,15 +191,18 @@ with tab_train:
                              help=HELP["target"])  # fmt: skip
     ratio = c2.slider("Poison ratio", *share.RATIO_RANGE, step=0.01, key="train.ratio",
                       help=HELP["poison_ratio"])  # fmt: skip
-    rule = c3.selectbox("Label rule", ["all2one", "all2all"], key="train.rule",
-                        disabled=ATTACKS[attack].clean_label,
-                        help="all2one: every triggered image goes to the target; all2all: "
-                        "class y goes to y+1.")  # fmt: skip
+    if ATTACKS[attack].clean_label:
+        rule = "all2one"
+        c3.caption("Label rule: all to one (a clean-label attack keeps its labels).")
+    else:
+        rule = c3.selectbox("Label rule", ["all2one", "all2all"], key="train.rule",
+                            help="all2one: every triggered image goes to the target; all2all: "
+                            "class y goes to y+1.")  # fmt: skip
     st.markdown("**Trigger parameters**")
-    params = widgets.render_fields(param_schema(attack, info), f"attack.{attack}", columns=3)
+    params = forms.trigger_fields(attack, info, f"attack.{attack}", problems)
     spec = AttackSpec(attack, params, int(target), rule, float(ratio), DEMO.attack.seed)
 
-    if split is not None:
+    if split is not None and not problems:
         st.markdown("**Trigger preview** on test images (top: clean, middle: with the trigger, "
                     "bottom: what the trigger changed, amplified)")  # fmt: skip
         try:
@@ -209,12 +216,14 @@ with tab_train:
                 col.image(components.strip([change[i]]))
         except ValueError as err:
             st.error(f"These trigger settings do not work: {err}")
+            problems.append("the trigger settings do not work")
 
     with st.expander("Training settings"):
-        defaults = DEMO.train if ds == DEMO.data.name else default_train_config(ds)
-        train_values = widgets.render_fields(
-            widgets.field_schema(TrainConfig, defaults), f"trainconf.{ds}", columns=3
-        )
+        cuda_only = () if state.has_cuda() else ("amp", "channels_last")
+        schema = [e for e in widgets.field_schema(TrainConfig, default_train_config(ds))
+                  if e["name"] not in cuda_only]  # fmt: skip
+        train_values = widgets.render_fields(schema, f"trainconf.{ds}", columns=3,
+                                             problems=problems)  # fmt: skip
     # the form's choices into the URL: a link to this page reproduces them
     _form = {k: st.session_state.get(k) for k in share.FIELDS.values()}
     _preset = st.session_state.get(share.PRESET_KEY)
@@ -230,11 +239,27 @@ with tab_train:
             del st.query_params[_k]
     st.session_state["setup.applied"] = json.dumps(sorted(st.query_params.to_dict().items()))
     label = st.text_input("Name for this run (optional)", key="train.label", max_chars=120)
+    train = None
+    if not problems:
+        try:
+            train = widgets.build_config(TrainConfig, train_values, default_train_config(ds))
+        except ValueError as err:
+            problems.append(str(err))
+    if train is not None:
+        clean_n = round(recipe(ds).clean_ratio * (len(split.train) if split is not None else 0))
+        notes = train_caveats(data, train) + sau_caveats(
+            data, clean_n, default_sau_config(ds), attack, arch)  # fmt: skip
+        for note in notes:
+            st.warning(f"**Before you train: where SAU is known to be weak.** {note}",
+                       icon=":material/info:")  # fmt: skip
+    if problems:
+        st.error("Fix these settings first: " + "; ".join(problems) + ".", icon=":material/error:")
     if st.button(
-        "Train the backdoored model", type="primary", disabled=split is None and not download
+        "Train the backdoored model",
+        type="primary",
+        disabled=bool(problems) or (split is None and not download),
     ):
         try:
-            train = widgets.build_config(TrainConfig, train_values)
             job = AttackJob(data, arch, spec, train, download=download)
             if split is not None:
                 spec.validate(split.info)
@@ -246,30 +271,93 @@ with tab_train:
             st.switch_page("app_pages/attack.py", query_params={"run": run_id})
 
 # ---------------------------------------------------------------------------------- upload
+FROM_SIDECAR = "(from checkpoint.json)"
+
+
+def _floats(text: str, what: str, problems: list[str]) -> tuple[float, ...] | None:
+    """'0.5' or '0.49, 0.48, 0.45' -> floats; '' -> None; a bad entry -> a problem."""
+    if not text.strip():
+        return None
+    try:
+        values = tuple(float(t) for t in text.replace(" ", "").split(","))
+    except ValueError:
+        problems.append(f"{what} must be numbers separated by commas, got {text[:40]!r}")
+        return None
+    return values
+
+
 with tab_upload:
     st.markdown(
         "Bring your own backdoored model: its weights for one of the registered architectures "
-        "(`.safetensors`, or a plain PyTorch state dict `.pt`/`.pth`, which is read without "
-        "running any code). Add SAU Lab's `checkpoint.json` if you have it; otherwise name the "
-        "architecture and the data set. The trigger is optional."
+        "(`.safetensors`, or a PyTorch state dict `.pt`/`.pth`, read without running any "
+        "code). Add SAU Lab's `checkpoint.json` if you have one; otherwise name the architecture "
+        "and the data set. Name the trigger too if you know it, so ASR can be measured; "
+        "*docs/your-model.md* in the project lists the accepted weight layouts."
     )
+    up_problems: list[str] = []
     weights = st.file_uploader("Weights", type=["safetensors", "pt", "pth"], key="up.weights")
     sidecar = st.file_uploader("checkpoint.json (optional)", type=["json"], key="up.sidecar")
+    meta: dict = {}
+    if sidecar is not None:
+        try:
+            meta = parse_sidecar(sidecar.getvalue(), sidecar.name)
+        except ValueError as err:
+            st.error(f"{err}. Fix the file, or remove it and name the architecture and data "
+                     "set below.", icon=":material/error:")  # fmt: skip
+            up_problems.append(f"{sidecar.name} is unreadable")
+    side_ds = (meta.get("data") or meta.get("dataset") or {}).get("name") if meta else None
     c1, c2, c3 = st.columns(3)
-    up_arch = c1.selectbox("Architecture", ["(from checkpoint.json)", *MODELS], key="up.arch")
+    up_arch = c1.selectbox("Architecture", ([FROM_SIDECAR] if meta else []) + list(MODELS),
+                           key="up.arch")  # fmt: skip
     ready_sets = [d for d in list_datasets() if status[d][0] and d != "imagefolder"]
-    up_ds = c2.selectbox("Data set", ["(from checkpoint.json)", *ready_sets], key="up.ds")
-    up_res = c3.selectbox("Digits image size", list(DIGITS_RESOLUTIONS), index=1, key="up.res")
-    c1, c2 = st.columns(2)
-    up_attack = c1.selectbox("Trigger", ["unknown", *list_attacks()], key="up.attack",
-                             help=HELP["trigger_known"])  # fmt: skip
-    up_target = c2.number_input("Target class", 0, 255, 0, key="up.target")
-    if st.button("Check and use this model", disabled=weights is None, key="up.go"):
-        up_data = None
-        if up_ds != "(from checkpoint.json)":
-            up_kwargs = {"resolution": int(up_res)} if up_ds == "digits" else {}
-            up_data = DataSpec(up_ds, None, up_kwargs)
-        spec_up = None if up_attack == "unknown" else AttackSpec(up_attack, {}, int(up_target))
+    up_ds = c2.selectbox("Data set", ([FROM_SIDECAR] if side_ds else []) + ready_sets,
+                         key="up.ds")  # fmt: skip
+    ds_name = side_ds if up_ds == FROM_SIDECAR else up_ds
+    up_data = None
+    if up_ds != FROM_SIDECAR:
+        up_kwargs = dict(recipe(up_ds).data)
+        if up_ds == "digits":
+            up_kwargs["resolution"] = int(c3.selectbox("Digits image size", list(DIGITS_RESOLUTIONS),
+                                                       index=1, key="up.res"))  # fmt: skip
+        up_data = DataSpec(up_ds, None, up_kwargs)
+    with st.expander("Normalisation (only for weights of the bare network)"):
+        st.caption(
+            "SAU Lab models normalise their input themselves (`normalize.mean` and `.std` in the "
+            "weights). Weights of the network alone get the data set's mean and std; if your "
+            "model was trained with others, give them here (one value per channel)."
+        )
+        n1, n2 = st.columns(2)
+        up_mean = _floats(n1.text_input("mean", key="up.mean", placeholder="e.g. 0.5"), "mean",
+                          up_problems)  # fmt: skip
+        up_std = _floats(n2.text_input("std", key="up.std", placeholder="e.g. 0.25"), "std",
+                         up_problems)  # fmt: skip
+    up_info = None
+    if ds_name in ready_sets:
+        try:
+            up_info = state.load_split(up_data or DataSpec(ds_name, None, dict(
+                (meta.get("data") or {}).get("kwargs") or (meta.get("dataset") or {}).get("params") or {}))).info  # fmt: skip
+        except (ValueError, RuntimeError, OSError) as err:
+            st.error(f"Cannot load {ds_name}: {err}")
+    c1, c2, c3 = st.columns(3)
+    triggers = ["unknown", *list_attacks()]
+    up_attack = c1.selectbox("Trigger", triggers, key="up.attack", help=HELP["trigger_known"],
+                             format_func=lambda n: n if n == "unknown" else forms.attack_label(n))  # fmt: skip
+    spec_up = None
+    if up_attack != "unknown":
+        k_up = up_info.num_classes if up_info is not None else 10
+        up_target = c2.number_input("Target class", 0, k_up - 1, 0, key="up.target")
+        up_rule = "all2one"
+        if not ATTACKS[up_attack].clean_label:
+            up_rule = c3.selectbox("Label rule", ["all2one", "all2all"], key="up.rule")
+        up_params = forms.trigger_fields(up_attack, up_info, f"up.attack.{up_attack}", up_problems)
+        spec_up = AttackSpec(up_attack, up_params, int(up_target), up_rule)
+    else:
+        c2.caption("Without the trigger SAU still runs; ASR and RA cannot be measured, and the "
+                   "result shows where the model's adversarial examples land instead.")  # fmt: skip
+    if up_problems:
+        st.error("Fix these first: " + "; ".join(up_problems) + ".", icon=":material/error:")
+    if st.button("Check and use this model", disabled=weights is None or bool(up_problems),
+                 key="up.go"):  # fmt: skip
         try:
             with st.spinner("Checking the weights and measuring the model ..."):
                 run = import_checkpoint(
@@ -277,15 +365,20 @@ with tab_upload:
                     weights.getvalue(),
                     weights.name,
                     sidecar=None if sidecar is None else sidecar.getvalue(),
-                    arch=None if up_arch.startswith("(") else up_arch,
+                    arch=None if up_arch == FROM_SIDECAR else up_arch,
                     data=up_data,
                     attack=spec_up,
                     split=None if up_data is None else state.load_split(up_data),
                     owner=state.owner(),
+                    mean=up_mean,
+                    std=up_std,
                 )
             st.session_state[state.MODEL] = state.model_from_run(run)
         except (ValueError, RunError, OSError) as err:
-            st.error(f"This model cannot be used: {err}")
+            text = str(err)
+            if weights.name not in text:
+                text = f"{weights.name}: {text}"
+            st.error(f"This model cannot be used. {text}", icon=":material/error:")
         else:
             st.success(f"Imported as run {run.id}.")
             st.switch_page("app_pages/purify.py")
