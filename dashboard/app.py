@@ -20,6 +20,16 @@ from dashboard import state
 from dashboard.icon import app_icon
 
 st.set_page_config(page_title="SAU Lab", page_icon=app_icon(), layout="wide")
+# Two charts side by side need about 840 px: on a narrower main area (a 1024-px projector with
+# the sidebar open) a row of charts wraps, one chart per line, instead of squeezing each chart
+# until its legend swallows it. A <style>-only block takes no room on the page.
+st.html(
+    "<style>"
+    "[data-testid='stHorizontalBlock']:has([data-testid='stPlotlyChart']){flex-wrap:wrap}"
+    "[data-testid='stHorizontalBlock']:has([data-testid='stPlotlyChart'])"
+    " [data-testid='stColumn']{min-width:420px}"
+    "</style>"
+)
 state.owner()  # this browser's random id (kept in a cookie), the owner of the runs it starts
 
 PAGES = {

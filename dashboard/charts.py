@@ -77,13 +77,17 @@ def metric_curves(
 ) -> go.Figure:
     """ACC, ASR and RA per SAU round (round 0: the backdoored model, when ``before`` is given)."""
     fig = go.Figure()
+    names = []
     for key, name in (("acc", "ACC"), ("asr", "ASR"), ("ra", "RA")):
         xs, ys = _points(rounds, before, key)
         if xs:
+            names.append(name)
             fig.add_scatter(x=xs, y=ys, name=name, mode="lines+markers",
                             line={"color": COLORS[key]})  # fmt: skip
     _round_axis(fig, total)
-    return _layout(fig, "ACC, ASR and RA per round", "share of test images", percent=True)
+    title = (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else
+             "".join(names) or "ACC")  # fmt: skip
+    return _layout(fig, f"{title} per round", "share of test images", percent=True)
 
 
 def _per_class(record: dict | None) -> dict[int, float]:

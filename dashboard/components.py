@@ -248,7 +248,7 @@ def purify_summary(view: JobView, known: bool = True) -> None:
         st.warning(f"**Low ASR is not the whole story.** {note}", icon=":material/info:")
     cols = st.columns(3)
     if m.get("der") is None:
-        cols[0].metric("DER", "not measured", help=HELP["der"] + " It needs ASR, so the trigger.")
+        cols[0].markdown("**DER**  \nnot measured: it needs ASR, so the trigger", help=HELP["der"])
     else:
         cols[0].metric("DER", f"{m['der']:.3f}", help=HELP["der"])
     cols[1].metric("Rounds", f"{m.get('rounds_done', '–')}")

@@ -161,13 +161,17 @@ def sample_images(data: ImageData, n: int = 8, seed: int = 0) -> tuple[Tensor, T
 def trigger_preview(
     x: Tensor, info: DatasetInfo, name: str, params: dict | None = None
 ) -> tuple[Tensor, Tensor]:
-    """``x`` (B, C, H, W) with the trigger of attack ``name`` applied, and the amplified change.
+    """``x`` (B, C, H, W) with the trigger of attack ``name`` applied, and the change as colours
+    (:func:`diverging`, (B, 3, H, W): red brighter, blue darker, on the batch's largest change).
 
     Raises ValueError for unknown attacks or parameters out of range, as the attack does.
     """
     trigger = create_trigger(name, info, params or {})
     xt = trigger(x)
-    return xt, torch.stack([amplify(d) for d in (xt - x)]) if len(x) else xt
+    if not len(x):
+        return xt, xt
+    peak = float((xt - x).abs().max())
+    return xt, torch.stack([diverging(d, peak) for d in (xt - x)])
 
 
 def trigger_pattern(spec: AttackSpec, info: DatasetInfo, x: Tensor | None = None) -> Tensor:

@@ -56,7 +56,8 @@ def test_explain_shows_h0_and_h_on_clean_and_triggered_images(env):
     # the trigger focus, in numbers and in words
     focus = {m.label: m.value for m in at.metric}
     assert {"h0 (backdoored)", "h (purified)"} <= set(focus)
-    assert all(" ± " in focus[k] for k in ("h0 (backdoored)", "h (purified)"))
+    assert all(0 <= float(focus[k]) <= 1 for k in ("h0 (backdoored)", "h (purified)"))
+    assert all("Spread over the images" in m.help for m in at.metric if m.label.startswith("h"))
     assert any("After SAU, h puts" in m.value for m in at.markdown)
     # every method: one table row per method and model
     at = _ok(at.checkbox(key="explain.focus_all").check().run())

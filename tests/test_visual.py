@@ -10,10 +10,14 @@ from sau_core.data import DatasetInfo, ImageData
 from sau_core.events import ProbeSnapshot
 from sau_core.visual import (
     amplify,
+    best_round,
+    diverging,
+    outline,
     probe_tiles,
     sample_images,
     to_uint8,
     trigger_pattern,
+    trigger_picture,
     trigger_preview,
 )
 
@@ -41,7 +45,10 @@ def test_trigger_preview_and_pattern_show_the_badnets_patch():
     x = torch.zeros(2, 1, 4, 4)
     xt, change = trigger_preview(x, INFO, "badnets", {"size": 2})
     assert xt[:, :, 2:, 2:].eq(1).all() and xt[:, :, :2, :].eq(0).all()
-    assert change[:, :, 2:, 2:].eq(1).all() and change[:, :, :2, :].eq(0.5).all()
+    red, grey = torch.tensor([0.86, 0.15, 0.15]), torch.tensor([0.55, 0.55, 0.55])
+    assert change.shape == (2, 3, 4, 4)  # colours: red where the patch brightened the image
+    assert torch.allclose(change[:, :, 2:, 2:], red[None, :, None, None].expand(2, 3, 2, 2))
+    assert torch.allclose(change[:, :, :2, :], grey[None, :, None, None].expand(2, 3, 2, 4))
     assert torch.equal(x, torch.zeros(2, 1, 4, 4))  # input untouched
     pic = trigger_pattern(AttackSpec("badnets", {"size": 2}), INFO)
     assert pic[:, 2:, 2:].eq(1).all() and pic[:, :2, :].eq(0.5).all()
@@ -70,3 +77,55 @@ def test_probe_tiles_carry_labels_and_flags():
     assert (b.h0_clean, b.h, b.shared) == (0, 4, False)
     assert a.adversarial.max() == 1.0  # 0.9 + 0.2, clipped for display
     assert a.linf == pytest.approx(0.2)
+
+
+RED, GREY, BLUE = (0.86, 0.15, 0.15), (0.55, 0.55, 0.55), (0.15, 0.39, 0.92)
+
+
+def test_diverging_colours_a_perturbation_on_a_fixed_scale():
+    d = torch.tensor([[[0.2, 0.0], [-0.2, 0.1]]])
+    c = diverging(d, scale=0.2)
+    assert c.shape == (3, 2, 2)
+    assert c[:, 0, 0].tolist() == pytest.approx(RED) and c[:, 0, 1].tolist() == pytest.approx(GREY)
+    assert c[:, 1, 0].tolist() == pytest.approx(BLUE)
+    assert c[:, 1, 1].tolist() == pytest.approx(
+        [(g + r) / 2 for g, r in zip(GREY, RED, strict=True)]
+    )
+    # a uniform +eps perturbation (the "max" start) is all red, never a blank white panel
+    uniform = diverging(torch.full((1, 3, 3), 0.2), scale=0.2)
+    assert torch.allclose(uniform, torch.tensor(RED)[:, None, None].expand(3, 3, 3))
+    assert diverging(torch.zeros(1, 2, 2)).tolist() == diverging(torch.zeros(1, 2, 2), 1.0).tolist()
+    # RGB: the channel mean
+    assert diverging(torch.tensor([[[0.2]], [[0.2]], [[-0.4]]]), 0.2)[
+        :, 0, 0
+    ].tolist() == pytest.approx(GREY)
+
+
+def test_outline_is_drawn_outside_the_region_and_on_every_side():
+    img = to_uint8(torch.full((1, 4, 4), 0.5), scale=4)  # (16, 16, 3)
+    mask = torch.zeros(4, 4, dtype=torch.bool)
+    mask[2:, 2:] = True  # the bottom-right corner, at the border
+    out = outline(img, mask, color=(255, 140, 0), width=2)
+    assert out.shape == (20, 20, 3)  # a 2-pixel margin on each side
+    inner = out[2:-2, 2:-2]
+    assert (inner[8:, 8:] == 128).all()  # the region itself is untouched
+    orange = (out == [255, 140, 0]).all(-1)
+    assert orange[18:20, 10:18].all() and orange[10:18, 18:20].all()  # below and right of it
+    assert orange[8:10, 10:18].all() and orange[10:18, 8:10].all()  # above and left of it
+    assert not orange[:6, :6].any()  # nowhere else
+
+
+def test_trigger_picture_contrasts_with_the_trigger():
+    info = DatasetInfo("toy", 3, (1, 8, 8), (0.5,), (0.5,), natural=False)
+    white = trigger_picture(AttackSpec("badnets", {"size": 2}), info, target=8)
+    black = trigger_picture(AttackSpec("badnets", {"size": 2, "pattern": "black"}), info, target=8)
+    # 8x8 at 1x plus a 3-pixel margin: the canvas is dark behind a white patch, light behind a black one
+    assert white[3 + 1, 3 + 1, 0] < 64 and black[3 + 1, 3 + 1, 0] > 192
+    assert white[3 + 7, 3 + 7].tolist() == [255, 255, 255]  # the patch itself
+    assert (white == [255, 140, 0]).all(-1).sum() > 0
+
+
+def test_the_gallery_opens_on_the_round_with_most_shared_examples():
+    assert best_round({0: 16, 1: 5, 2: 9, 3: 9, 4: 0}) == 2  # not round 0 (h is h0), earliest tie
+    assert best_round({0: 3}) == 0
+    assert best_round({1: 0, 2: 0}) == 1

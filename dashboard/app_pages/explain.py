@@ -209,7 +209,9 @@ except (ValueError, RuntimeError) as err:
     st.stop()
 
 # ------------------------------------------------------------------------------ the grid
-left, right = st.columns([3, 1])
+# the grid takes the page's width (beside a side column, its headers and the focus metrics
+# were clipped at 1024 px); the trigger focus follows under it
+left, right = st.container(), st.container()
 with left:
     st.subheader(
         f"{METHODS[method].label}: image | " + " | ".join(f"{m}'s map" for m in pair.names)
@@ -241,8 +243,9 @@ with right:
     if spec is None:
         st.info("The trigger of this model is unknown, so its region cannot be measured.")
     else:
-        all_methods = st.checkbox("All methods (slower)", key="explain.focus_all")
-        n_focus = st.number_input("Images measured", 8, 256, 64, 8, key="explain.focus_n")
+        c1, c2 = st.columns(2)
+        all_methods = c1.checkbox("All methods (slower)", key="explain.focus_all")
+        n_focus = c2.number_input("Images measured", 8, 256, 64, 8, key="explain.focus_n")
         methods = tuple(METHODS) if all_methods else (method,)
         per = {m: (params if m == method else {}) for m in methods}
         try:
@@ -253,14 +256,20 @@ with right:
             stats = {}
         if stats:
             s = stats[method]
-            if len(stats) > 1:  # every method: a table (scrolls sideways in this column)
+            if len(stats) > 1:  # every method: a table
                 st.dataframe(charts.focus_rows(stats), hide_index=True)
             elif hasattr(s, "before"):
-                st.metric("h0 (backdoored)", f"{s.before.mean:.3f} ± {s.before.std:.3f}")
-                st.metric("h (purified)", f"{s.after.mean:.3f} ± {s.after.std:.3f}",
-                          delta=f"{s.change:+.3f}", delta_color="inverse")  # fmt: skip
+                m1, m2, m3 = st.columns(3)
+                m1.metric("h0 (backdoored)", f"{s.before.mean:.3f}",
+                          help=f"Spread over the images (std): {s.before.std:.3f}.")  # fmt: skip
+                m2.metric("h (purified)", f"{s.after.mean:.3f}", delta=f"{s.change:+.3f}",
+                          delta_color="inverse",
+                          help=f"Spread over the images (std): {s.after.std:.3f}.")  # fmt: skip
+                m3.metric("uniform map", f"{s.before.area:.3f}",
+                          help="What a map that looked everywhere equally would score.")  # fmt: skip
             else:
-                st.metric("trigger focus", f"{s.mean:.3f} ± {s.std:.3f}")
+                st.metric("trigger focus", f"{s.mean:.3f}",
+                          help=f"Spread over the images (std): {s.std:.3f}.")  # fmt: skip
             if hasattr(s, "before"):
                 b, a = s.before, s.after
                 st.markdown(

@@ -28,19 +28,25 @@ if not runs:
 
 def _summary(r) -> tuple[str, str]:
     m = r.metrics or {}
-    if r.kind == "purify":
-        after = m.get("after") or {}
-        return pct(after.get("acc")), pct(after.get("asr"))
-    return pct(m.get("acc")), pct(m.get("asr"))
+    block = (m.get("after") or {}) if r.kind == "purify" else m
+    if not block:
+        return "", ""
+    asr = block.get("asr")
+    return pct(block.get("acc")), "not measured" if asr is None else pct(asr)
 
 
 rows = []
 for r in runs:
     acc, asr = _summary(r)
     progress = f"{r.round}/{r.rounds}" if r.rounds else ""
-    rows.append({"run": r.id, "kind": r.kind, "name": r.label, "state": r.state,
-                 "progress": progress, "ACC": acc, "ASR": asr, "created": r.created})  # fmt: skip
-st.caption("ACC and ASR: of the model a run produced (after SAU for purify runs). Select a row.")
+    # the columns a person reads first come first: at 1024 px the last ones scroll into view
+    rows.append({"name": r.label or r.id, "kind": r.kind, "state": r.state, "ACC": acc,
+                 "ASR": asr, "progress": progress, "created": r.created[:16].replace("T", " "),
+                 "run": r.id})  # fmt: skip
+st.caption(
+    "ACC and ASR: of the model a run produced (after SAU for purify runs); ASR is not "
+    "measured when the trigger is unknown. Select a row."
+)
 picked = st.dataframe(rows, hide_index=True, on_select="rerun", selection_mode="single-row",
                       key="runs.table")  # fmt: skip
 selected = picked.selection.rows if picked is not None else []

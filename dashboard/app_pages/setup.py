@@ -204,7 +204,8 @@ with tab_train:
 
     if split is not None and not problems:
         st.markdown("**Trigger preview** on test images (top: clean, middle: with the trigger, "
-                    "bottom: what the trigger changed, amplified)")  # fmt: skip
+                    "bottom: what the trigger changed: red brighter, blue darker, grey "
+                    "unchanged)")  # fmt: skip
         try:
             spec.validate(split.info)
             x, y = sample_images(split.test, 8)
