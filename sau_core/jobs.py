@@ -940,6 +940,13 @@ def job_from_config(config: dict) -> AttackJob | PurifyJob:
 
 
 # ----------------------------------------------------------------------------- uploaded models
+def _server_path(key: str, value: Any) -> bool:
+    """A trigger parameter that names a file (Blended's key image, a custom trigger's image or
+    mask given by path) rather than carrying the picture (a ``data:`` URI)."""
+    return key in ("image", "mask") and isinstance(value, str) and bool(value) and not (
+        value.startswith("data:"))  # fmt: skip
+
+
 def import_checkpoint(
     store: RunStore,
     weights: bytes,
@@ -962,7 +969,8 @@ def import_checkpoint(
             read with ``weights_only=True``; never unpickled otherwise).
         filename: its name (only the extension is used).
         sidecar: an optional SAU Lab ``checkpoint.json``; it names the architecture, data set
-            and attack. Its data root and trigger-image path are not used (they name server files).
+            and attack. Its data root and any trigger file path are not used (they name server
+            files); a trigger picture carried as a ``data:`` URI is.
         arch, data: the architecture and data set when there is no sidecar (they win over it).
         attack: the trigger when known (ASR/RA are measured with it), else the sidecar's or none.
         owner: the session uploading it (see :meth:`RunStore.create`).
@@ -999,8 +1007,9 @@ def import_checkpoint(
         raise ValueError("name the model's architecture")
     if arch not in MODELS:
         raise ValueError(f"unknown model {arch!r}; choose from {', '.join(MODELS)}")
-    if attack is not None and attack.params.get("image"):
-        attack = replace(attack, params={k: v for k, v in attack.params.items() if k != "image"})
+    if attack is not None:  # a file path names a server file: never read it for an upload
+        attack = replace(attack, params={k: v for k, v in attack.params.items()
+                                         if not _server_path(k, v)})  # fmt: skip
     split = split if split is not None else data.load()
     if attack is not None:
         attack.validate(split.info)

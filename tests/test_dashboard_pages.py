@@ -8,6 +8,7 @@ awaited on disk and the page drawn again, which shows the finished view.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -285,3 +286,129 @@ def test_compare_and_gallery_offer_only_visible_runs(env, page, widget):
     offered = " ".join(getattr(at, widget)[0].options)
     assert "mine" in offered and "from the command line" in offered
     assert "someone else's" not in offered and runs["other"].id[-6:] not in offered
+
+
+# ---------------------------------------------------------------- your own model and trigger
+def _png_bytes(array) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _bare_weights(ready_dir) -> bytes:
+    """The tiny ready-made model's weights as an analyst would save them: torch.save'd state
+    dict of the network alone under 'model_state_dict', DataParallel's 'module.' prefix."""
+    import io
+
+    from safetensors.torch import load_file
+
+    state = load_file(ready_dir / "badnets" / "model.safetensors")
+    buf = io.BytesIO()
+    torch.save({"model_state_dict": {f"module.{k}": v for k, v in state.items()}}, buf)
+    return buf.getvalue()
+
+
+def _upload_form(at, ready_dir):
+    at.file_uploader(key="up.weights").upload("my_model.pt", _bare_weights(ready_dir))
+    at = _ok(at.run())
+    at.selectbox(key="up.arch").set_value(TINY.arch)
+    at.selectbox(key="up.ds").set_value("digits")
+    at = _ok(at.run())
+    at.selectbox(key="up.res").set_value(8)
+    return _ok(at.run())
+
+
+def test_the_upload_form_measures_a_trigger_given_as_png(env, ready_dir):
+    """An analyst's own model and trigger: the BadNets patch drawn as an image and a mask
+    (white 3x3 at the bottom-right of 8x8), given as PNG uploads, measures the ASR that the
+    registered attack gives (the manifest's), and the run carries the picture."""
+    import json
+
+    import numpy as np
+
+    at = _upload_form(_ok(_app()), ready_dir)
+    at.selectbox(key="up.attack").set_value("custom")
+    at = _ok(at.run())
+    assert at.button(key="up.go").disabled  # no picture yet
+    assert any("the trigger image is missing" in e.value for e in at.error)
+    patch = np.zeros((8, 8))
+    patch[5:, 5:] = 255
+    image, mask = ("t.png", _png_bytes(patch)), ("m.png", _png_bytes(patch))
+    at.file_uploader(key="up.attack.custom.image_file").upload(*image)
+    at.file_uploader(key="up.attack.custom.mask_file").upload(*mask)
+    at = _ok(at.run())
+    assert not at.button(key="up.go").disabled
+    # AppTest keeps an upload for one run: give the files again with the click
+    at.file_uploader(key="up.weights").upload("my_model.pt", _bare_weights(ready_dir))
+    at.file_uploader(key="up.attack.custom.image_file").upload(*image)
+    at.file_uploader(key="up.attack.custom.mask_file").upload(*mask)
+    at = _ok(at.button(key="up.go").click().run())
+    runs = RunStore(env).scan()[0]
+    assert [r.kind for r in runs] == ["import"], [e.value for e in at.error]
+    metrics = runs[0].metrics
+    manifest = json.loads((ready_dir / "manifest.json").read_text())["checkpoints"][0]["metrics"]
+    assert metrics["acc"] == pytest.approx(manifest["acc"], abs=1e-6)
+    assert metrics["asr"] == pytest.approx(manifest["asr"], abs=1e-6)
+    spec = RunStore(env).get(runs[0].id).config()["job"]["attack"]
+    assert spec["name"] == "custom" and spec["params"]["image"].startswith("data:image/png")
+    assert at.title[0].value == "Purify with SAU"  # on to purify it
+
+
+def test_the_upload_form_takes_an_attacks_parameters(env, ready_dir):
+    """A known trigger that is not the default: BadNets at another place and with another
+    pattern is entered through the attack's own fields."""
+    at = _upload_form(_ok(_app()), ready_dir)
+    at.selectbox(key="up.attack").set_value("badnets")
+    at = _ok(at.run())
+    at.selectbox(key="up.attack.badnets.location").set_value("top-left")
+    at.selectbox(key="up.attack.badnets.pattern").set_value("checker")
+    at.number_input(key="up.target").set_value(7)
+    at = _ok(at.run())
+    at.file_uploader(key="up.weights").upload("my_model.pt", _bare_weights(ready_dir))
+    at = _ok(at.button(key="up.go").click().run())
+    spec = RunStore(env).get(RunStore(env).scan()[0][0].id).config()["job"]["attack"]
+    assert spec["params"] == {"size": 3, "location": "top-left", "pattern": "checker"}
+    assert spec["target"] == 7
+
+
+def test_an_unreadable_upload_names_the_file_and_what_to_do(env):
+    at = _ok(_app())
+    at.file_uploader(key="up.weights").upload("weights_from_colab.pt", b"\x80\x02 not a torch file")
+    at = _ok(at.run())
+    at.selectbox(key="up.arch").set_value(TINY.arch)
+    at = _ok(at.run())
+    at.file_uploader(key="up.weights").upload("weights_from_colab.pt", b"\x80\x02 not a torch file")
+    at = _ok(at.button(key="up.go").click().run())
+    text = " ".join(e.value for e in at.error)
+    assert "weights_from_colab.pt" in text and "torch.save(model.state_dict()" in text
+    assert "weights_only=False" not in text
+    assert not RunStore(env).scan()[0]  # nothing kept
+
+
+# ----------------------------------------------------------------------- an unknown trigger
+def test_an_unknown_trigger_run_says_what_it_measured(env, ready_dir):
+    """A run without a trigger, opened by its link in a fresh session: no 'choose a model'
+    message, ACC only, the landing evidence and the suspected target, no dashes as results."""
+    from sau_core.jobs import JobRunner, PurifyJob
+
+    runner = JobRunner(RunStore(env))
+    job = PurifyJob(checkpoint=str(ready_dir / "badnets"), sau=replace(DEMO.sau, rounds=2),
+                    clean_ratio=0.1, data=TINY.data)  # fmt: skip
+    run_id = runner.submit(job, label="unknown trigger")
+    assert runner.wait(run_id, timeout=300)
+    at = _ok(_app("app_pages/purify.py", run=run_id))
+    assert not any("Choose a backdoored model" in i.value for i in at.info)
+    assert [m.label for m in at.metric if m.label in ("ACC", "ASR", "RA")] == ["ACC"]
+    assert all(m.value not in ("–", "-") for m in at.metric)
+    assert [r for r in at.table[0].value["metric"]] == ["ACC"]
+    evidence = " ".join(i.value for i in at.info)
+    assert "Not measured: ASR, RA and per-class ASR" in evidence
+    assert "Suspected target: class" in evidence
+    charts = [c.value for c in at.caption]
+    assert any("ASR and RA are not measured: the trigger is unknown" in c for c in charts)
+    assert not any(c.startswith("**Per-class ASR**") for c in charts)

@@ -255,10 +255,13 @@ with tab_train:
                        icon=":material/info:")  # fmt: skip
     if problems:
         st.error("Fix these settings first: " + "; ".join(problems) + ".", icon=":material/error:")
-    if st.button(
-        "Train the backdoored model",
-        type="primary",
-        disabled=bool(problems) or (split is None and not download),
+    if (
+        st.button(
+            "Train the backdoored model",
+            type="primary",
+            disabled=bool(problems) or (split is None and not download),
+        )
+        and not problems
     ):
         try:
             job = AttackJob(data, arch, spec, train, download=download)
@@ -357,8 +360,13 @@ with tab_upload:
                    "result shows where the model's adversarial examples land instead.")  # fmt: skip
     if up_problems:
         st.error("Fix these first: " + "; ".join(up_problems) + ".", icon=":material/error:")
-    if st.button("Check and use this model", disabled=weights is None or bool(up_problems),
-                 key="up.go"):  # fmt: skip
+    if (
+        st.button(
+            "Check and use this model", disabled=weights is None or bool(up_problems), key="up.go"
+        )  # fmt: skip
+        and weights is not None
+        and not up_problems
+    ):
         try:
             with st.spinner("Checking the weights and measuring the model ..."):
                 run = import_checkpoint(
