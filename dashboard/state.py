@@ -228,12 +228,19 @@ def watch(run_id: str, kind: str) -> None:
 
 
 def current_run(kind: str) -> str | None:
-    """This page's run: the URL's when it is of ``kind``, else the session's latest one."""
+    """This page's run: the URL's when it is of ``kind``, else the session's latest one, else
+    (after a reload, which starts a new session) the newest run of ``kind`` this browser
+    started."""
+    key = PURIFY_RUN if kind == "purify" else ATTACK_RUN
     run, _ = query_run()
     if run is not None and run.kind == kind:
-        st.session_state[PURIFY_RUN if kind == "purify" else ATTACK_RUN] = run.id
+        st.session_state[key] = run.id
         return run.id
-    return st.session_state.get(PURIFY_RUN if kind == "purify" else ATTACK_RUN)
+    if key not in st.session_state:
+        mine = [r for r in store().scan(owner())[0] if r.kind == kind]
+        if mine:
+            st.session_state[key] = mine[0].id  # scan lists the newest first
+    return st.session_state.get(key)
 
 
 def reset_form(prefix: str) -> None:
