@@ -1,4 +1,4 @@
-"""A reference-equivalent SAU loop, written from ../shared/SAU.md with the reference's structure.
+"""A reference-equivalent SAU loop, written from docs/SAU.md with the reference's structure.
 
 It does what the authors' loop does, waste included: a DataLoader over the clean set, fp32,
 both models re-run on the clean images at every PGD step, parameter gradients built during PGD,

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._assets import asset_dir
 from ._config import ParamConfig, config_from, config_schema, param
 from .data import DatasetInfo, ImageData
 
@@ -78,7 +79,7 @@ __all__ = [
     "trigger_uri",
 ]
 
-DEFAULT_BLENDED_TRIGGER = Path(__file__).resolve().parent.parent / "assets" / "blended_trigger.png"
+DEFAULT_BLENDED_TRIGGER = asset_dir() / "blended_trigger.png"
 LABEL_RULES = ("all2one", "all2all")
 
 

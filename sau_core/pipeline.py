@@ -332,8 +332,8 @@ class TeachingPreset:
 TEACHING_PRESETS: dict[str, TeachingPreset] = {
     "badnets": TeachingPreset(
         "BadNets on digits",
-        "A visible 3x3 patch in the corner; SAU removes it (ASR 1.00 -> 0.01). Watch RA too: "
-        "the purified model sends many patched images to class 1, not to their own (RA 0.37).",
+        "A visible 3x3 patch in the corner; SAU takes ASR from 1.00 to 0.00-0.02. Watch RA too: "
+        "the purified model sends many patched images to class 1, not to their own (RA 0.36-0.37).",
         DEMO,
     ),
     "blended": TeachingPreset(
@@ -394,9 +394,9 @@ _WEAK_ON_DIGITS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 
 
-# Measured (one-off runs of the ready-made digits models, the digits defaults otherwise: 60
-# rounds, batch 64, 2 threads): ASR after SAU per clean ratio. The default, 30%, gives 0.015
-# (BadNets) and 0.000 (Blended).
+# Measured (bench/bench_clean_ratio.py: the ready-made digits models, the digits defaults
+# otherwise: 60 rounds, batch 64, 2 threads): ASR after SAU per clean ratio, (BadNets, Blended).
+# The default, 30%, gives 0.015 and 0.000.
 _DIGITS_CLEAN = {0.05: (0.70, 0.09), 0.1: (0.55, 0.06), 0.2: (0.08, 0.01)}
 
 

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._assets import asset_dir
 from .attacks import AttackSpec
 from .checkpoint import SIDECAR, WEIGHTS, write_json_atomic
 from .events import Callback
@@ -27,7 +28,7 @@ from .pipeline import DEMO, DemoPreset, attack_setup, plant_backdoor, write_atta
 
 __all__ = ["DEFAULT_DIR", "ReadyMade", "default_dir", "list_ready", "make_ready", "verify"]
 
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "assets" / "checkpoints"
+DEFAULT_DIR = asset_dir() / "checkpoints"
 DIR_ENV = "SAU_LAB_CHECKPOINTS"
 MANIFEST = "manifest.json"
 FORMAT = "sau-lab-ready/1"
@@ -36,7 +37,7 @@ HASHED = (WEIGHTS, SIDECAR)
 
 
 def default_dir() -> Path:
-    """``$SAU_LAB_CHECKPOINTS`` when set, else ``assets/checkpoints`` of this checkout."""
+    """``$SAU_LAB_CHECKPOINTS`` when set, else the shipped ``assets/checkpoints``."""
     return Path(os.environ.get(DIR_ENV) or DEFAULT_DIR)
 
 

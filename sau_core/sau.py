@@ -2,7 +2,7 @@
 
 Wei, Zhang, Zha, Wu, "Shared Adversarial Unlearning: Backdoor Mitigation by Unlearning Shared
 Adversarial Examples", NeurIPS 2023, https://arxiv.org/abs/2307.10562. This module implements the
-algorithm as ``../shared/SAU.md`` (the project's specification) states it:
+algorithm as ``docs/SAU.md`` (the project's specification) states it:
 
 - ``h0`` is the backdoored model, frozen; ``h`` starts as a copy and is the only one updated.
 - Per batch of the clean set, PGD searches a perturbation ``delta`` that makes ``h`` and ``h0``
