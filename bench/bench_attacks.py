@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from sau_core.attacks import AttackSpec, list_attacks
+from sau_core.attacks import AttackSpec, example_params, list_attacks
 from sau_core.data import load_digits
 from sau_core.models import create_model
 from sau_core.pipeline import plant_backdoor
@@ -40,8 +40,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in list_attacks():
         t = time.perf_counter()
-        run = plant_backdoor(split, AttackSpec(name, target=0, poison_ratio=0.1, seed=args.seed),
-                             args.model, config)  # fmt: skip
+        spec = AttackSpec(name, example_params(name), target=0, poison_ratio=0.1, seed=args.seed)
+        run = plant_backdoor(split, spec, args.model, config)
         wall = time.perf_counter() - t
         ev = run.evaluation
         print(f"| {name} | {ev.acc:.4f} | {ev.asr:.4f} | {ev.ra:.4f} | "

@@ -44,8 +44,8 @@ def main() -> None:
              "the clean ratio; the shipped checkpoints.")  # fmt: skip
     md.print()
     md.print("| attack | clean ratio | clean images | ACC before -> after | ASR before -> after | "
-             "RA after | SAU s | load |")  # fmt: skip
-    md.print("|---|---|---|---|---|---|---|---|")
+             "RA after | largest pull after | SAU s | load |")  # fmt: skip
+    md.print("|---|---|---|---|---|---|---|---|---|")
     for name in args.attacks:
         for ratio in args.ratios:
             ckpt = load_checkpoint(entries[name].path)
@@ -53,9 +53,12 @@ def main() -> None:
             t = time.perf_counter()
             r = purify_checkpoint(ckpt, split, DEMO.sau, clean_ratio=ratio, spec=spec)
             seconds = time.perf_counter() - t
+            c, pull = max((item for item in (r.after.off_target or {}).items()),
+                          key=lambda cv: cv[1], default=("-", float("nan")))  # fmt: skip
             md.print(f"| {name} | {ratio:g} | {round(ratio * len(split.train))} | "
                      f"{r.before.acc:.3f} -> {r.after.acc:.3f} | {r.before.asr:.3f} -> "
-                     f"{r.after.asr:.3f} | {r.after.ra:.3f} | {seconds:.1f} | {load_now()} |")  # fmt: skip
+                     f"{r.after.asr:.3f} | {r.after.ra:.3f} | {pull:.2f} (class {c}) | "
+                     f"{seconds:.1f} | {load_now()} |")  # fmt: skip
     md.write(args.markdown)
 
 

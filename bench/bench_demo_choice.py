@@ -5,7 +5,7 @@ For each resolution, training augmentation, clean ratio and SAU batch size: plan
 setting the reference's) for --rounds rounds, and print where h0's adversarial examples land
 (the share that reach the target class: SAU can only unlearn a backdoor its shared adversarial
 examples reach), ACC/ASR after selected rounds, and the wall time of training and of SAU on
-this machine. The README's choice table was measured with ``--arch small_cnn``. Usage:
+this machine. The choice table in docs/results.md was measured with ``--arch small_cnn``. Usage:
 
     bash .ci/venv python bench/bench_demo_choice.py                      # the chosen demo
     bash .ci/venv python bench/bench_demo_choice.py --resolutions 16 32 --augments none crop \\

@@ -24,7 +24,7 @@ from dataclasses import replace
 
 from bench.bench_demo_choice import target_share
 from bench.common import Markdown, add_markdown, add_threads, load_now, machine_line, use_threads
-from sau_core.attacks import list_attacks
+from sau_core.attacks import ATTACKS, list_attacks
 from sau_core.models import list_models
 from sau_core.pipeline import DEMO, clean_set, plant_backdoor
 from sau_core.sau import purify
@@ -32,7 +32,9 @@ from sau_core.sau import purify
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--attacks", nargs="+", default=list_attacks(), choices=list_attacks())
+    # every attack the defaults can build (the custom trigger needs a picture)
+    shipped = [a for a in list_attacks() if ATTACKS[a].example is None]
+    ap.add_argument("--attacks", nargs="+", default=shipped, choices=shipped)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--arch", default=DEMO.arch, choices=list_models(),
                     help="the backdoored model (default: the demo's)")  # fmt: skip

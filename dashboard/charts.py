@@ -246,11 +246,13 @@ def compare_rows(runs: list[tuple[str, dict | None]]) -> list[dict]:
     for label, metrics in runs:
         m = metrics or {}
         b, a = m.get("before") or {}, m.get("after") or {}
+        # a finished run without a trigger measured ACC only: say so, not a dash
+        unmeasured = "not measured" if a.get("acc") is not None else "–"
         row = {"run": label}
         for key, name in (("acc", "ACC"), ("asr", "ASR"), ("ra", "RA")):
-            row[f"{name} before"] = pct(b.get(key))
-            row[f"{name} after"] = pct(a.get(key))
-        row["DER"] = _num(m.get("der"))
+            row[f"{name} before"] = unmeasured if b.get(key) is None else pct(b[key])
+            row[f"{name} after"] = unmeasured if a.get(key) is None else pct(a[key])
+        row["DER"] = unmeasured if m.get("der") is None else _num(m["der"])
         row["rounds"] = m.get("rounds_done", "–")
         rows.append(row)
     return rows

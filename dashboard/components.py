@@ -171,7 +171,7 @@ def purify_view(
             "evidence of a target.",
             help=HELP["trigger_known"],
         )
-    for note in run_caveats(view.rounds):
+    for note in run_caveats(view.rounds, target):
         st.warning(f"**Why this run may not move.** {note}", icon=":material/info:")
     if latest is not None:
         shared_share = latest["shared"] / max(1, latest["n"])

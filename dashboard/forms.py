@@ -16,8 +16,6 @@ from dashboard import widgets
 from sau_core.attacks import ATTACKS, param_schema, trigger_uri
 from sau_core.data import DatasetInfo
 
-PATH_PARAMS = ("image", "mask")  # parameters that name files: uploads or hidden, never typed
-
 
 def attack_label(name: str) -> str:
     """``BadNets (Gu et al., 2017)`` from the registry's help line."""
@@ -29,7 +27,8 @@ def trigger_fields(
 ) -> dict[str, Any]:
     """Draw the parameters of ``attack`` (keys ``{key}.{name}``) and return them; a value out of
     bounds gets a message beside its field and a line in ``problems``."""
-    schema = [e for e in param_schema(attack, info) if e["name"] not in PATH_PARAMS]
+    # parameters that name files (param(..., path=True)) are uploads or left out, never typed
+    schema = [e for e in param_schema(attack, info) if not e.get("path")]
     params = widgets.render_fields(schema, key, columns=columns, problems=problems)
     if attack == "custom":
         params.update(_custom_uploads(key, problems))

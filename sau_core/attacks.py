@@ -73,6 +73,7 @@ __all__ = [
     "list_attacks",
     "make_config",
     "param_schema",
+    "path_params",
     "poison_indices",
     "poison_train",
     "target_labels",
@@ -145,6 +146,7 @@ class BlendedConfig(_Config):
         "",
         "Path to the trigger image (any format Pillow reads); empty for SAU Lab's default "
         "coloured-noise pattern. Converted to grey or RGB and resized to the image size.",
+        path=True,
     )
 
 
@@ -237,11 +239,13 @@ class CustomConfig(_Config):
         "",
         "The trigger's pixels: a PNG file (path or data: URI), at the data's image size. "
         "Required. An image with transparency and no mask uses its alpha channel as the mask.",
+        path=True,
     )
     mask: str = param(
         "",
         "Where the trigger goes: a grey PNG of the same size (white: take the trigger's pixel, "
         "black: keep the image, grey: blend). Empty: the image's alpha channel, else everywhere.",
+        path=True,
     )
     alpha: float = param(
         1.0,
@@ -358,8 +362,9 @@ class BadNetsTrigger(Trigger):
         return out
 
 
-def _open_image(source: str, what: str, limit: int = MAX_TRIGGER_FILE):
-    """A Pillow image from a path or a ``data:`` URI, its size checked before decoding."""
+def _open_image(source: str, what: str, limit: int = MAX_TRIGGER_FILE, shown: str | None = None):
+    """A Pillow image from a path or a ``data:`` URI, its size checked before decoding;
+    ``shown`` is how messages call it (default: the file's name, or "the data: URI")."""
     import base64
     import binascii
     import io
@@ -376,7 +381,7 @@ def _open_image(source: str, what: str, limit: int = MAX_TRIGGER_FILE):
             raw = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
             raise ValueError(f"{what}: the data: URI is not valid base64") from None
-        name = "the data: URI"
+        name = shown or "the data: URI"
     else:
         path = Path(source).expanduser()
         if not path.is_file():
@@ -389,14 +394,16 @@ def _open_image(source: str, what: str, limit: int = MAX_TRIGGER_FILE):
         if path.stat().st_size > limit:
             raise ValueError(f"{what}: {path.name} is over {limit >> 10} KiB")
         raw = path.read_bytes()
-        name = path.name
+        name = shown or path.name
     try:
         img = Image.open(io.BytesIO(raw))
         w, h = img.size
         if not (1 <= w <= MAX_TRIGGER_SIDE and 1 <= h <= MAX_TRIGGER_SIDE):
             raise ValueError(f"{w}x{h} pixels; at most {MAX_TRIGGER_SIDE} per side")
         img.load()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+    except UnidentifiedImageError:
+        raise ValueError(f"{what}: {name} is not an image Pillow can read (give a PNG)") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise ValueError(f"{what}: cannot read {name} as an image: {e}") from None
     return img
 
@@ -441,7 +448,8 @@ def trigger_uri(data: bytes, name: str = "the file") -> str:
     if len(data) > MAX_TRIGGER_FILE:
         raise ValueError(f"{name} is {len(data) >> 10} KiB; a trigger image must be under "
                          f"{MAX_TRIGGER_FILE >> 10} KiB")  # fmt: skip
-    img = _open_image(DATA_URI + base64.b64encode(data).decode("ascii"), name)
+    img = _open_image(DATA_URI + base64.b64encode(data).decode("ascii"), "trigger image",
+                      shown=name)  # fmt: skip
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=True)
     uri = DATA_URI + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -682,6 +690,12 @@ def create_trigger(
     config = make_config(name, params)
     config.validate(info)
     return _entry(name).build(config, info)
+
+
+def path_params(name: str) -> tuple[str, ...]:
+    """The parameters of attack ``name`` that name a file (``param(..., path=True)``): a web form
+    never offers them as text, and an upload never reads a path given in them."""
+    return tuple(f.name for f in dataclasses.fields(_entry(name).config) if f.metadata.get("path"))
 
 
 def param_schema(name: str, info: DatasetInfo | None = None) -> list[dict[str, Any]]:

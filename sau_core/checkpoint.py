@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from . import __version__
-from .data import DatasetInfo
+from .data import DatasetInfo, dataset_options
 from .models import Classifier, create_model
 
 __all__ = [
@@ -234,13 +234,23 @@ def parse_sidecar(raw: bytes, name: str = SIDECAR) -> dict:
         raise CheckpointError(
             f"{name}: 'arch' must be a model name, got {type(meta['arch']).__name__}"
         )
+    data = meta.get("data")
+    has_data = isinstance(data, dict) and isinstance(data.get("name"), str)
+    if "dataset" not in meta and not has_data:
+        raise CheckpointError(
+            f'{name} names no data set: add "data": {{"name": "digits", "kwargs": '
+            '{"resolution": 16}} (or write the sidecar with `sau import`)'
+        )
+    if data is not None:  # how to load the data set again: only options its loader takes
+        if not has_data:
+            raise CheckpointError(f'{name}: \'data\' must be {{"name": ..., "kwargs": {{...}}}}')
+        try:
+            dataset_options(data["name"], data.get("kwargs", {}))
+        except ValueError as err:
+            raise CheckpointError(f"{name}: {err}") from None
+        if data.get("root") is not None and not isinstance(data["root"], str):
+            raise CheckpointError(f"{name}: the data root must be a folder name")
     if "dataset" not in meta:
-        data = meta.get("data")
-        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
-            raise CheckpointError(
-                f'{name} names no data set: add "data": {{"name": "digits", "kwargs": '
-                '{"resolution": 16}} (or write the sidecar with `sau import`)'
-            )
         return meta  # the geometry comes from the data set when it is loaded
     try:
         info = DatasetInfo.from_dict(meta["dataset"])

@@ -294,8 +294,13 @@ def _attack_spec(args, base: dict | None = None):
         if name != (base or {}).get("name"):
             d["params"] = {}
     if not d:
-        if args.param or args.trigger_alpha is not None:
-            raise CLIError("--param and --trigger-alpha need a trigger: name it with --attack")
+        given = [flag for flag, value in (("--param", args.param),
+                 ("--trigger-alpha", args.trigger_alpha), ("--target", args.target),
+                 ("--label-rule", args.label_rule), ("--poison-ratio", args.poison_ratio),
+                 ("--attack-seed", args.attack_seed)) if value is not None]  # fmt: skip
+        if given:
+            raise CLIError(f"{', '.join(given)} describe a trigger: name it with --attack "
+                           "(or --trigger-image)")  # fmt: skip
         return None
     params = _parse_params(args.param)
     if custom:
@@ -399,15 +404,11 @@ def _load(args):
     sidecar; bare weights need --model and --dataset."""
     from .checkpoint import load_checkpoint, sidecar_of
     from .data import DatasetInfo
-    from .pipeline import DataSpec
+    from .pipeline import sidecar_data
 
     path = Path(args.checkpoint)
     meta = sidecar_of(path)
-    base = None
-    if isinstance(meta.get("data"), dict):
-        base = DataSpec.from_dict(meta["data"])
-    elif isinstance(meta.get("dataset"), dict):
-        base = DataSpec(meta["dataset"]["name"], None, dict(meta["dataset"].get("params", {})))
+    base = sidecar_data(meta)
     missing = [f for f, v in (("--model", args.model or meta.get("arch")),
                               ("--dataset", args.dataset or base)) if not v]  # fmt: skip
     if missing:
@@ -522,7 +523,8 @@ def cmd_purify(args) -> int:
     if not 0 < ratio <= 1:
         raise CLIError(f"--clean-ratio must be in (0, 1], got {ratio}")
     clean_n = round(ratio * len(split.train))
-    notes = sau_caveats(data, clean_n, config, spec.name if spec else None, ckpt.meta["arch"],
+    stored = (ckpt.meta.get("attack") or {}).get("name")  # what the model was made with
+    notes = sau_caveats(data, clean_n, config, spec.name if spec else stored, ckpt.meta["arch"],
                         clean_ratio=ratio)  # fmt: skip
     if isinstance(ckpt.meta.get("train"), dict):
         with contextlib.suppress(TypeError, ValueError):  # a sidecar of another version
@@ -537,11 +539,16 @@ def cmd_purify(args) -> int:
     metrics = write_purify_outputs(args.out, result, ckpt, clean_ratio=ratio,
                                    clean_seed=args.clean_seed, spec=spec)  # fmt: skip
     _print_table(metrics)
-    _print_caveats(result.history, metrics, split.info.num_classes)
+    _print_caveats(result.history, metrics, _target(spec))
     print(
         f"purified in {result.elapsed:.1f} s ({result.rounds_done} rounds on {result.device}) -> {args.out}"
     )
     return 0
+
+
+def _target(spec) -> int | None:
+    """The all-to-one target of a trigger spec (None: unknown trigger or all-to-all)."""
+    return spec.target if spec is not None and spec.label_rule == "all2one" else None
 
 
 def _print_table(metrics: dict) -> None:
@@ -561,17 +568,18 @@ def _print_table(metrics: dict) -> None:
         )
 
 
-def _print_caveats(history, metrics: dict, num_classes: int | None = None) -> None:
+def _print_caveats(history, metrics: dict, target: int | None = None) -> None:
     from .pipeline import landing_summary, run_caveats, trigger_caveats, unknown_trigger_report
 
-    if metrics["after"].get("asr") is None and metrics["before"].get("asr") is None:
+    after, before = metrics.get("after") or {}, metrics.get("before") or {}
+    if after.get("asr") is None and before.get("asr") is None:
         for line in unknown_trigger_report(history):
             print(f"  {line}")
     else:
         landing = landing_summary(history)
         if landing is not None:
             print(f"  {landing}")
-    for note in run_caveats(history) + trigger_caveats(metrics.get("after")):
+    for note in run_caveats(history, target) + trigger_caveats(metrics.get("after")):
         print(f"note: {note}", file=sys.stderr)
 
 
@@ -584,11 +592,13 @@ def cmd_demo(args) -> int:
         write_attack_outputs,
         write_purify_outputs,
     )
+    from .runs import default_root
     from .sau import SAUConfig
 
     preset = TEACHING_PRESETS[args.preset]
     setup = preset.setup
-    out = Path(args.out) if args.out else _fresh_dir(Path("runs") / "demo")
+    base = default_root() / "demo"
+    out = Path(args.out) if args.out else (base if args.overwrite else _fresh_dir(base))
     t0 = time.perf_counter()
     progress = _Progress(args.quiet)
     split = setup.data.load()
@@ -612,7 +622,7 @@ def cmd_demo(args) -> int:
     metrics = write_purify_outputs(out / "purified", result, ckpt, clean_ratio=setup.clean_ratio,
                                    clean_seed=0, spec=setup.attack)  # fmt: skip
     _print_table(metrics)
-    _print_caveats(result.history, metrics)
+    _print_caveats(result.history, metrics, _target(setup.attack))
     print(f"done in {time.perf_counter() - t0:.1f} s; outputs in {out}/attack and {out}/purified")
     return 0
 
@@ -709,7 +719,8 @@ def _p_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="output directory (default: runs/demo, or runs/demo-2, -3, ... when taken)",
+        help="output directory (default: demo in the runs folder, $SAU_LAB_RUNS or runs/; "
+        "demo-2, demo-3, ... when taken, unless --overwrite)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     p.add_argument(

@@ -39,6 +39,7 @@ __all__ = [
     "Split",
     "available",
     "clean_subset",
+    "dataset_options",
     "list_datasets",
     "load_dataset",
 ]
@@ -865,6 +866,28 @@ def load_dataset(name: str, root: str | Path | None = None, **kwargs) -> Split:
             f"unknown data set {name!r}; choose from {', '.join(list_datasets())}"
         ) from None
     return loader(root, **kwargs)
+
+
+def dataset_options(name: str, options: Any) -> dict[str, int | float]:
+    """``options`` checked as loader arguments of data set ``name`` (from a sidecar, a job or a
+    link): a dict whose keys the loader takes (never ``download``, never a path) and whose
+    values are numbers. ValueError with a clear message otherwise."""
+    import inspect
+
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose from {', '.join(list_datasets())}")
+    if not isinstance(options, dict):
+        raise ValueError(f"the options of data set {name!r} must be a dict, got {type(options).__name__}")  # fmt: skip
+    params = inspect.signature(DATASETS[name]).parameters
+    allowed = sorted(p for p, v in params.items() if v.kind is v.KEYWORD_ONLY and p != "download")
+    unknown = sorted(str(k) for k in options if k not in allowed)
+    if unknown:
+        raise ValueError(f"data set {name!r} takes the options {', '.join(allowed)}; "
+                         f"{', '.join(map(repr, unknown))} is not one of them")  # fmt: skip
+    for key, value in options.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"data set option {key!r} must be a number, got {value!r}")
+    return dict(options)
 
 
 def available(name: str, root: str | Path | None = None) -> tuple[bool, str]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .attacks import AttackSpec
+from .attacks import AttackSpec, path_params
 from .checkpoint import (
     MAX_BYTES,
     WEIGHTS,
@@ -51,6 +51,7 @@ from .pipeline import (
     backdoor_for,
     plant_backdoor,
     purify_checkpoint,
+    sidecar_data,
     write_attack_outputs,
     write_import_outputs,
     write_purify_outputs,
@@ -86,7 +87,9 @@ def _spec_from(d: Any) -> AttackSpec | None:
 class AttackJob:
     """Train ``arch`` on ``data`` poisoned by ``attack`` (see :func:`~sau_core.pipeline.plant_backdoor`)."""
 
-    data: DataSpec = field(default_factory=lambda: DataSpec("digits", None, recipe("digits").data))
+    data: DataSpec = field(
+        default_factory=lambda: DataSpec("digits", None, dict(recipe("digits").data))
+    )
     arch: str | None = None  # None: the data set's model (sau_core.defaults)
     attack: AttackSpec = field(default_factory=AttackSpec)
     train: TrainConfig | None = None  # None: the data set's defaults (default_train_config)
@@ -222,10 +225,9 @@ def _checkpoint_data_name(path: str) -> str:
 
 
 def checkpoint_data(ckpt: Checkpoint) -> DataSpec:
-    """The data set a checkpoint was made for: its ``data`` block, else its geometry's name."""
-    if isinstance(ckpt.meta.get("data"), dict):
-        return DataSpec.from_dict(ckpt.meta["data"])
-    return DataSpec(ckpt.info.name, None, dict(ckpt.info.params))
+    """The data set a checkpoint was made for: its ``data`` block, else its geometry's name
+    (:func:`~sau_core.pipeline.sidecar_data`)."""
+    return sidecar_data(ckpt.meta) or DataSpec(ckpt.info.name, None, dict(ckpt.info.params))
 
 
 def check_fits(ckpt: Checkpoint, split: Split) -> None:
@@ -940,11 +942,14 @@ def job_from_config(config: dict) -> AttackJob | PurifyJob:
 
 
 # ----------------------------------------------------------------------------- uploaded models
-def _server_path(key: str, value: Any) -> bool:
-    """A trigger parameter that names a file (Blended's key image, a custom trigger's image or
-    mask given by path) rather than carrying the picture (a ``data:`` URI)."""
-    return key in ("image", "mask") and isinstance(value, str) and bool(value) and not (
-        value.startswith("data:"))  # fmt: skip
+def _server_path(attack: str, key: str, value: Any) -> bool:
+    """A trigger parameter that names a file (``path_params``: Blended's key image, a custom
+    trigger's image or mask given by path) rather than carrying the picture (a ``data:`` URI)."""
+    try:
+        paths = path_params(attack)
+    except ValueError:  # an unknown attack: validation names it later
+        return False
+    return key in paths and isinstance(value, str) and bool(value) and not value.startswith("data:")
 
 
 def import_checkpoint(
@@ -990,14 +995,10 @@ def import_checkpoint(
         meta = parse_sidecar(sidecar, "checkpoint.json")  # CheckpointError is a ValueError
     try:
         if data is None:
-            if isinstance(meta.get("data"), dict):
-                d = DataSpec.from_dict(meta["data"])
-                data = DataSpec(d.name, None, d.kwargs)
-            elif isinstance(meta.get("dataset"), dict) and "name" in meta["dataset"]:
-                ds = meta["dataset"]
-                data = DataSpec(str(ds["name"]), None, dict(ds.get("params", {})))
-            else:
+            side = sidecar_data(meta)
+            if side is None:
                 raise ValueError("name the data set the model was trained on")
+            data = DataSpec(side.name, None, side.kwargs)  # never the sidecar's folder
         if attack is None and isinstance(meta.get("attack"), dict):
             attack = AttackSpec.from_dict(meta["attack"])
     except (TypeError, KeyError, AttributeError) as err:
@@ -1009,7 +1010,7 @@ def import_checkpoint(
         raise ValueError(f"unknown model {arch!r}; choose from {', '.join(MODELS)}")
     if attack is not None:  # a file path names a server file: never read it for an upload
         attack = replace(attack, params={k: v for k, v in attack.params.items()
-                                         if not _server_path(k, v)})  # fmt: skip
+                                         if not _server_path(attack.name, k, v)})  # fmt: skip
     split = split if split is not None else data.load()
     if attack is not None:
         attack.validate(split.info)

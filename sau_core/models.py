@@ -3,7 +3,7 @@
 Every model takes images in [0, 1] (normalisation is inside, so attacks, PGD and saliency work in
 pixel space) and returns logits (B, K). Registered models (one dict entry each):
 
-- ``small_cnn``: a compact conv net that trains on digits in seconds on a CPU.
+- ``small_cnn``: a compact conv net, cheap enough for digits on a laptop CPU.
 - ``wide_cnn``: the small CNN downsampling in its first conv and twice as wide (206k parameters).
 - ``preact_resnet18``: PreAct-ResNet18, the CIFAR variant used in the SAU paper (He et al. 2016).
 - ``preact_resnet10``: the same family with one block per stage at half width (1.2M parameters).
@@ -227,7 +227,7 @@ class ModelEntry:
 MODELS: dict[str, ModelEntry] = {
     "small_cnn": ModelEntry(
         lambda info: (SmallCNN(info.channels, info.num_classes), "net.features"),
-        "Small CNN (4 conv layers, ~34k parameters): trains on digits in seconds on a CPU.",
+        "Small CNN (4 conv layers, ~34k parameters): the cheapest model here.",
     ),
     "wide_cnn": ModelEntry(
         lambda info: (WideCNN(info.channels, info.num_classes), "net.features"),

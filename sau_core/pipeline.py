@@ -14,7 +14,7 @@ import torch
 
 from .attacks import AttackSpec, BackdoorTest, PoisonedTrain, backdoor_test, poison_train
 from .checkpoint import Checkpoint, save_checkpoint, write_json_atomic
-from .data import ImageData, Split, clean_subset, load_dataset
+from .data import ImageData, Split, clean_subset, dataset_options, load_dataset
 from .defaults import recipe
 from .events import Callback, StopFlag, to_record
 from .metrics import Evaluation, der
@@ -32,6 +32,7 @@ __all__ = [
     "TeachingPreset",
     "attack_setup",
     "backdoor_for",
+    "sidecar_data",
     "clean_set",
     "plant_backdoor",
     "landing_shares",
@@ -60,16 +61,41 @@ class DataSpec:
         kwargs = dict(self.kwargs)
         if download:
             kwargs["download"] = True
-        return load_dataset(self.name, self.root, **kwargs)
+        try:
+            return load_dataset(self.name, self.root, **kwargs)
+        except TypeError as err:  # an option of the wrong kind: a message, not a traceback
+            raise ValueError(f"data set {self.name!r} cannot take the options {self.kwargs}: "
+                             f"{err}") from None  # fmt: skip
 
     def to_dict(self) -> dict:
         return {"name": self.name, "root": self.root, "kwargs": dict(self.kwargs)}
 
     @classmethod
     def from_dict(cls, d: dict) -> DataSpec:
-        if not isinstance(d, dict) or "name" not in d:
-            raise ValueError("a data block needs at least a 'name'")
-        return cls(str(d["name"]), d.get("root"), dict(d.get("kwargs", {})))
+        """Inverse of :meth:`to_dict`; the options are checked against the data set's loader
+        (:func:`~sau_core.data.dataset_options`): ValueError for anything else."""
+        if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+            raise ValueError("a data block needs at least a 'name' (text)")
+        root = d.get("root")
+        if root is not None and not isinstance(root, str):
+            raise ValueError(f"a data block's 'root' must be a folder name, got {root!r}")
+        return cls(d["name"], root, dataset_options(d["name"], d.get("kwargs", {})))
+
+
+def sidecar_data(meta: dict) -> DataSpec | None:
+    """The data set a checkpoint's sidecar names: its ``data`` block, else its geometry's name
+    and parameters, with the data set's recipe (:mod:`sau_core.defaults`) for every option the
+    sidecar leaves out (a minimal sidecar for digits means 16x16, as ``--help`` says). None when
+    it names none; ValueError for options its loader does not take."""
+    if isinstance(meta.get("data"), dict):
+        d = meta["data"]
+        name, root, kwargs = d.get("name"), d.get("root"), d.get("kwargs", {})
+    elif isinstance(meta.get("dataset"), dict) and isinstance(meta["dataset"].get("name"), str):
+        name, root, kwargs = meta["dataset"]["name"], None, meta["dataset"].get("params", {})
+    else:
+        return None
+    spec = DataSpec.from_dict({"name": name, "root": root, "kwargs": kwargs})
+    return DataSpec(spec.name, spec.root, {**recipe(spec.name).data, **spec.kwargs})
 
 
 @dataclass
@@ -272,11 +298,11 @@ def write_import_outputs(
 @dataclass(frozen=True)
 class DemoPreset:
     """The embedded demo, chosen by measurement (bench/bench_demo_choice.py and
-    bench/bench_sau_table.py; README, "The demo setting").
+    bench/bench_sau_table.py; docs/results.md, "The demo setting").
 
     Digits upsampled to 16x16, ``wide_cnn`` (the small CNN's plan with a strided first conv and
-    32-128 channels: on the small CNN SAU does not remove Blended, on this one it does, in the
-    same minute) trained with random crops (4-pixel padding, the CIFAR-10 recipe: without them
+    32-128 channels: on the small CNN SAU does not remove Blended, on this one it does, at
+    about the same cost) trained with random crops (4-pixel padding, the CIFAR-10 recipe: without them
     the model's adversarial examples mostly land on class 8, not on the target, and SAU cannot
     reach the backdoor) and label smoothing 0.1 (without it the model is often so sure of its
     trigger class that SAU's loss has almost no gradient there: ``sau_core.sau.saturated_flags``),
@@ -479,21 +505,43 @@ def _record(rnd) -> dict:
 SATURATION_WARNING = 0.5
 
 
-def run_caveats(rounds: list) -> list[str]:
+# Measured (docs/results.md, the choice table; shares before SAU): digits models whose
+# adversarial examples landed 14-16% on the target kept ASR at 0.84-0.98 after SAU; clean-label
+# SIG models at 18-25% were cleaned, BadNets and Blended models at 38-92% mostly were.
+LANDING_WARNING = 0.2
+
+
+def run_caveats(rounds: list, target: int | None = None) -> list[str]:
     """Plain-words warnings read from a run's own round records (SAURound or their dicts).
 
-    Today one: a saturated backdoored model. When h is so sure of h0's adversarial class that
-    the mass on every other class is under a millionth, SAU's unlearning loss (as the authors
-    write it) has almost no gradient there (:func:`sau_core.sau.saturated_flags`).
+    A saturated backdoored model: when h is so sure of h0's adversarial class that the mass on
+    every other class is under a millionth, SAU's unlearning loss (as the authors write it) has
+    almost no gradient there (:func:`sau_core.sau.saturated_flags`). And, when the all-to-one
+    ``target`` is known, a search that misses it: under :data:`LANDING_WARNING` of round 1's
+    examples that fool h0 land on the target.
     """
     if not rounds:
         return []
+    notes = []
+    shares = landing_shares(rounds[:1])
+    if target is not None and shares and 0 <= target < len(shares[0][1]):
+        first_shares = shares[0][1]
+        if first_shares[target] < LANDING_WARNING:
+            top = max(range(len(first_shares)), key=first_shares.__getitem__)
+            notes.append(
+                f"SAU's search barely reaches the backdoor: in round 1 only "
+                f"{first_shares[target]:.0%} of the examples that fool h0 land on the target, "
+                f"class {target} (class {top} takes {first_shares[top]:.0%}). SAU can only unlearn "
+                "what its examples reach: on digits, models with 14-16% there kept ASR at "
+                "0.84-0.98 after SAU (trained without random crops, or with 2-pixel ones), while "
+                "SIG models with 18-25% were cleaned."
+            )
     first = _record(rounds[0])
     acting = int(first.get("potential_poison") or 0)
     saturated = int(first.get("saturated") or 0)
     if acting == 0 or saturated / acting < SATURATION_WARNING:
-        return []
-    return [
+        return notes
+    return notes + [
         f"The backdoored model is saturated: on {saturated} of the {acting} adversarial examples "
         "SAU unlearned in round 1, it puts all but a millionth of its probability on one class. "
         "There SAU's unlearning loss (as in the authors' code) has almost no gradient, so the "

@@ -570,7 +570,7 @@ class TestFeature:
             create_trigger("blended", info, {"image": str(tmp_path)})  # a folder
         text = tmp_path / "notes.png"
         text.write_text("this is not an image")
-        with pytest.raises(ValueError, match="cannot read"):
+        with pytest.raises(ValueError, match="cannot read|not an image"):
             create_trigger("blended", info, {"image": str(text)})
         with pytest.raises(ValueError):
             AttackSpec("blended", {"image": str(text)}).validate(info)

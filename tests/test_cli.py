@@ -592,10 +592,11 @@ def test_custom_trigger_the_project_does_not_ship(ckpt: Path, tmp_path: Path) ->
         (["--trigger-image", "nowhere.png"], ["--trigger-image nowhere.png: no such file"]),
         (["--trigger-mask", "m.png"], ["--trigger-mask needs --trigger-image"]),
         (["--trigger-image", "TEXT", "--attack", "blended"], ["drop --attack blended"]),
-        (["--trigger-image", "TEXT"], ["cannot read", "as an image"]),
-        (["--param", "size=2"], ["need a trigger"]),
+        (["--trigger-image", "TEXT"], ["notes.png is not an image", "give a PNG"]),
+        (["--param", "size=2"], ["--param describe a trigger", "--attack"]),
+        (["--target", "7"], ["--target describe a trigger"]),
     ],
-    ids=["missing", "mask-alone", "with-attack", "not-an-image", "param-alone"],
+    ids=["missing", "mask-alone", "with-attack", "not-an-image", "param-alone", "target-alone"],
 )
 def test_custom_trigger_bad_inputs(ckpt: Path, tmp_path: Path, extra, needles) -> None:
     text = tmp_path / "notes.png"
@@ -674,3 +675,53 @@ def test_demo_refuses_to_overwrite_a_demo(
     rc = main(["demo", "--out", str(tmp_path), "--quiet"])
     _assert_usage_error(rc, capsys.readouterr().err, "demo", "already holds results", "--overwrite")
     assert (tmp_path / "purified" / "metrics.json").read_text() == "{}"
+
+
+# --------------------------------------------------------------- review: sidecars and demo
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"name": "digits", "kwargs": 5}, "must be a dict"),
+        ({"name": "digits", "kwargs": {"resolutoin": 16}}, "'resolutoin' is not one of them"),
+        ({"name": "cifar10", "kwargs": {"download": True}}, "'download' is not one of them"),
+        ({"name": "digits", "kwargs": {"resolution": "16"}}, "must be a number"),
+        ({"name": "digits", "root": 7}, "folder name"),
+    ],
+    ids=["kwargs-int", "typo", "download", "string-number", "root-not-text"],
+)
+def test_a_hostile_sidecar_data_block_is_one_line(ckpt: Path, tmp_path: Path, data, needle) -> None:
+    path = _bare(ckpt, tmp_path / "h")
+    (path.parent / "checkpoint.json").write_text(json.dumps({"arch": "small_cnn", "data": data}))
+    rc, _, stderr = _run(["evaluate", "--checkpoint", str(path)])
+    _assert_usage_error(rc, stderr, "evaluate", needle)
+    assert not (REPO / "data").exists() or data.get("name") != "cifar10"  # nothing fetched
+
+
+def test_a_minimal_sidecar_takes_the_data_sets_defaults(tmp_path: Path) -> None:
+    """{"arch", "data": {"name": "digits"}} means digits at the recipe's 16x16, as --help says:
+    the shipped wide_cnn BadNets model loads and scores its manifest's ACC."""
+    from sau_core.ready import list_ready
+
+    entry = next(e for e in list_ready()[0] if e.name == "badnets")
+    shutil.copy(entry.path / "model.safetensors", tmp_path / "model.safetensors")
+    (tmp_path / "checkpoint.json").write_text(json.dumps({"arch": entry.arch,
+                                                          "data": {"name": "digits"}}))  # fmt: skip
+    got = _acc(["evaluate", "--checkpoint", str(tmp_path)])
+    assert got["acc"] == pytest.approx(entry.metrics["acc"], abs=1e-6)
+
+
+def test_demo_overwrite_without_out_uses_the_runs_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sau_core.pipeline as pipeline
+
+    monkeypatch.setenv("SAU_LAB_RUNS", str(tmp_path / "my-runs"))
+    monkeypatch.setattr(pipeline, "plant_backdoor", lambda *a, **k: (_ for _ in ()).throw(
+        KeyboardInterrupt))  # fmt: skip
+    rc, _, stderr = _run(["demo", "--quiet"])
+    assert rc == 130 and f"-> {tmp_path / 'my-runs' / 'demo'}" in stderr
+    (tmp_path / "my-runs" / "demo").mkdir(parents=True)
+    rc, _, stderr = _run(["demo", "--quiet"])
+    assert f"-> {tmp_path / 'my-runs' / 'demo-2'}" in stderr
+    rc, _, stderr = _run(["demo", "--quiet", "--overwrite"])
+    assert f"-> {tmp_path / 'my-runs' / 'demo'}" in stderr

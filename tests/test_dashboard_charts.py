@@ -175,3 +175,12 @@ def test_float_step_and_help():
     text = help_of({"help": "PGD steps", "min": 0, "max": 1000, "default": 5})
     assert text == "PGD steps (≥ 0, ≤ 1000) Default: 5."
     assert "> 0" in help_of({"help": "x", "min": 0.0, "exclusive_min": True, "default": 0.2})
+
+
+def test_compare_rows_say_not_measured_without_a_trigger():
+    rows = charts.compare_rows([("unknown", {"before": {"acc": 0.99, "asr": None},
+                                             "after": {"acc": 0.98, "asr": None}, "der": None})])  # fmt: skip
+    row = rows[0]
+    assert row["ACC after"] == "98.0%"
+    assert row["ASR after"] == row["RA before"] == row["DER"] == "not measured"
+    assert charts.compare_rows([("queued", None)])[0]["ASR after"] == "–"  # nothing yet

@@ -412,3 +412,16 @@ def test_an_unknown_trigger_run_says_what_it_measured(env, ready_dir):
     charts = [c.value for c in at.caption]
     assert any("ASR and RA are not measured: the trigger is unknown" in c for c in charts)
     assert not any(c.startswith("**Per-class ASR**") for c in charts)
+
+
+def test_the_target_class_is_checked_and_the_model_follows_the_data_set(env):
+    at = _ok(_app())
+    at = _ok(at.number_input(key="train.target").set_value(12).run())
+    assert any("target class: must be at most 9" in e.value for e in at.error)
+    assert next(b for b in at.button if b.label == "Train the backdoored model").disabled
+    at = _ok(at.number_input(key="train.target").set_value(3).run())
+    assert not any("target class" in e.value for e in at.error)
+    from sau_core.defaults import recipe
+
+    at = _ok(at.selectbox(key="train.dataset").set_value("cifar10").run())
+    assert at.selectbox(key="train.arch").value == recipe("cifar10").arch

@@ -139,7 +139,7 @@ def test_preact_family_sizes() -> None:
 
 def test_wide_cnn_downsamples_first_and_is_wider() -> None:
     """wide_cnn: the strided first conv halves the resolution, the channels run 32-128 (the small
-    CNN's 16-32), and the size is the one the README's measurements were taken on."""
+    CNN's 16-32), and the size is the one docs/results.md's measurements were taken on."""
     digits = GEOMETRIES["digits16"]
     wide, small = (
         create_model("wide_cnn", digits, seed=0),

@@ -153,3 +153,23 @@ def test_trigger_caveat_when_the_trigger_steers_to_another_class() -> None:
     assert trigger_caveats({**after, "off_target": None}) == []
     assert trigger_caveats({"acc": 0.98, "asr": 0.01, "ra": 0.9}) == []
     assert trigger_caveats(None) == []
+
+
+def test_a_search_that_misses_the_target_is_named():
+    """Round 1's examples that fool h0 land 10% on the target: a note with the figures; 50%:
+    none; an unknown target: none."""
+    from sau_core.pipeline import LANDING_WARNING, run_caveats
+
+    def rounds(on_target: int) -> list[dict]:
+        counts = [0] * 10
+        counts[7], counts[8] = on_target, 100 - on_target
+        return [{"round": 1, "adv_classes": counts, "potential_poison": 100, "saturated": 0}]
+
+    notes = run_caveats(rounds(10), target=7)
+    assert (
+        len(notes) == 1
+        and "only 10% of the examples that fool h0 land on the target, class 7" in notes[0]
+    )
+    assert "class 8 takes 90%" in notes[0] and "14-16%" in notes[0]
+    assert run_caveats(rounds(int(100 * LANDING_WARNING)), target=7) == []
+    assert run_caveats(rounds(50), target=7) == [] and run_caveats(rounds(10)) == []

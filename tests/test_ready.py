@@ -31,7 +31,7 @@ def test_the_shipped_checkpoints_are_the_demo_preset() -> None:
     archs = {e.name: e.arch for e in entries}
     assert archs == {"badnets": "wide_cnn", "blended": "wide_cnn", "sig": "wide_cnn",
                      "wanet": "small_cnn"}  # fmt: skip
-    # as measured when they were made (README, "The demo's results"): the backdoors took
+    # as measured when they were made (docs/results.md, "The demo's results"): the backdoors took
     asr = {e.name: e.metrics["asr"] for e in entries}
     assert min(asr["badnets"], asr["blended"], asr["sig"]) > 0.9 and asr["wanet"] > 0.15
 

@@ -64,6 +64,19 @@ def use_ready(entry: ready.ReadyMade) -> None:
     st.switch_page("app_pages/purify.py")
 
 
+def _target_field(key: str, k: int, problems: list[str]) -> int:
+    """The target class: any whole number may be typed; one outside the data set's classes is
+    named next to the field and at the button (Streamlit's own bounds would silently reset it)."""
+    st.session_state.setdefault(key, 0)
+    value = st.number_input("Target class", step=1, key=key, help=HELP["target"])
+    problem = widgets.field_problem({"min": 0, "max": k - 1}, value)
+    if problem:
+        st.error(f"target class: {problem} (the data set has {k} classes).",
+                 icon=":material/error:")  # fmt: skip
+        problems.append(f"target class {problem}")
+    return int(value)
+
+
 # ------------------------------------------------------------------------------- quick start
 with st.container(border=True):
     st.subheader("Quick start")
@@ -80,7 +93,7 @@ with st.container(border=True):
     else:
         st.markdown(
             f"No ready-made demo model here ({note or 'the manifest lists none'}). "
-            "Train the demo preset instead (about ten seconds of training on a laptop CPU)."
+            "Train the demo preset here instead; the Attack page follows the training."
         )
         if st.button("Train the demo preset", type="primary", key="demo-train"):
             job = AttackJob(DEMO.data, DEMO.arch, DEMO.attack, DEMO.train)
@@ -145,12 +158,19 @@ with tab_ready:
 with tab_train:
     datasets = list_datasets()
     status = {name: available(name) for name in datasets}
+
+    def _follow_dataset() -> None:
+        """A new data set brings its own model (sau_core.defaults), as in the CLI."""
+        st.session_state["train.arch"] = recipe(st.session_state["train.dataset"]).arch
+
     ds = st.selectbox(
         "Data set",
         datasets,
         format_func=lambda n: n if status[n][0] else f"{n} (unavailable)",
         key="train.dataset",
-        help="Digits ships with the app (1,797 handwritten digits). The others need their files.",
+        on_change=_follow_dataset,
+        help="Digits ships with the app (1,797 handwritten digits). The others need their files. "
+        "Choosing one also chooses its default model.",
     )
     ok, reason = status[ds]
     download = False
@@ -184,11 +204,8 @@ with tab_train:
     problems: list[str] = []
     k = info.num_classes if info is not None else 10
     c1, c2, c3 = st.columns(3)
-    if not 0 <= st.session_state["train.target"] < k:
-        st.warning(f"Target class {st.session_state['train.target']} does not exist here; using 0.")
-        st.session_state["train.target"] = 0
-    target = c1.number_input("Target class", 0, k - 1, key="train.target",
-                             help=HELP["target"])  # fmt: skip
+    with c1:
+        target = _target_field("train.target", k, problems)
     ratio = c2.slider("Poison ratio", *share.RATIO_RANGE, step=0.01, key="train.ratio",
                       help=HELP["poison_ratio"])  # fmt: skip
     if ATTACKS[attack].clean_label:
@@ -349,7 +366,8 @@ with tab_upload:
     spec_up = None
     if up_attack != "unknown":
         k_up = up_info.num_classes if up_info is not None else 10
-        up_target = c2.number_input("Target class", 0, k_up - 1, 0, key="up.target")
+        with c2:
+            up_target = _target_field("up.target", k_up, up_problems)
         up_rule = "all2one"
         if not ATTACKS[up_attack].clean_label:
             up_rule = c3.selectbox("Label rule", ["all2one", "all2all"], key="up.rule")
