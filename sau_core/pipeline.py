@@ -422,7 +422,7 @@ _WEAK_ON_DIGITS: dict[str, tuple[tuple[str, ...], str]] = {
 
 # Measured (bench/bench_clean_ratio.py: the ready-made digits models, the digits defaults
 # otherwise: 60 rounds, batch 64, 2 threads): ASR after SAU per clean ratio, (BadNets, Blended).
-# The default, 30%, gives 0.015 and 0.000.
+# The default, 30%, gives 0.000 and 0.002 (torch 2.15; docs/results/clean_ratio.md).
 _DIGITS_CLEAN = {0.05: (0.70, 0.09), 0.1: (0.55, 0.06), 0.2: (0.08, 0.01)}
 
 
@@ -459,7 +459,7 @@ def sau_caveats(
             notes.append(
                 f"A clean set of {clean_ratio:.0%} of the training images is small for digits. "
                 "Measured on the ready-made models with the other defaults (ASR after SAU, "
-                f"from 1.00): {figures}; the default {default:.0%} gives 0.015 and 0.000."
+                f"from 1.00): {figures}; the default {default:.0%} gives 0.00 and 0.00."
             )
     if 0 < clean_size < config.batch_size:
         notes.append(
