@@ -25,6 +25,7 @@ import plotly.io as pio
 from dashboard import charts
 from dashboard.glossary import HELP, duration, shorten_uris
 from sau_core.attacks import AttackSpec
+from sau_core.checkpoint import sidecar_of
 from sau_core.data import DatasetInfo
 from sau_core.jobs import view_of
 from sau_core.pipeline import trigger_caveats, unknown_trigger_report
@@ -137,8 +138,7 @@ def _gallery(run: Run, job: dict) -> str:
     trigger = ""
     if job.get("attack"):
         try:
-            info = DatasetInfo.from_dict(json.loads((Path(job["checkpoint"]) / "checkpoint.json")
-                                                    .read_text())["dataset"])  # fmt: skip
+            info = DatasetInfo.from_dict(sidecar_of(job["checkpoint"])["dataset"])
             pic = trigger_picture(AttackSpec.from_dict(job["attack"]), info, probe.x[0])
             trigger = (f"<figure>{_img(pic, 'the real trigger')}<figcaption>the real trigger, "
                        "its pixels outlined in orange (SAU never sees it)</figcaption></figure>")  # fmt: skip

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from sau_core.checkpoint import SIDECAR
+from sau_core.checkpoint import SIDECAR, CheckpointError, sidecar_of
 from sau_core.data import DatasetInfo, Split
 from sau_core.jobs import AttackJob, JobRunner, PurifyJob
 from sau_core.pipeline import DataSpec
@@ -157,12 +157,11 @@ def model_from_run(run: Run) -> dict:
 
 
 def checkpoint_meta(path: str) -> dict:
-    """A checkpoint directory's sidecar as a dict ({} when it is missing or unreadable)."""
+    """A checkpoint directory's checked sidecar ({} when it is missing or unreadable)."""
     try:
-        meta = json.loads((Path(path) / SIDECAR).read_text())
-    except (OSError, json.JSONDecodeError):
+        return sidecar_of(path)
+    except CheckpointError:
         return {}
-    return meta if isinstance(meta, dict) else {}
 
 
 @st.cache_resource(show_spinner=False)

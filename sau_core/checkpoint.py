@@ -15,7 +15,7 @@ import os
 import platform
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -338,6 +338,9 @@ def load_checkpoint(
     info: DatasetInfo | None = None,
     device: str | torch.device = "cpu",
     name: str | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    label: str = "mean and std",
 ) -> Checkpoint:
     """Read a checkpoint directory or weights file into a fresh model (in eval mode).
 
@@ -349,6 +352,9 @@ def load_checkpoint(
             the data set (``data``) and not its geometry (``dataset``).
         device: where to put the model.
         name: how messages call the weights file (an upload's own name; default the file's).
+        mean, std: the input normalisation of weights of the bare network (default: ``info``'s,
+            the data set's); refused for weights that carry their own. ``label`` is how
+            messages call them (the CLI: "--mean and --std").
 
     Accepted state dicts: SAU Lab's (``normalize.*`` and ``net.*``), the bare network's keys
     (``net.`` missing: the normalisation is ``info``'s mean and std), either inside a dict under
@@ -384,11 +390,24 @@ def load_checkpoint(
             f"{shown} has no {SIDECAR} beside it: name the architecture and the data set "
             "(sau: --model and --dataset; or write a sidecar once with `sau import`)"
         )
+    if mean is not None or std is not None:
+        mean, std = tuple(mean or info.mean), tuple(std or info.std)
+        c = info.channels
+        if len(mean) != c or len(std) != c or not all(v > 0 for v in std):
+            raise CheckpointError(
+                f"{label} need {c} value(s) each (the data has {c} channel(s)), and a positive "
+                f"std; got {mean} and {std}"
+            )
+        info = replace(info, mean=mean, std=std)
     try:
         model = create_model(arch, info)
     except ValueError as err:
         raise CheckpointError(str(err)) from None
     normalization = load_state_into(model, _unwrap(_read_state(weights, shown)), source=shown)
+    if normalization == "weights" and (mean is not None or std is not None):
+        raise CheckpointError(
+            f"{shown} carries its own normalisation (normalize.mean and .std); leave {label} out"
+        )
     model.to(device).eval()
     meta = {**meta, "arch": arch, "dataset": info.to_dict()} if meta else {
         "format": FORMAT, "arch": arch, "dataset": info.to_dict()}  # fmt: skip

@@ -15,12 +15,11 @@ Only the command that runs imports torch, so ``sau --help`` answers at once.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import sys
 import time
-from dataclasses import MISSING, fields, replace
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from . import defaults
@@ -275,9 +274,10 @@ def _read_trigger(path: str, flag: str) -> str:
     return trigger_uri(p.read_bytes(), f"{flag} {p.name}")
 
 
-def _attack_spec(args, base: dict | None = None):
+def _attack_spec(args, base: dict | None = None, info=None):
     """The trigger the flags describe, over ``base`` (a checkpoint's attack block); None when
-    neither names one (an unknown trigger)."""
+    neither names one (an unknown trigger). With ``info`` (the data set's geometry) it is also
+    checked against the data."""
     from .attacks import AttackSpec
 
     custom = args.trigger_image is not None or args.trigger_mask is not None
@@ -320,7 +320,10 @@ def _attack_spec(args, base: dict | None = None):
                        ("poison_ratio", args.poison_ratio), ("seed", args.attack_seed)):  # fmt: skip
         if value is not None:
             d[key] = value
-    return AttackSpec.from_dict(d)
+    spec = AttackSpec.from_dict(d)
+    if info is not None:
+        spec.validate(info)
+    return spec
 
 
 class _Progress:
@@ -426,21 +429,13 @@ def _load(args):
                 f"the checkpoint expects {saved.num_classes} classes of {tuple(saved.shape)} "
                 f"images, the data set gives {split.info.num_classes} of {tuple(split.info.shape)}"
             )
-    info = split.info
-    if args.mean is not None or args.std is not None:
-        mean, std = args.mean or info.mean, args.std or info.std
-        c = info.channels
-        if len(mean) != c or len(std) != c or not all(v > 0 for v in std):
-            raise CLIError(f"--mean and --std need {c} value(s) each (the data has {c} channel(s)), "
-                           f"and a positive std; got {mean} and {std}")  # fmt: skip
-        info = replace(info, mean=tuple(mean), std=tuple(std))
-    ckpt = load_checkpoint(path, arch=args.model, info=info, device="cpu")
-    if ckpt.normalization == "weights" and info is not split.info:
-        raise CLIError(f"{path.name} carries its own normalisation (normalize.mean and .std); "
-                       "drop --mean and --std")  # fmt: skip
+    ckpt = load_checkpoint(path, arch=args.model, info=split.info, device="cpu",
+                           mean=args.mean, std=args.std, label="--mean and --std")  # fmt: skip
+    info = ckpt.info
     if (
         ckpt.normalization == "data set"
-        and info is split.info
+        and args.mean is None
+        and args.std is None
         and not getattr(args, "quiet", False)
     ):
         print(f"note: {path.name} holds the bare network, so SAU Lab normalises its inputs with "
@@ -460,9 +455,7 @@ def cmd_evaluate(args) -> int:
     from .pipeline import backdoor_for
 
     ckpt, split, _ = _load(args)
-    spec = _attack_spec(args, ckpt.meta.get("attack"))
-    if spec is not None:
-        spec.validate(split.info)
+    spec = _attack_spec(args, ckpt.meta.get("attack"), split.info)
     ev = evaluate(ckpt.model, split.test.x, split.test.y, backdoor_for(split, spec),
                   num_classes=split.info.num_classes)  # fmt: skip
     d = ev.to_dict()
@@ -488,9 +481,7 @@ def cmd_import(args) -> int:
     _check_out(args.out, args.overwrite)
     args.checkpoint = args.weights
     ckpt, split, data = _load(args)
-    spec = _attack_spec(args, ckpt.meta.get("attack"))
-    if spec is not None:
-        spec.validate(split.info)
+    spec = _attack_spec(args, ckpt.meta.get("attack"), split.info)
     ev = evaluate(ckpt.model, split.test.x, split.test.y, backdoor_for(split, spec),
                   num_classes=split.info.num_classes, confusion=False)  # fmt: skip
     write_import_outputs(args.out, ckpt.model, data, spec, ev, Path(args.weights).name)
@@ -507,17 +498,14 @@ def cmd_purify(args) -> int:
     from .pipeline import (
         purify_checkpoint,
         sau_caveats,
-        train_caveats,
+        stored_train_caveats,
         write_purify_outputs,
     )
     from .sau import SAUConfig, default_sau_config
-    from .train import TrainConfig
 
     _check_out(args.out, args.overwrite)
     ckpt, split, data = _load(args)
-    spec = None if args.unknown_trigger else _attack_spec(args, ckpt.meta.get("attack"))
-    if spec is not None:
-        spec.validate(split.info)
+    spec = None if args.unknown_trigger else _attack_spec(args, ckpt.meta.get("attack"), split.info)
     config = default_sau_config(data.name, **_dataclass_overrides(args, SAUConfig))
     ratio = args.clean_ratio if args.clean_ratio is not None else defaults.recipe(data.name).clean_ratio  # fmt: skip
     if not 0 < ratio <= 1:
@@ -526,10 +514,7 @@ def cmd_purify(args) -> int:
     stored = (ckpt.meta.get("attack") or {}).get("name")  # what the model was made with
     notes = sau_caveats(data, clean_n, config, spec.name if spec else stored, ckpt.meta["arch"],
                         clean_ratio=ratio)  # fmt: skip
-    if isinstance(ckpt.meta.get("train"), dict):
-        with contextlib.suppress(TypeError, ValueError):  # a sidecar of another version
-            notes = train_caveats(data, TrainConfig(**ckpt.meta["train"])) + notes
-    _warn(notes)
+    _warn(stored_train_caveats(ckpt.meta, data) + notes)
     if spec is None and not args.quiet:
         print("note: the trigger is unknown, so ASR and RA cannot be measured; SAU runs all the "
               "same (it never needs the trigger)", file=sys.stderr)  # fmt: skip

@@ -215,13 +215,10 @@ class PurifyJob:
 def _checkpoint_data_name(path: str) -> str:
     """The data set a checkpoint's sidecar names ('' when it names none or cannot be read)."""
     try:
-        meta = sidecar_of(path)
-    except CheckpointError:
+        side = sidecar_data(sidecar_of(path))
+    except ValueError:  # CheckpointError is one
         return ""
-    for block in (meta.get("data"), meta.get("dataset")):
-        if isinstance(block, dict) and isinstance(block.get("name"), str):
-            return block["name"]
-    return ""
+    return "" if side is None else side.name
 
 
 def checkpoint_data(ckpt: Checkpoint) -> DataSpec:
@@ -708,7 +705,7 @@ class JobRunner:
         """
         if not isinstance(job, (AttackJob, PurifyJob)):
             raise TypeError(f"not a job: {job!r}")
-        job = job.check().resolved()  # config.json records the data set's defaults used
+        job = job.resolved().check()  # config.json records the data set's defaults used
         device = device_kind(job.device)
         with self._lock:
             self._check_room()
@@ -801,7 +798,7 @@ class JobRunner:
                 raise RunError(f"run {run_id}: its settings cannot be read ({err})") from None
             if not isinstance(job, PurifyJob):
                 raise RunError(f"run {run_id} does not describe a purify job")
-            job = job.check().resolved()  # the source checkpoint must still be there
+            job = job.resolved().check()  # the source checkpoint must still be there
             self._check_room()
             saved = run.resume_state() if run.resume_round() is not None else None
             if saved is not None and saved.config != job.sau.to_dict():
@@ -1015,25 +1012,16 @@ def import_checkpoint(
     if attack is not None:
         attack.validate(split.info)
 
-    info = split.info
-    if mean is not None or std is not None:
-        mean, std = tuple(mean or info.mean), tuple(std or info.std)
-        if len(mean) != info.channels or len(std) != info.channels or min(std) <= 0:
-            raise ValueError(f"the normalisation needs {info.channels} mean and std value(s) "
-                             f"(one per channel, std above 0), got {mean} and {std}")  # fmt: skip
-        info = replace(info, mean=mean, std=std)
     shown = Path(str(filename)).name[:200]
     with tempfile.TemporaryDirectory(prefix="sau-upload-") as tmp:
         path = Path(tmp) / (WEIGHTS if suffix == ".safetensors" else f"weights{suffix}")
         path.write_bytes(weights)
         try:
             # No sidecar in tmp: the architecture and the data set's geometry come from us.
-            ckpt = load_checkpoint(path, arch=arch, info=info, name=shown)
+            ckpt = load_checkpoint(path, arch=arch, info=split.info, name=shown, mean=mean,
+                                   std=std)  # fmt: skip
         except CheckpointError as err:
             raise ValueError(str(err)) from None
-        if ckpt.normalization == "weights" and info is not split.info:
-            raise ValueError(f"{shown} carries its own normalisation (normalize.mean and "
-                             ".std): leave mean and std empty")  # fmt: skip
         ev = evaluate(ckpt.model, split.test.x, split.test.y, backdoor_for(split, attack),
                       num_classes=split.info.num_classes, confusion=False)  # fmt: skip
         run = store.create("import", {"kind": "import", "file": Path(filename).name[:200],

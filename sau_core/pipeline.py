@@ -41,6 +41,7 @@ __all__ = [
     "trigger_caveats",
     "sau_caveats",
     "train_caveats",
+    "stored_train_caveats",
     "unknown_trigger_report",
     "purify_checkpoint",
     "write_import_outputs",
@@ -491,6 +492,18 @@ def train_caveats(data: DataSpec | dict, config: TrainConfig) -> list[str]:
             "default uses --label-smoothing 0.1."
         )
     return notes
+
+
+def stored_train_caveats(meta: dict, data: DataSpec | dict) -> list[str]:
+    """:func:`train_caveats` for a checkpoint, from its sidecar's ``train`` block ([] when it has
+    none, e.g. a model imported from elsewhere, or one of another version)."""
+    block = meta.get("train")
+    if not isinstance(block, dict):
+        return []
+    try:
+        return train_caveats(data, TrainConfig(**block))
+    except (TypeError, ValueError):
+        return []
 
 
 def _record(rnd) -> dict:

@@ -124,14 +124,15 @@ def trigger_picture(spec: AttackSpec, info: DatasetInfo, x: Tensor | None = None
     its amplified change of the sample ``x`` (C, H, W) is shown instead when given."""
     trigger = create_trigger(spec.name, info, spec.params)
     flat = torch.stack([torch.zeros(info.shape), torch.ones(info.shape)])  # (2, C, H, W)
-    changed = (trigger(flat) - flat).abs().amax(1) > 1e-6  # (2, H, W)
+    stamped = trigger(flat)
+    changed = (stamped - flat).abs().amax(1) > 1e-6  # (2, H, W)
     mask = changed[0] | changed[1]
     if spec.name == "wanet" and x is not None:
         pic = amplify(trigger(x[None])[0] - x)
     elif bool(mask.all()):  # a trigger over the whole picture: on mid-grey, as it adds to it
         pic = trigger(torch.full((1, *info.shape), 0.5))[0]
     else:
-        bright = float(trigger(flat)[0][:, mask].mean()) if mask.any() else 0.5
+        bright = float(stamped[0][:, mask].mean()) if mask.any() else 0.5
         pic = trigger(torch.full((1, *info.shape), 0.12 if bright > 0.5 else 0.88))[0]
     return outline(to_uint8(pic, target=target), mask)
 

@@ -10,10 +10,9 @@ from dashboard.report import build_report
 from sau_core.attacks import AttackSpec
 from sau_core.defaults import recipe
 from sau_core.jobs import PurifyJob
-from sau_core.pipeline import DataSpec, sau_caveats, train_caveats
+from sau_core.pipeline import DataSpec, sau_caveats, stored_train_caveats
 from sau_core.runs import RunError
 from sau_core.sau import SAUConfig, default_sau_config
-from sau_core.train import TrainConfig
 
 st.title("Purify with SAU")
 with st.expander("What SAU does, in plain words"):
@@ -38,17 +37,6 @@ run_id = state.current_run("purify")
 model = state.model()
 # settings that only apply with a GPU are not shown without one
 CUDA_ONLY = () if state.has_cuda() else ("amp",)
-
-
-def _train_notes(path: str) -> list[str]:
-    """Warnings about how the model was trained, from its sidecar's training block."""
-    block = state.checkpoint_meta(path).get("train")
-    if not isinstance(block, dict):
-        return []
-    try:
-        return train_caveats(model["data"], TrainConfig(**block))
-    except (TypeError, ValueError):
-        return []
 
 
 # ------------------------------------------------------------------------------- settings
@@ -91,15 +79,11 @@ else:
                 main = widgets.render_fields(schema, key, only=("rounds",), columns=1,
                                              problems=problems)  # fmt: skip
             with c2:
-                ratio_entry = {"name": "clean_ratio", "min": 0.0, "exclusive_min": True,
-                               "max": 1.0, "default": ratio_default}  # fmt: skip
-                st.session_state.setdefault(f"{key}.clean_ratio", ratio_default)
-                clean_ratio = st.number_input("clean ratio", step=0.05, format="%g",
-                                              help=HELP["clean_ratio"], key=f"{key}.clean_ratio")  # fmt: skip
-                problem = widgets.field_problem(ratio_entry, clean_ratio)
-                if problem:
-                    st.error(f"clean ratio: {problem}.", icon=":material/error:")
-                    problems.append(f"clean ratio {problem}")
+                ratio_field = {"name": "clean_ratio", "type": "float", "default": ratio_default,
+                               "min": 0.0, "exclusive_min": True, "max": 1.0,
+                               "help": HELP["clean_ratio"]}  # fmt: skip
+                clean_ratio = widgets.render_fields([ratio_field], key, columns=1,
+                                                    problems=problems)["clean_ratio"]  # fmt: skip
             with c3:
                 known = st.checkbox("The trigger is known (measure ASR)",
                                     value=bool(model.get("attack")),
@@ -120,7 +104,7 @@ else:
         except ValueError as err:
             problems.append(str(err))
     n_clean = round(float(clean_ratio) * n_train) if not problems else 0
-    notes = _train_notes(model["path"]) + sau_caveats(
+    notes = stored_train_caveats(state.checkpoint_meta(model["path"]), model["data"]) + sau_caveats(
         model["data"], n_clean, config or base, attack_name, model.get("arch"),
         clean_ratio=None if problems else float(clean_ratio),
     )  # fmt: skip
