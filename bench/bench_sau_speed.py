@@ -39,6 +39,7 @@ Usage:
     bash .ci/venv python bench/bench_sau_speed.py                  # full measurement
     bash .ci/venv python bench/bench_sau_speed.py --quick          # smoke run (tiny sizes)
     bash .ci/venv python bench/bench_sau_speed.py --devices cuda --peak-tflops 989
+    bash .ci/venv python bench/bench_sau_speed.py --devices cuda --cuda-ahead 1 2 1000
     bash .ci/venv python bench/bench_sau_speed.py --skip-resnet-cpu --resolution 32
 """
 
@@ -367,6 +368,26 @@ def full_run(args, device: torch.device) -> None:
     )
 
 
+def cuda_ahead_round(args, device: torch.device, ahead: int) -> None:
+    """Seconds per round of the full run's setting with the loop ``ahead`` batches ahead of the
+    GPU at most (``sau.CUDA_BATCHES_AHEAD``; set here for this measurement only)."""
+    from sau_core import sau
+
+    clean = random_data(args.full_n, args.seed)
+    model = create_model("preact_resnet18", clean.info, seed=args.seed)
+    cfg = SAUConfig(rounds=args.mfu_rounds, probe_size=0, seed=args.seed)
+    saved, sau.CUDA_BATCHES_AHEAD = sau.CUDA_BATCHES_AHEAD, ahead
+    try:
+        purify(model, clean, replace(cfg, rounds=1), device=device)  # warm-up
+        res = purify(model, clean, cfg, device=device)
+    finally:
+        sau.CUDA_BATCHES_AHEAD = saved
+    print(
+        f"CUDA_BATCHES_AHEAD={ahead}: {res.elapsed / res.rounds_done:.3f} s/round "
+        f"(mean of {res.rounds_done}, {len(clean)} images, no probe, no evaluation)"
+    )
+
+
 # --------------------------------------------------------------------------------- main
 def main() -> None:
     ap = parser(__doc__, epilog=True)
@@ -448,6 +469,20 @@ def main() -> None:
         action="store_false",
         help="skip the uncounted warm-up batch of each path (--quick does)",
     )
+    ap.add_argument(
+        "--skip-cpu-memory",
+        action="store_true",
+        help="no CPU peak-memory run (part 2; a whole demo SAU run on the CPU)",
+    )
+    ap.add_argument(
+        "--cuda-ahead",
+        type=int,
+        nargs="+",
+        default=None,
+        help="CUDA only: time the full run's rounds (part 3) with each of these values of "
+        "sau.CUDA_BATCHES_AHEAD (how far the loop may run ahead of the GPU; default: the "
+        "library's value only)",
+    )
     ap.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -497,10 +532,13 @@ def main() -> None:
     )
     print("\n".join(notes))
     print()
-    cpu_memory(args)
-    print()
+    if not args.skip_cpu_memory:
+        cpu_memory(args)
+        print()
     if cuda:
         full_run(args, torch.device("cuda"))
+        for ahead in args.cuda_ahead or []:
+            cuda_ahead_round(args, torch.device("cuda"), ahead)
     else:
         print(
             "CUDA not available: the GPU full-run time, GPU peak memory and FLOP utilisation "

@@ -28,6 +28,14 @@ def pick_device(preference: str | torch.device | None = None) -> torch.device:
         ) from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' asked for, but no CUDA GPU is available here")
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            have = ", ".join(f"cuda:{i}" for i in range(count))
+            raise ValueError(
+                f"device {str(device)!r} asked for, but this machine has {count} CUDA "
+                f"GPU{'s' if count != 1 else ''} ({have}): use one of those, or cuda"
+            )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device 'mps' asked for, but Apple's MPS is not available here")
     return device

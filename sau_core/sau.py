@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, replace
 
@@ -48,6 +49,7 @@ from .events import (
 from .metrics import Evaluation, evaluate, per_class_asr, predict
 
 __all__ = [
+    "CUDA_BATCHES_AHEAD",
     "NORMS",
     "PGD_INITS",
     "SATURATION_MASS",
@@ -63,6 +65,10 @@ __all__ = [
 ]
 
 NORMS = ("Linf", "L2", "L1", "Reg")
+# On CUDA the loop runs ahead of the GPU by at most this many batches: their SAUBatch events
+# (and the check of the stop flag) wait for them. 1 keeps one batch queued while the host
+# launches the next; more lets Stop and the live view lag further behind the GPU.
+CUDA_BATCHES_AHEAD = 1
 PGD_INITS = ("max", "min", "zero", "random")
 
 
@@ -584,7 +590,10 @@ def purify(
             per round the round's :class:`SAUBatch` events, a :class:`SAURound` and a
             :class:`ProbeSnapshot`, and finally :class:`Finished`.
         stop: a flag with ``is_set()``, checked before every batch; the run then ends with the
-            model as it was after the last completed batch, evaluated on the full sets.
+            model as it was after the last completed batch, evaluated on the full sets. On
+            CUDA, where the host runs ahead of the GPU, at most :data:`CUDA_BATCHES_AHEAD`
+            batches are still queued when the flag is seen (and a batch's event arrives that
+            many batches late).
         resume: a :class:`ResumeState` from ``on_state`` of an earlier run with the same model,
             clean set and config: the run continues at round ``resume.round + 1`` and ends with
             the numbers the uninterrupted run gives (bit for bit on a CPU with the same number
@@ -658,6 +667,7 @@ def purify(
         order = order.to(device)
         stats: list[Tensor] = []
         landed: list[Tensor] = []
+        in_flight: deque[tuple[Tensor, torch.cuda.Event]] = deque()
         for i in range(0, n, config.batch_size):
             if stop is not None and stop.is_set():
                 stopped = True
@@ -671,10 +681,17 @@ def purify(
             if device.type != "cuda":  # no async queue to keep full: report at once
                 step += 1
                 emit(callback, _batch_event(rnd, step, total, st.values.tolist()))
-        if device.type == "cuda" and stats:
-            for row in torch.stack(stats).tolist():
-                step += 1
-                emit(callback, _batch_event(rnd, step, total, row))
+                continue
+            # CUDA: keep the GPU fed, but never more than CUDA_BATCHES_AHEAD batches ahead of
+            # what has been reported, so Stop (checked before every batch) and the live
+            # progress lag the GPU by a bounded amount, not by a whole round
+            done = torch.cuda.Event()
+            done.record()
+            in_flight.append((st.values, done))
+            while len(in_flight) > CUDA_BATCHES_AHEAD:
+                step = _report_oldest(in_flight, callback, rnd, step, total)
+        while in_flight:
+            step = _report_oldest(in_flight, callback, rnd, step, total)
         if stopped and not stats:
             break
         rounds_done = rnd if not stopped else rnd - 1
@@ -744,6 +761,14 @@ _BATCH_FIELDS = (
     "l_cl", "l_at", "l_shared", "loss", "l_adv", "l_share", "pgd_steps", "n",
     "adv_h", "adv_h0", "common", "shared", "potential_poison", "saturated",
 )  # fmt: skip
+
+
+def _report_oldest(in_flight: deque, callback, rnd: int, step: int, total: int) -> int:
+    """Wait for the oldest batch in flight on the GPU, emit its :class:`SAUBatch`; the new step."""
+    values, done = in_flight.popleft()
+    done.synchronize()
+    emit(callback, _batch_event(rnd, step + 1, total, values.tolist()))
+    return step + 1
 
 
 def _batch_event(rnd: int, step: int, total: int, row: list[float]) -> SAUBatch:

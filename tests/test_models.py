@@ -224,3 +224,17 @@ def test_input_gradient_flows() -> None:
     x = _images(info).requires_grad_(True)
     model(x).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------------------------ devices
+def test_pick_device_refuses_a_gpu_index_this_machine_lacks(monkeypatch) -> None:
+    """cuda:N beyond the GPUs present is refused by name before any CUDA call (on a GPU
+    machine torch would otherwise fail later with 'invalid device ordinal')."""
+    from sau_core.device import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("cuda:1") == torch.device("cuda:1")
+    assert pick_device("cuda") == torch.device("cuda")
+    with pytest.raises(ValueError, match=r"'cuda:2'.*2 CUDA GPUs \(cuda:0, cuda:1\)"):
+        pick_device("cuda:2")

@@ -20,6 +20,7 @@ from sau_core.device import memory_format
 from sau_core.events import Finished, ProbeSnapshot, SAUBatch, SAURound, Started
 from sau_core.pipeline import DEMO, attack_setup, clean_set, plant_backdoor
 from sau_core.sau import (
+    CUDA_BATCHES_AHEAD,
     SAUConfig,
     _js_per_sample,
     init_delta,
@@ -45,7 +46,9 @@ def backdoored8(digits8):
     plainly (no crops, no label smoothing: the digits defaults are made for 16x16)."""
     spec = AttackSpec("badnets", target=0, poison_ratio=0.1)
     config = default_train_config("digits", epochs=15, augment="none", label_smoothing=0.0)
-    run = plant_backdoor(digits8, spec, "small_cnn", config)
+    # on the CPU wherever the tests run: the numbers below are the CPU's (a GPU's are checked
+    # by bench/bench_gpu_parity.py), and a model on a GPU would not take the tests' CPU tensors
+    run = plant_backdoor(digits8, spec, "small_cnn", config, device="cpu")
     assert run.evaluation.asr > 0.9  # the fixture really is backdoored
     return run
 
@@ -362,7 +365,7 @@ def test_purify_leaves_the_input_model_untouched(backdoored8, digits8):
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     changed = any(
-        not torch.equal(a, b)
+        not torch.equal(a.cpu(), b)  # the purified model lives on the run's device
         for a, b in zip(res.model.state_dict().values(), before.values(), strict=True)
     )
     assert changed, "SAU did not update the purified model"
@@ -395,7 +398,13 @@ def test_events_arrive_in_order(backdoored8, digits8):
     assert isinstance(events[0], Started) and isinstance(events[-1], Finished)
 
 
-def test_stop_flag_stops_within_one_batch(backdoored8, digits8):
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_stop_flag_stops_within_one_batch(backdoored8, digits8, device):
+    """On the CPU the flag set during batch 3's event stops the run after batch 3; on CUDA the
+    host is CUDA_BATCHES_AHEAD batches ahead of the events, and those batches still run."""
     stop = threading.Event()
     seen = []
 
@@ -406,13 +415,15 @@ def test_stop_flag_stops_within_one_batch(backdoored8, digits8):
 
     clean = clean_set(digits8, 0.2)  # 269 images, batches of 64: 5 per round
     res = purify(backdoored8.model, clean, SAUConfig(rounds=10, batch_size=64), test=digits8.test,
-                 backdoor=backdoored8.backdoor, callback=callback, stop=stop)  # fmt: skip
-    assert sum(isinstance(e, SAUBatch) for e in seen) == 3
+                 backdoor=backdoored8.backdoor, callback=callback, stop=stop,
+                 device=device)  # fmt: skip
+    ahead = CUDA_BATCHES_AHEAD if device == "cuda" else 0
+    assert [e.step for e in seen if isinstance(e, SAUBatch)] == list(range(1, 4 + ahead))
     assert res.stopped and res.rounds_done == 0
     assert isinstance(seen[-1], Finished) and seen[-1].stopped
     # the partial result is consistent and usable
     assert 0.0 <= res.after.acc <= 1.0 and res.after.asr is not None
-    assert res.model(digits8.test.x[:4]).shape == (4, 10)
+    assert res.model(digits8.test.x[:4].to(device)).shape == (4, 10)
 
 
 def test_unknown_trigger_reports_acc_counts_and_disagreement(backdoored8, digits8):
