@@ -22,11 +22,13 @@ the numbers the uninterrupted run would have given.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,7 @@ from .pipeline import (
 from .runs import FINAL_STATES, Run, RunError, RunStore
 from .sau import ResumeState, SAUConfig, default_sau_config
 from .train import TrainConfig, default_train_config
+from .workers import EventTail, StopFile, child_main, exit_reason, request_stop, worker_context
 
 __all__ = [
     "AttackJob",
@@ -68,8 +71,10 @@ __all__ = [
     "Progress",
     "PurifyJob",
     "QUEUE_FULL",
+    "OwnerLimit",
     "QueueFull",
     "checkpoint_data",
+    "execute",
     "import_checkpoint",
     "job_from_config",
     "view_of",
@@ -477,6 +482,10 @@ class QueueFull(RuntimeError):
     """The runner already holds ``max_queued`` waiting jobs: :data:`QUEUE_FULL`."""
 
 
+class OwnerLimit(QueueFull):
+    """This owner (session) already has ``max_per_owner`` jobs waiting."""
+
+
 def device_kind(device: str | None) -> str:
     """The slot pool a job's device asks for: ``cpu``, ``cuda`` or ``mps`` (None: the best one).
 
@@ -520,7 +529,6 @@ def default_limits(gpus: int | None = None) -> dict[str, int]:
 class _Job:
     run: Run
     live: LiveState
-    stop: threading.Event
     job: Any
     owner: str
     device: str  # the slot pool: cpu, cuda or mps
@@ -530,6 +538,8 @@ class _Job:
     resumed: bool = False
     gpu: int | None = None  # the CUDA device index it was placed on (several GPUs only)
     thread: threading.Thread | None = None  # None while queued
+    process: Any = None  # its worker process (workers="process"), once started
+    time_up: float | None = None  # monotonic time its time limit was reached
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -550,8 +560,8 @@ def _next(queue: list[_Job], running: dict[str, int], served: dict[str, int], fr
 
 
 class JobRunner:
-    """Runs jobs in background threads, a bounded number per device; the others wait in a
-    bounded queue that is fair between owners (sessions).
+    """Runs jobs in worker processes (or threads), a bounded number per device; the others wait
+    in a bounded queue that is fair between owners (sessions).
 
     Args:
         store: where the runs are kept.
@@ -560,6 +570,14 @@ class JobRunner:
             :func:`default_limits` (one on the CPU, one per GPU).
         max_queued: jobs that may wait at once; :meth:`submit` raises :class:`QueueFull` beyond.
         gpus: how many CUDA GPUs to spread jobs over (None: all that torch sees).
+        workers: ``"process"``: each job in a fresh worker process (:mod:`sau_core.workers`;
+            a crash ends only that job, the caller's interpreter is never busy with it);
+            ``"thread"``: a thread of this process (tests that patch the job functions,
+            notebooks). The live view, Stop and Resume work the same either way.
+        max_per_owner: jobs one owner may have waiting at once (None: no cap);
+            :meth:`submit` raises :class:`OwnerLimit` beyond.
+        time_limit: seconds a job may run before it is stopped (None: no limit); a worker
+            process that has not stopped :attr:`STOP_GRACE` seconds later is killed.
 
     With several GPUs a CUDA job that names no index runs on the least busy GPU, and one that
     names ``cuda:N`` waits for room on that GPU (each GPU takes the CUDA limit divided by the
@@ -570,6 +588,8 @@ class JobRunner:
     """
 
     HEARTBEAT = 2.0  # seconds between status.json progress writes
+    POLL = 0.25  # seconds between reads of a worker process's new events
+    STOP_GRACE = 60.0  # seconds a worker may take to stop at its time limit before it is killed
 
     def __init__(
         self,
@@ -578,6 +598,9 @@ class JobRunner:
         *,
         max_queued: int = 64,
         gpus: int | None = None,
+        workers: str = "process",
+        max_per_owner: int | None = None,
+        time_limit: float | None = None,
     ) -> None:
         gpus = _gpu_count() if gpus is None else gpus
         if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
@@ -597,6 +620,21 @@ class JobRunner:
             raise ValueError("max_active must be >= 1")
         if not isinstance(max_queued, int) or max_queued < 1:
             raise ValueError("max_queued must be >= 1")
+        if workers not in ("process", "thread"):
+            raise ValueError(f"workers must be 'process' or 'thread', not {workers!r}")
+        if max_per_owner is not None and (
+            isinstance(max_per_owner, bool) or not isinstance(max_per_owner, int)
+            or max_per_owner < 1
+        ):  # fmt: skip
+            raise ValueError(f"max_per_owner must be an int >= 1 or None, not {max_per_owner!r}")
+        if time_limit is not None and (
+            isinstance(time_limit, bool) or not isinstance(time_limit, (int, float))
+            or not 0 < time_limit < float("inf")
+        ):  # fmt: skip
+            raise ValueError(f"time_limit must be a positive number of seconds, not {time_limit!r}")
+        self.workers = workers
+        self.max_per_owner = max_per_owner
+        self.time_limit = None if time_limit is None else float(time_limit)
         self.store = store
         self.limits = limits
         self.max_queued = max_queued
@@ -639,6 +677,10 @@ class JobRunner:
             if entry is None:
                 return
             self._queue.remove(entry)
+            stop = StopFile(entry.run.path)
+            if stop.path.exists():  # the operator stopped it while it waited (sau jobs stop)
+                self._stopped_waiting(entry, stop.reason(""))
+                continue
             self._busy[entry.device] = self._busy.get(entry.device, 0) + 1
             if self._spread(entry):
                 pinned = _gpu_index(entry.job.device)
@@ -654,9 +696,16 @@ class JobRunner:
                                             name=f"sau-{entry.run.id}", daemon=True)  # fmt: skip
             entry.thread.start()
 
-    def _check_room(self) -> None:  # under self._lock
+    def _check_room(self, owner: str = "") -> None:  # under self._lock
         if len(self._queue) >= self.max_queued:
             raise QueueFull(QUEUE_FULL)
+        if self.max_per_owner is not None:
+            mine = sum(1 for e in self._queue if e.owner == owner)
+            if mine >= self.max_per_owner:
+                raise OwnerLimit(
+                    f"you already have {mine} job{'s' if mine != 1 else ''} waiting (at most "
+                    f"{self.max_per_owner} per session): wait until one starts, or stop one"
+                )
 
     def position(self, run_id: str) -> int | None:
         """How many waiting jobs start before this one (0: it is next), or None when it is not
@@ -708,35 +757,42 @@ class JobRunner:
         job = job.resolved().check()  # config.json records the data set's defaults used
         device = device_kind(job.device)
         with self._lock:
-            self._check_room()
+            self._check_room(owner)
             run = self.store.create(job.kind, job.to_dict(), label, owner=owner)
             self._seq += 1
-            entry = _Job(run, LiveState(run.id, job.kind), threading.Event(), job, owner, device,
-                         self._seq, split)  # fmt: skip
+            entry = _Job(run, LiveState(run.id, job.kind), job, owner, device, self._seq, split)
             self._enqueue(entry)
         return run.id
 
-    def stop(self, run_id: str) -> bool:
+    def stop(self, run_id: str, owner: str | None = None, reason: str = "") -> bool:
         """Ask a job of this runner to stop; True when it was still active.
 
         A waiting job leaves the queue at once (stopped before it started); a running one
-        stops within one batch."""
+        stops within one batch. ``owner``: the session asking; only the job's own owner may
+        stop it (:class:`~sau_core.runs.RunError` otherwise); None: the operator, who may stop
+        any job. ``reason``: the run's message (default: "stopped by the user")."""
         with self._lock:
             entry = self._jobs.get(run_id)
             if entry is None or entry.done.is_set():
                 return False
+            if owner is not None and owner != entry.owner:
+                raise RunError(f"only the session that started run {run_id} can stop it")
             waiting = entry in self._queue
             if waiting:
                 self._queue.remove(entry)
             else:
-                entry.stop.set()
+                request_stop(entry.run.path, reason or "stopped by the user")
         if waiting:
-            message = "stopped before it started"
-            with contextlib.suppress(OSError):
-                entry.run.update_status(state="stopped", ended=_now(), message=message)
-            entry.live.set_state("stopped", message)
-            entry.done.set()
+            self._stopped_waiting(entry, reason)
         return True
+
+    def _stopped_waiting(self, entry: _Job, reason: str = "") -> None:
+        message = "stopped before it started" + (f" ({reason})" if reason else "")
+        with contextlib.suppress(OSError):
+            entry.run.update_status(state="stopped", ended=_now(), message=message)
+            StopFile(entry.run.path).clear()
+        entry.live.set_state("stopped", message)
+        entry.done.set()
 
     def is_active(self, run_id: str) -> bool:
         with self._lock:
@@ -768,7 +824,9 @@ class JobRunner:
             return view
         return view_of(self.store.get(run_id))
 
-    def resume(self, run_id: str, *, split: Split | None = None, owner: str = "") -> str:
+    def resume(
+        self, run_id: str, *, split: Split | None = None, owner: str = "", operator: bool = False
+    ) -> str:
         """Continue an interrupted purify run in its own run directory; returns its id.
 
         The run restarts after the round of its saved state (``state/resume.safetensors``; from
@@ -776,13 +834,18 @@ class JobRunner:
         files of later rounds are dropped, the status goes back to queued then running (the
         interrupted mark is cleared), new events are appended and the final metrics and
         checkpoint are written as for any run. The numbers are those of an uninterrupted run.
-        It waits in the queue like a new job, on behalf of ``owner`` (the session resuming it).
+        It waits in the queue like a new job, on behalf of ``owner`` (the session resuming it),
+        which must be the session that started it, unless the run has no owner (made by a
+        script or the CLI) or ``operator`` is true.
 
         Raises :class:`~sau_core.runs.RunError` (a ValueError) when the id is unknown, the run is
         not an interrupted purify run, its saved state is unreadable or does not match its
         settings, ValueError when its checkpoint is gone, or :class:`QueueFull`.
         """
         run = self.store.get(run_id)
+        started_by = run.config().get("owner") or ""
+        if not operator and started_by and started_by != owner:
+            raise RunError(f"only the session that started run {run_id} can resume it")
         if run.kind != "purify":
             raise RunError(f"only purify runs can be resumed; {run_id} is an {run.kind} run")
         with self._lock:
@@ -799,12 +862,13 @@ class JobRunner:
             if not isinstance(job, PurifyJob):
                 raise RunError(f"run {run_id} does not describe a purify job")
             job = job.resolved().check()  # the source checkpoint must still be there
-            self._check_room()
+            self._check_room(owner)
             saved = run.resume_state() if run.resume_round() is not None else None
             if saved is not None and saved.config != job.sau.to_dict():
                 raise RunError(f"run {run_id}: its saved state was made with other SAU settings")
             last = 0 if saved is None else saved.round
             run.rewind_events(last)
+            StopFile(run.path).clear()  # a stop asked of the interrupted process is spent
             run.claim()
             run.update_status(state="queued", ended=None, message="", round=last or None,
                               rounds=job.sau.rounds, resumed=_now())  # fmt: skip
@@ -818,59 +882,42 @@ class JobRunner:
                     live.probe = run.load_probe(rounds[-1])
             live.set_state("queued")
             self._seq += 1
-            entry = _Job(run, live, threading.Event(), job, owner, device_kind(job.device),
-                         self._seq, split, resume=saved, resumed=True)  # fmt: skip
+            entry = _Job(run, live, job, owner, device_kind(job.device), self._seq, split,
+                         resume=saved, resumed=True)  # fmt: skip
             self._enqueue(entry)
         return run.id
 
     # ------------------------------------------------------------------------------ worker
     def _work(self, entry: _Job) -> None:
-        run, job, live, stop = entry.run, entry.job, entry.live, entry.stop
+        job = entry.job
         if entry.gpu is not None:
             job = replace(job, device=f"cuda:{entry.gpu}")
-        split, resume, resumed = entry.split, entry.resume, entry.resumed
-        last_beat = [0.0]
-
-        def callback(event: Any) -> None:
-            record = run.append_event(event)
-            live.apply(record, probe=event if isinstance(event, ProbeSnapshot) else None)
-            kind = record["event"]
-            changes: dict[str, Any] = {}
-            if kind == "Started":
-                changes = {"device": record["device"], "total_steps": record["total_steps"]}
-            elif kind in ("TrainEpoch", "SAURound"):
-                n = "epoch" if kind == "TrainEpoch" else "round"
-                changes = {"round": record[n], "rounds": record[n + "s"]}
-            if changes or record["t"] - last_beat[0] > self.HEARTBEAT:
-                last_beat[0] = record["t"]
-                run.update_status(step=live.step, heartbeat=record["t"], **changes)
-
+        timer = None
+        if self.time_limit is not None:
+            timer = threading.Timer(self.time_limit, self._time_up, args=(entry,))
+            timer.daemon = True
+            timer.start()
         try:
-            if not resumed:
-                run.claim()
-            times = {} if resumed else {"started": _now()}
-            run.update_status(state="running", heartbeat=time.time(), **times)
-            live.set_state("running")
-            if isinstance(job, AttackJob):
-                metrics, stopped = _attack(job, run, callback, stop, split)
+            if self.workers == "process":
+                self._work_in_process(entry, job)
             else:
-                metrics, stopped = _purify(job, run, callback, stop, split, resume)
-                run.forget_state()  # the run has ended: nothing left to resume
-            state = "stopped" if stopped else "finished"
-            message = "stopped by the user" if stopped else ""
-            run.update_status(state=state, ended=_now(), message=message)
-            live.set_state(state, message, metrics)
-        except Exception as err:  # the job fails, the app keeps running
-            message = failure_message(err, job)
-            try:
-                (run.path / "error.txt").write_text(traceback.format_exc())
-                run.update_status(state="failed", ended=_now(), message=message)
-            except OSError:
-                pass
-            live.set_state("failed", message)
+                live = entry.live
+
+                def on_record(record: dict, event: Any) -> None:
+                    live.apply(record, probe=event if isinstance(event, ProbeSnapshot) else None)
+
+                live.set_state("running")
+                state, message, metrics = execute(
+                    entry.run, job, StopFile(entry.run.path), entry.split, entry.resume,
+                    claim=not entry.resumed, on_record=on_record, heartbeat=self.HEARTBEAT,
+                )  # fmt: skip
+                live.set_state(state, message, metrics)
         finally:
+            if timer is not None:
+                timer.cancel()
             try:
-                release_device_memory()
+                if self.workers != "process":
+                    release_device_memory()
             finally:
                 with self._lock:
                     self._busy[entry.device] -= 1
@@ -879,6 +926,162 @@ class JobRunner:
                     self._running[entry.owner] -= 1
                     self._dispatch()
                 entry.done.set()
+
+    def _time_up(self, entry: _Job) -> None:
+        if entry.done.is_set():
+            return
+        minutes = self.time_limit / 60
+        with contextlib.suppress(OSError):
+            request_stop(entry.run.path, f"stopped at the time limit of {minutes:g} min per job")
+        entry.time_up = time.monotonic()
+
+    def _work_in_process(self, entry: _Job, job: Any) -> None:
+        """Run ``job`` in a fresh worker process and mirror its events into the live summary."""
+        run, live = entry.run, entry.live
+        tail = EventTail(run.path / "events.jsonl")
+        if entry.resumed:
+            tail.skip_to_end()  # the summary already holds the events before the resume
+        split = entry.split if _small(entry.split) else None  # a large one: the worker loads it
+        proc = worker_context().Process(
+            target=child_main,
+            args=(str(self.store.root.absolute()), run.id, job.to_dict(), _this_process(),
+                  self._threads_per_worker(entry.device), entry.resumed, split),
+            name=f"sau-{run.id}", daemon=True,
+        )  # fmt: skip
+        live.set_state("running")
+        try:
+            proc.start()
+        except Exception as err:  # no process could start: the job fails, the app runs on
+            message = f"could not start a worker process: {_one_line(err)}"
+            with contextlib.suppress(OSError):
+                run.update_status(state="failed", ended=_now(), message=message)
+            live.set_state("failed", message)
+            return
+        entry.process = proc
+
+        def drain() -> None:
+            for record in tail.read():
+                probe = None
+                if record.get("event") == "ProbeSnapshot" and isinstance(record.get("round"), int):
+                    with contextlib.suppress(RunError, OSError, ValueError):
+                        probe = run.load_probe(record["round"])
+                live.apply(record, probe=probe)
+
+        while proc.is_alive():
+            drain()
+            if entry.time_up is not None and time.monotonic() - entry.time_up > self.STOP_GRACE:
+                proc.kill()  # it did not stop within the grace period
+            proc.join(self.POLL)
+        drain()
+        status = run.status()
+        state = str(status.get("state"))
+        message = str(status.get("message") or "")
+        if state not in FINAL_STATES or state == "interrupted":  # it died without a last word
+            message = exit_reason(proc.exitcode)
+            if entry.time_up is not None:
+                state = "failed"
+                message = f"stopped at the time limit of {self.time_limit / 60:g} min per job; " \
+                          f"{message}"  # fmt: skip
+            elif run.kind == "purify":  # its state after the last full round is on disk
+                state = "interrupted"
+                message = f"{message}; Resume continues after round {run.resume_round() or 0}"
+            else:
+                state = "failed"
+            with contextlib.suppress(OSError):
+                run.update_status(state=state, ended=_now(), message=message)
+                StopFile(run.path).clear()
+        try:
+            metrics = run.metrics()
+        except RunError:
+            metrics = None
+        live.set_state(state, message, metrics)
+
+    def _threads_per_worker(self, device: str) -> int | None:
+        """CPU threads for a worker: the cores shared among the CPU slots (None: torch's)."""
+        if device != "cpu":
+            return None
+        return max(1, (os.cpu_count() or 1) // max(1, self.limit("cpu")))
+
+
+def _this_process() -> tuple[int, str | None]:
+    from .runs import _process_start
+
+    return os.getpid(), _process_start(os.getpid())
+
+
+def _small(split: Any, limit: int = 64 << 20) -> bool:
+    """Whether a preloaded split is small enough to hand to a worker process by value."""
+    if split is None:
+        return False
+    try:
+        parts = (split.train, split.test)
+        return sum(p.x.numel() * p.x.element_size() for p in parts) <= limit
+    except AttributeError:
+        return False
+
+
+def execute(
+    run: Run,
+    job: Any,
+    stop: StopFile,
+    split: Split | None = None,
+    resume: ResumeState | None = None,
+    *,
+    claim: bool = True,
+    on_record: Callable[[dict, Any], None] | None = None,
+    heartbeat: float = 2.0,
+) -> tuple[str, str, dict | None]:
+    """Run one job to its end in this process, writing the run's events and status.
+
+    Used by a worker thread and by a worker process (:func:`sau_core.workers.child_main`).
+    Returns ``(state, message, metrics)``; a failure is recorded (``error.txt``, a one-line
+    message), never raised.
+    """
+    last_beat = [0.0]
+    step = [0]
+
+    def callback(event: Any) -> None:
+        record = run.append_event(event)
+        if on_record is not None:
+            on_record(record, event)
+        kind = record["event"]
+        if kind in ("TrainBatch", "SAUBatch"):
+            step[0] = int(record.get("step", step[0]))
+        changes: dict[str, Any] = {}
+        if kind == "Started":
+            changes = {"device": record["device"], "total_steps": record["total_steps"]}
+        elif kind in ("TrainEpoch", "SAURound"):
+            n = "epoch" if kind == "TrainEpoch" else "round"
+            changes = {"round": record[n], "rounds": record[n + "s"]}
+        if changes or record["t"] - last_beat[0] > heartbeat:
+            last_beat[0] = record["t"]
+            run.update_status(step=step[0], heartbeat=record["t"], **changes)
+
+    metrics = None
+    try:
+        if claim:
+            run.claim()
+        times = {} if run.status().get("started") else {"started": _now()}
+        run.update_status(state="running", heartbeat=time.time(), **times)
+        if isinstance(job, AttackJob):
+            metrics, stopped = _attack(job, run, callback, stop, split)
+        else:
+            metrics, stopped = _purify(job, run, callback, stop, split, resume)
+            run.forget_state()  # the run has ended: nothing left to resume
+        state = "stopped" if stopped else "finished"
+        message = stop.reason() if stopped else ""
+        run.update_status(state=state, ended=_now(), message=message)
+    except Exception as err:  # the job fails, the app keeps running
+        state, message = "failed", failure_message(err, job)
+        try:
+            (run.path / "error.txt").write_text(traceback.format_exc())
+            run.update_status(state="failed", ended=_now(), message=message)
+        except OSError:
+            pass
+    finally:
+        with contextlib.suppress(OSError):
+            stop.clear()
+    return state, message, metrics
 
 
 def _out_of_memory_types() -> tuple[type[BaseException], ...]:

@@ -121,6 +121,13 @@ def _owner() -> dict:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is no zombie (a dead worker its parent has not reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat[stat.rfind(")") + 2 :][:1] in ("Z", "X"):
+            return False
+    except OSError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -284,7 +284,7 @@ def test_cuda_jobs_spread_over_the_gpus(attacked, tiny, tmp_path, monkeypatch):
     one on each GPU; the third waits and takes the GPU that frees first."""
     seen, release = [], threading.Event()
     _fake_purify(monkeypatch, seen, release)
-    runner = JobRunner(RunStore(tmp_path), gpus=2)
+    runner = JobRunner(RunStore(tmp_path), gpus=2, workers="thread")
     assert runner.limit("cuda") == 2  # the default: one job per GPU
     ckpt = str(attacked[0].store.get(attacked[1]).path)
     job = PurifyJob(ckpt, _sau(rounds=1), 0.2, device="cuda")
@@ -300,7 +300,7 @@ def test_cuda_jobs_spread_over_the_gpus(attacked, tiny, tmp_path, monkeypatch):
 def test_a_job_that_names_a_gpu_waits_for_that_gpu(attacked, tiny, tmp_path, monkeypatch):
     seen, release = [], threading.Event()
     _fake_purify(monkeypatch, seen, release)
-    runner = JobRunner(RunStore(tmp_path), {"cuda": 2}, gpus=2)
+    runner = JobRunner(RunStore(tmp_path), {"cuda": 2}, gpus=2, workers="thread")
     ckpt = str(attacked[0].store.get(attacked[1]).path)
     first = runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2, device="cuda:1"), split=tiny)
     assert _until(lambda: seen == ["cuda:1"])
@@ -344,7 +344,8 @@ def straight(attacked, tiny):
     """The reference: a 3-round purify job that nothing interrupts (one thread, like the
     resumed runs: the thread count changes the order of float sums)."""
     torch.set_num_threads(1)
-    runner, attack_id = attacked
+    store, attack_id = attacked[0].store, attacked[1]
+    runner = JobRunner(store, workers="thread")  # this process's one thread
     job = PurifyJob(str(runner.store.get(attack_id).path), _sau(rounds=3), 0.2, attack=SPEC)
     run_id = runner.submit(job, split=tiny)
     assert runner.wait(run_id, timeout=120)
@@ -357,7 +358,7 @@ def test_resume_an_interrupted_purify_run(straight, tiny, tmp_path, monkeypatch,
                                           resumed_from):  # fmt: skip
     torch.set_num_threads(1)
     job, reference = straight
-    runner = JobRunner(RunStore(tmp_path))
+    runner = JobRunner(RunStore(tmp_path), workers="thread")  # patched functions
     with monkeypatch.context() as m:
         _crash_at(m, *crash)
         run_id = runner.submit(job, split=tiny)
@@ -442,7 +443,7 @@ def test_out_of_memory_fails_the_job_with_a_hint_and_frees_the_cache(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: freed.append(1))
-    runner = JobRunner(RunStore(tmp_path))
+    runner = JobRunner(RunStore(tmp_path), workers="thread")  # patched functions
     ckpt = str(attacked[0].store.get(attacked[1]).path)
     run_id = runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2), split=tiny)
     assert runner.wait(run_id, timeout=60)
