@@ -1,9 +1,13 @@
-"""Crash safety: kill the process running purify jobs with SIGKILL at random points.
+"""Crash safety: kill the server running purify jobs, or one of its workers, with SIGKILL at
+random points.
 
-Each trial starts a driver process (``python bench/bench_faults.py --driver ROOT CKPT``) that runs
-digits purify jobs one after the other through :class:`sau_core.jobs.JobRunner` (8x8 images,
-a few rounds; one thread), waits until its first job has started, sleeps a random time and
-kills it with SIGKILL. Then, in this process:
+Each trial starts a driver process (``python bench/bench_faults.py --driver ROOT CKPT``, the
+server) that runs digits purify jobs one after the other through
+:class:`sau_core.jobs.JobRunner` (8x8 images, a few rounds), each in a worker process, waits
+until its first job has started and sleeps a random time. Then it kills the server, or (every
+other trial, ``--kill both``) first the worker of the job under way (the pid its status.json
+names), waits a second for the server to start its next job, and kills the server. Then, in
+this process, once the killed server's workers have ended (they end within half a second):
 
 - every run whose status says *finished* must be intact: ``metrics.json`` parses and the run
   directory loads as a checkpoint (``load_checkpoint``);
@@ -117,11 +121,41 @@ def _last_event_round(run) -> int | None:
     return rounds[-1] if rounds else None
 
 
+def settle(root: Path, timeout: float = 30.0) -> float:
+    """Wait until no run under ``root`` reads as queued or running (a dead server's workers end
+    within half a second); the seconds it took."""
+    from sau_core.runs import ACTIVE_STATES, RunStore
+
+    t = time.perf_counter()
+    while time.perf_counter() - t < timeout:
+        if not any(r.state in ACTIVE_STATES for r in RunStore(root).scan()[0]):
+            break
+        time.sleep(0.1)
+    return time.perf_counter() - t
+
+
+def kill_worker(root: Path) -> bool:
+    """SIGKILL the worker of the run under way (status.json names its pid); whether one was."""
+    from sau_core.runs import RunStore
+
+    for info in RunStore(root).scan()[0]:
+        if info.state == "running":
+            pid = (RunStore(root).get(info.id).status().get("owner") or {}).get("pid")
+            if isinstance(pid, int) and pid != os.getpid():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    return False
+                return True
+    return False
+
+
 def check(root: Path) -> dict:
     """What a restarted server sees under ``root``: finished runs verified, the rest classified."""
     from sau_core.checkpoint import load_checkpoint
     from sau_core.runs import RunStore
 
+    settle(root)
     store = RunStore(root)
     marked = store.mark_interrupted()  # what the dashboard does when it starts
     with warnings.catch_warnings(record=True) as caught:
@@ -149,6 +183,9 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-delay", type=float, default=12.0, help="seconds (default 12)")
+    parser.add_argument("--kill", choices=("server", "both"), default="both",
+                        help="server: kill the server only; both (default): every other trial "
+                        "kills a worker first")  # fmt: skip
     parser.add_argument("--driver", nargs=2, metavar=("ROOT", "CKPT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.driver:
@@ -183,13 +220,16 @@ def main() -> int:
         first = proc.stdout.readline().strip()  # the first run id: a job is under way
         delay = rng.uniform(0, args.max_delay)
         time.sleep(delay)
+        worker = args.kill == "both" and trial % 2 == 1 and kill_worker(root)
+        if worker:
+            time.sleep(1.0)  # the server marks that run and starts its next job
         alive = proc.poll() is None
         if alive:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         seen = check(root)
         problems = len(seen["other"]) + (seen["finished"] - seen["intact"])
-        if len(seen["interrupted"]) > 1:  # only the job under way can be cut short
+        if len(seen["interrupted"]) > 1 + worker:  # only the jobs under way can be cut short
             problems += 1
         match = sum(1 for _, r, e in seen["interrupted"] if r == e)
         totals["finished"] += seen["finished"]
@@ -203,7 +243,8 @@ def main() -> int:
         problems += len(resumed) - ok.count("equal")
         totals["problems"] += problems
         rounds = ", ".join(f"round {r} (events: {e})" for _, r, e in seen["interrupted"]) or "-"
-        print(f"trial {trial}: killed after {delay:.2f} s ({'while alive' if alive else 'after it ended'}"
+        print(f"trial {trial}: {'a worker, then ' if worker else ''}the server killed after "
+              f"{delay:.2f} s ({'while alive' if alive else 'after it ended'}"
               f", first run {first[-6:]}); finished {seen['finished']} (intact {seen['intact']}), "
               f"interrupted {len(seen['interrupted'])} at {rounds}, marked {seen['marked']}, "
               f"skipped dirs {seen['skipped']}, leftover .tmp {seen['tmp_files']}; resumed: "

@@ -31,6 +31,11 @@ st.html(
     "</style>"
 )
 state.owner()  # this browser's random id (kept in a cookie), the owner of the runs it starts
+try:
+    state.runner()  # made once per server: jobs run in worker processes from the start
+except ValueError as err:  # a bad SAU_LAB_* setting in the server's environment
+    st.error(f"The server's job settings are wrong: {err}")
+    st.stop()
 
 PAGES = {
     "Backdoor lab": [

@@ -106,11 +106,21 @@ def state_line(view: JobView) -> None:
         st.markdown(text)
 
 
-def stop_button(runner: JobRunner, view: JobView) -> None:
+def may_control(runner: JobRunner, run_id: str, owner: str) -> bool:
+    """Whether this session may stop this job: only the session that started (or resumed) it;
+    a link lets anyone watch a run, not steer it."""
+    holder = runner.owner_of(run_id)
+    return holder is not None and holder in ("", owner)
+
+
+def stop_button(runner: JobRunner, view: JobView, owner: str) -> None:
     if not view.active:
         return
     if not runner.is_active(view.run_id):
         st.caption("This run belongs to another server process; it cannot be stopped from here.")
+        return
+    if not may_control(runner, view.run_id, owner):
+        st.caption("Watching: only the session that started this run can stop it.")
         return
     if st.button(
         "Stop",
@@ -118,7 +128,7 @@ def stop_button(runner: JobRunner, view: JobView) -> None:
         icon=":material/stop_circle:",
         help="Stops within one batch.",
     ):
-        runner.stop(view.run_id)
+        runner.stop(view.run_id, owner=owner)
         st.toast("Stopping: the job ends after the current batch.")
 
 
@@ -126,15 +136,16 @@ def plot(fig, key: str) -> None:
     st.plotly_chart(fig, key=key, config={"displaylogo": False, "showTips": False})
 
 
-def run_header(view: JobView, runner: JobRunner) -> None:
-    """A run's state line; while it runs, its progress bar beside a Stop button."""
+def run_header(view: JobView, runner: JobRunner, owner: str) -> None:
+    """A run's state line; while it runs, its progress bar beside a Stop button (for the
+    session that started it)."""
     state_line(view)
     if view.active:
         c1, c2 = st.columns([5, 1])
         with c1:
             progress(view)
         with c2:
-            stop_button(runner, view)
+            stop_button(runner, view, owner)
 
 
 # ---------------------------------------------------------------------------------- purify
@@ -146,15 +157,15 @@ def purify_view(
     target: int | None = None,
     *,
     known: bool = True,
-    owner: str | None = None,
+    owner: str = "",
 ) -> None:
     """Everything about one SAU run: progress, metrics, curves; the summary once it is over.
 
     ``known``: whether the run measured a trigger; without one the page says what it measures
     instead of drawing empty ASR charts, and shows where h0's adversarial examples land (live),
-    the evidence there is of a target.
+    the evidence there is of a target. ``owner``: the session looking (Stop is its own runs').
     """
-    run_header(view, runner)
+    run_header(view, runner, owner)
     latest = view.rounds[-1] if view.rounds else None
     if latest is not None or view.before is not None:
         st.caption(
@@ -260,8 +271,8 @@ def purify_summary(view: JobView, known: bool = True) -> None:
 
 
 # ---------------------------------------------------------------------------------- attack
-def attack_view(view: JobView, runner: JobRunner) -> None:
-    run_header(view, runner)
+def attack_view(view: JobView, runner: JobRunner, owner: str = "") -> None:
+    run_header(view, runner, owner)
     last = view.epochs[-1] if view.epochs else None
     if last is not None:
         metric_row(last, label="")

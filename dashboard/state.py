@@ -30,11 +30,60 @@ _OWNER_ID = re.compile(r"^[0-9a-f]{16}$")
 LINKED = "linked_runs"  # ids of the runs this session opened by a link (?run=ID)
 
 
+# The server's job settings, from the environment (name: default, lowest allowed, meaning).
+SETTINGS = {
+    "SAU_LAB_CPU_JOBS": (1, 1, "jobs that run at once on the CPU (each gets the cores / N)"),
+    "SAU_LAB_MAX_WAITING": (2, 1, "jobs one browser session may have waiting"),
+    "SAU_LAB_JOB_MINUTES": (60, 0, "minutes a job may run before it is stopped (0: no limit)"),
+}
+
+
+def runner_settings(environ: dict) -> dict:
+    """The job runner's settings from ``environ`` (:data:`SETTINGS`); ValueError naming the
+    variable for a value that is not a whole number in range."""
+    out = {}
+    for name, (default, low, meaning) in SETTINGS.items():
+        raw = environ.get(name, "").strip()
+        if not raw:
+            out[name] = default
+            continue
+        if not raw.isdigit() or int(raw) < low or int(raw) > 100_000:
+            raise ValueError(
+                f"{name}={raw[:20]!r}: use a whole number from {low} ({meaning}); unset it for "
+                f"the default, {default}"
+            )
+        out[name] = int(raw)
+    workers = environ.get("SAU_LAB_WORKERS", "process").strip() or "process"
+    if workers not in ("process", "thread"):
+        raise ValueError(
+            f"SAU_LAB_WORKERS={workers[:20]!r}: use process (each job in its own worker "
+            "process, the default) or thread"
+        )
+    out["SAU_LAB_WORKERS"] = workers
+    return out
+
+
 @st.cache_resource(show_spinner=False)
 def _runner(root: str) -> JobRunner:
+    import os
+    import threading
+
+    from sau_core.workers import warm_up
+
+    settings = runner_settings(dict(os.environ))
     store = RunStore(root)
     store.mark_interrupted()  # runs left "running" by a server that died
-    return JobRunner(store, max_active=1)
+    minutes = settings["SAU_LAB_JOB_MINUTES"]
+    runner = JobRunner(
+        store,
+        {"cpu": settings["SAU_LAB_CPU_JOBS"]},
+        workers=settings["SAU_LAB_WORKERS"],
+        max_per_owner=settings["SAU_LAB_MAX_WAITING"],
+        time_limit=minutes * 60 if minutes else None,
+    )
+    if runner.workers == "process":  # start the fork server now, not with the first job
+        threading.Thread(target=warm_up, name="sau-warm-up", daemon=True).start()
+    return runner
 
 
 def runner() -> JobRunner:
@@ -239,13 +288,28 @@ def current_run(kind: str) -> str | None:
         mine = [r for r in store().scan(owner())[0] if r.kind == kind]
         if mine:
             st.session_state[key] = mine[0].id  # scan lists the newest first
-    return st.session_state.get(key)
+    run_id = st.session_state.get(key)
+    if run_id and not st.query_params.get("run"):
+        # Put it (back) in the URL on every run: the write in watch() can be lost when a rerun
+        # races it (streamlit#7961), and then a reload would not find the run again.
+        st.query_params["run"] = run_id
+    return run_id
 
 
 def reset_form(prefix: str) -> None:
     """Forget the widget values under ``prefix.`` so the form shows its defaults again."""
     for key in [k for k in st.session_state if str(k).startswith(prefix + ".")]:
         del st.session_state[key]
+
+
+def started_by_me(run_id: str) -> bool:
+    """Whether this session started the run (or nobody did: a run made by the CLI or a
+    script), so it may resume it; a link shows a run, it does not hand over its controls."""
+    try:
+        started_by = store().get(run_id).config().get("owner") or ""
+    except (RunError, OSError, ValueError):
+        return False
+    return started_by in ("", owner())
 
 
 def resume(run_id: str) -> None:

@@ -15,6 +15,7 @@ import os
 import platform
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -153,8 +154,36 @@ _STATE_KEYS = ("state_dict", "model_state_dict", "model")
 _WRAPPER_PREFIX = "module."
 
 
+# A .pt zip may unpack to at most 4x its size + 64 MiB (torch.save stores tensors uncompressed,
+# so a real one unpacks to about its own size), and never beyond MAX_BYTES: refused unread above.
+UNPACK_FACTOR, UNPACK_SLACK = 4, 64 << 20
+
+
+def _check_torch_zip(path: Path, name: str) -> None:
+    """Refuse a ``torch.save`` zip whose members would unpack to more than a file of its size
+    may (:data:`UNPACK_FACTOR`, :data:`UNPACK_SLACK`, :data:`MAX_BYTES`), before torch reads
+    any of it: 1.5 MB of deflated zeros otherwise took 1.5 GiB of memory. The sizes come from the zip's directory; a member that lies about its
+    size fails zipfile's own check later."""
+    if not zipfile.is_zipfile(path):
+        return  # the legacy (pre-1.6) format: torch.load refuses it under weights_only, or reads
+    try:
+        with zipfile.ZipFile(path) as zf:
+            total = sum(info.file_size for info in zf.infolist())
+            count = len(zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointError(f"{name} is a damaged zip ({err})") from None
+    bound = min(MAX_BYTES, UNPACK_FACTOR * path.stat().st_size + UNPACK_SLACK)
+    if total > bound or count > 100_000:
+        raise CheckpointError(
+            f"{name} would unpack to {total >> 20:,} MiB in {count:,} parts, more than a "
+            f"file of its size may ({bound >> 20:,} MiB): refused before reading. Save it "
+            "with torch.save(model.state_dict(), 'model.pt') (uncompressed), or as .safetensors"
+        )
+
+
 def _read_torch_state(path: Path, name: str) -> dict[str, Tensor]:
     """A ``torch.save``d state dict, read with ``weights_only=True`` (no code runs)."""
+    _check_torch_zip(path, name)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # weights_only refuses code; report it, never fall back
@@ -331,6 +360,29 @@ def load_state_into(model: nn.Module, state: dict[str, Tensor], source: str = "c
     return normalization
 
 
+def check_outputs(model: nn.Module, info: DatasetInfo, source: str = "checkpoint") -> None:
+    """CheckpointError when the model's outputs on a few images (black, white, grey, seeded
+    noise) are not finite: finite weights can still overflow (a weight of 3e38 does), and SAU's
+    loss would then be NaN at every step."""
+    g = torch.Generator().manual_seed(0)
+    shape = tuple(info.shape)
+    x = torch.cat([torch.zeros(1, *shape), torch.ones(1, *shape), torch.full((1, *shape), 0.5),
+                   torch.rand(5, *shape, generator=g)])  # fmt: skip
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        model.train(was)
+    if not torch.isfinite(out).all():
+        bad = int((~torch.isfinite(out)).any(1).sum())
+        raise CheckpointError(
+            f"{source}: the model's outputs are not finite on {bad} of {len(x)} test images "
+            "(its weights are too large: they overflow); SAU Lab cannot evaluate or purify it"
+        )
+
+
 def load_checkpoint(
     path: str | Path,
     *,
@@ -408,6 +460,7 @@ def load_checkpoint(
         raise CheckpointError(
             f"{shown} carries its own normalisation (normalize.mean and .std); leave {label} out"
         )
+    check_outputs(model, info, shown)
     model.to(device).eval()
     meta = {**meta, "arch": arch, "dataset": info.to_dict()} if meta else {
         "format": FORMAT, "arch": arch, "dataset": info.to_dict()}  # fmt: skip

@@ -721,6 +721,63 @@ def _p_demo(p: argparse.ArgumentParser) -> None:
     _add_common(p)
 
 
+def cmd_jobs(args) -> int:
+    """List the active runs under a runs folder, or ask some (or all) of them to stop."""
+    import time
+
+    from .runs import ACTIVE_STATES, RunStore, default_root
+    from .workers import request_stop
+
+    store = RunStore(args.runs or default_root())
+    if not store.root.is_dir():
+        raise CLIError(f"no runs folder at {store.root} (--runs names another)")
+    runs, problems = store.scan()
+    active = [r for r in runs if r.state in ACTIVE_STATES]
+    if args.action == "list":
+        if not active:
+            print(f"no queued or running jobs under {store.root}")
+        for r in active:
+            status = store.get(r.id).status()
+            beat = status.get("heartbeat")
+            age = f"{time.time() - beat:.0f} s ago" if isinstance(beat, (int, float)) else "?"
+            steps = f"{status.get('step') or 0}/{status.get('total_steps') or '?'}"
+            print(f"{r.id}  {r.state:8s} {steps:>11s} steps  session {r.owner or '-':16s} "
+                  f"last heard {age}  {r.label}")  # fmt: skip
+        for problem in problems:
+            print(f"skipped: {problem}", file=sys.stderr)
+        return 0
+    if args.all == bool(args.run_ids):
+        raise CLIError("name the runs to stop, or --all (not both)")
+    wanted = [r.id for r in active] if args.all else args.run_ids
+    known = {r.id: r for r in runs}
+    code = 0
+    for run_id in wanted:
+        info = known.get(run_id)
+        if info is None:
+            print(f"{run_id}: no such run under {store.root}", file=sys.stderr)
+            code = EXIT_USAGE
+        elif info.state not in ACTIVE_STATES:
+            print(f"{run_id}: already {info.state}", file=sys.stderr)
+        else:
+            request_stop(store.get(run_id).path, args.reason)
+            print(f"{run_id}: asked to stop ({info.state}; a running job ends within one batch, "
+                  "a waiting one when its turn comes)")  # fmt: skip
+    if args.all and not wanted:
+        print(f"no queued or running jobs under {store.root}")
+    return code
+
+
+def _p_jobs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", nargs="?", default="list", choices=("list", "stop"),
+                   help="list (default): the queued and running jobs; stop: ask jobs to stop")  # fmt: skip
+    p.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="the runs to stop")
+    p.add_argument("--all", action="store_true", help="stop every queued and running job")
+    p.add_argument("--runs", default=None,
+                   help="the runs folder (default: $SAU_LAB_RUNS, else runs/)")  # fmt: skip
+    p.add_argument("--reason", default="cancelled by the operator",
+                   help="the message the stopped runs show (default: cancelled by the operator)")  # fmt: skip
+
+
 COMMANDS = {
     "list": ("list data sets, models and attacks", None, cmd_list),
     "attack": (
@@ -747,6 +804,11 @@ COMMANDS = {
         "attack then purify on the embedded digits, with a before/after table",
         _p_demo,
         cmd_demo,
+    ),  # fmt: skip
+    "jobs": (
+        "the operator's view of a server's jobs: list them, or stop some or all",
+        _p_jobs,
+        cmd_jobs,
     ),  # fmt: skip
 }
 

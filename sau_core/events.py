@@ -21,11 +21,16 @@ __all__ = [
     "SAUBatch",
     "SAURound",
     "Started",
+    "NonFiniteLoss",
     "StopFlag",
     "TrainBatch",
     "TrainEpoch",
     "to_record",
 ]
+
+
+class NonFiniteLoss(ValueError):
+    """A run's loss became NaN or infinite: the run stops with this message, never "finished"."""
 
 
 class StopFlag(Protocol):

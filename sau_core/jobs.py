@@ -45,7 +45,7 @@ from .checkpoint import (
 )
 from .data import Split
 from .defaults import recipe
-from .events import ProbeSnapshot
+from .events import NonFiniteLoss, ProbeSnapshot
 from .metrics import evaluate
 from .models import MODELS
 from .pipeline import (
@@ -61,7 +61,15 @@ from .pipeline import (
 from .runs import FINAL_STATES, Run, RunError, RunStore
 from .sau import ResumeState, SAUConfig, default_sau_config
 from .train import TrainConfig, default_train_config
-from .workers import EventTail, StopFile, child_main, exit_reason, request_stop, worker_context
+from .workers import (
+    WORKER_NAME,
+    EventTail,
+    StopFile,
+    child_main,
+    exit_reason,
+    request_stop,
+    worker_context,
+)
 
 __all__ = [
     "AttackJob",
@@ -696,7 +704,14 @@ class JobRunner:
                                             name=f"sau-{entry.run.id}", daemon=True)  # fmt: skip
             entry.thread.start()
 
+    def _drop_stopped_waiting(self) -> None:  # under self._lock
+        """Waiting jobs the operator stopped (their stop file, ``sau jobs stop``) leave now."""
+        for entry in [e for e in self._queue if StopFile(e.run.path).is_set()]:
+            self._queue.remove(entry)
+            self._stopped_waiting(entry, StopFile(entry.run.path).reason(""))
+
     def _check_room(self, owner: str = "") -> None:  # under self._lock
+        self._drop_stopped_waiting()
         if len(self._queue) >= self.max_queued:
             raise QueueFull(QUEUE_FULL)
         if self.max_per_owner is not None:
@@ -730,6 +745,7 @@ class JobRunner:
     def queued(self) -> int:
         """How many jobs wait for a slot."""
         with self._lock:
+            self._drop_stopped_waiting()
             return len(self._queue)
 
     def runs(self, owner: str):
@@ -794,6 +810,13 @@ class JobRunner:
         entry.live.set_state("stopped", message)
         entry.done.set()
 
+    def owner_of(self, run_id: str) -> str | None:
+        """The session in control of a job of this runner (who submitted or resumed it); None
+        when this runner does not hold the job."""
+        with self._lock:
+            entry = self._jobs.get(run_id)
+        return None if entry is None else entry.owner
+
     def is_active(self, run_id: str) -> bool:
         with self._lock:
             entry = self._jobs.get(run_id)
@@ -816,6 +839,7 @@ class JobRunner:
 
         A waiting job's view has its :attr:`JobView.queue_position` (see :meth:`position`)."""
         with self._lock:
+            self._drop_stopped_waiting()
             entry = self._jobs.get(run_id)
         if entry is not None:
             view = entry.live.view()
@@ -946,7 +970,7 @@ class JobRunner:
             target=child_main,
             args=(str(self.store.root.absolute()), run.id, job.to_dict(), _this_process(),
                   self._threads_per_worker(entry.device), entry.resumed, split),
-            name=f"sau-{run.id}", daemon=True,
+            name=WORKER_NAME + run.id, daemon=True,
         )  # fmt: skip
         live.set_state("running")
         try:
@@ -1103,6 +1127,8 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 def failure_message(err: BaseException, job: Any = None) -> str:
     """The one line a failed job shows; for out-of-memory, what to change."""
+    if isinstance(err, NonFiniteLoss):
+        return str(err)
     if not is_out_of_memory(err):
         return _one_line(err)
     if isinstance(job, PurifyJob):

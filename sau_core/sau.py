@@ -39,6 +39,7 @@ from .events import (
     Callback,
     Evaluated,
     Finished,
+    NonFiniteLoss,
     ProbeSnapshot,
     SAUBatch,
     SAURound,
@@ -697,6 +698,12 @@ def purify(
         rounds_done = rnd if not stopped else rnd - 1
         elapsed = time.perf_counter() - start
         summary = torch.stack(stats).sum(0).tolist()
+        if not all(math.isfinite(v) for v in summary[:6]):  # l_cl, l_at, l_shared, loss, ...
+            raise NonFiniteLoss(
+                f"SAU's loss is not finite in round {rnd} (clean loss {summary[0]:.3g}, total "
+                f"{summary[3]:.3g}): the model's outputs overflow. The run stops here; try a "
+                "smaller learning rate, or check the model's weights"
+            )
         ev = _live_eval(h, live, h0_live_pred, k, device)
         rec = SAURound(
             round=rnd,

@@ -20,7 +20,17 @@ from ._config import check_fields
 from .data import ImageData
 from .defaults import recipe
 from .device import autocast, describe, memory_format, pick_device
-from .events import Callback, Evaluated, Finished, Started, StopFlag, TrainBatch, TrainEpoch, emit
+from .events import (
+    Callback,
+    Evaluated,
+    Finished,
+    NonFiniteLoss,
+    Started,
+    StopFlag,
+    TrainBatch,
+    TrainEpoch,
+    emit,
+)
 from .metrics import Evaluation, evaluate
 
 __all__ = ["TrainConfig", "TrainResult", "augment", "default_train_config", "train"]
@@ -220,6 +230,11 @@ def train(
                 )
         if stopped:
             break
+        if not math.isfinite(float(loss_sum)):
+            raise NonFiniteLoss(
+                f"the training loss is not finite in epoch {epoch}: the model diverged. The run "
+                "stops here; try a smaller learning rate"
+            )
         elapsed = time.perf_counter() - start
         ev = None
         last = epoch == config.epochs

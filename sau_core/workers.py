@@ -30,6 +30,7 @@ from typing import Any
 
 __all__ = [
     "STOP_FILE",
+    "WORKER_NAME",
     "EventTail",
     "StopFile",
     "child_main",
@@ -131,13 +132,37 @@ def _watch_server(pid: int, start: str | None, every: float = 0.5) -> None:
     threading.Thread(target=watch, name="sau-watch-server", daemon=True).start()
 
 
+WORKER_NAME = "sau-worker-"  # the multiprocessing name of every worker process
+
+
+def _without_main(get_preparation_data):
+    """``multiprocessing.spawn.get_preparation_data`` that leaves the caller's ``__main__`` out
+    for SAU Lab's workers. A new process otherwise runs the parent's main script first; under
+    Streamlit that is the page script (Streamlit puts it in ``sys.modules["__main__"]``), which
+    would build a second job runner inside the worker. The workers need nothing from it: their
+    entry point lives in this module. Other processes are prepared as before."""
+
+    def prepare(name):
+        data = get_preparation_data(name)
+        if str(name).startswith(WORKER_NAME):
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+        return data
+
+    prepare.sau_lab = True
+    return prepare
+
+
 @functools.cache
 def worker_context():
     """The multiprocessing context workers start from: a fork server that has imported torch and
     the engine once (a new worker then starts in milliseconds, with none of the web server's
     threads or state), or ``spawn`` where there is no fork server (Windows)."""
     import multiprocessing as mp
+    from multiprocessing import spawn
 
+    if not getattr(spawn.get_preparation_data, "sau_lab", False):
+        spawn.get_preparation_data = _without_main(spawn.get_preparation_data)
     if "forkserver" not in mp.get_all_start_methods():  # pragma: no cover - Windows
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
@@ -154,7 +179,7 @@ def _noop() -> None:
 def warm_up() -> None:
     """Start the fork server now (importing torch there takes seconds), so the first job does
     not wait for it; a no-op where workers are spawned."""
-    proc = worker_context().Process(target=_noop, daemon=True)
+    proc = worker_context().Process(target=_noop, name=WORKER_NAME + "warm-up", daemon=True)
     proc.start()
     proc.join()
 

@@ -309,3 +309,47 @@ def test_malformed_dataset_block(saved: tuple[Path, Classifier]) -> None:
     _edit_sidecar(directory, dataset={"name": "digits"})
     with pytest.raises(CheckpointError, match="malformed 'dataset'"):
         load_checkpoint(directory)
+
+
+# ------------------------------------------------------------- uploads that cannot harm (#16)
+def _deflated_pt(path: Path, state: dict) -> Path:
+    """``state`` saved by torch.save, then every member re-packed with deflate: tiny on disk,
+    the full size once unpacked (a zip bomb of zeros, in the real .pt format)."""
+    import zipfile
+
+    raw = path.with_suffix(".raw")
+    torch.save(state, raw)
+    with zipfile.ZipFile(raw) as src, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    raw.unlink()
+    return path
+
+
+def test_a_pt_that_would_unpack_far_beyond_its_size_is_refused_unread(tmp_path: Path) -> None:
+    from sau_core.checkpoint import UNPACK_SLACK
+
+    big = {"w": torch.zeros(UNPACK_SLACK // 4 + (8 << 20))}  # 96 MiB of zeros
+    path = _deflated_pt(tmp_path / "bomb.pt", big)
+    assert path.stat().st_size < 1 << 20  # under a megabyte on disk
+    with pytest.raises(CheckpointError, match=r"would unpack to 96 MiB .*refused before reading"):
+        load_checkpoint(path, arch="small_cnn", info=INFO)
+
+
+def test_a_compressed_pt_of_ordinary_size_still_loads(tmp_path: Path) -> None:
+    model = _model()
+    path = _deflated_pt(tmp_path / "zipped.pt", model.state_dict())
+    ckpt = load_checkpoint(path, arch="small_cnn", info=INFO)
+    torch.testing.assert_close(_outputs(ckpt.model), _outputs(model))
+
+
+def test_huge_finite_weights_whose_outputs_overflow_are_refused(tmp_path: Path) -> None:
+    """3e38 is a finite float32, but the logits overflow: refused at load, with the reason."""
+    model = _model()
+    state = model.state_dict()
+    state["net.features.0.weight"] = torch.full_like(state["net.features.0.weight"], 3e38)
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+    path = tmp_path / "huge.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r"outputs are not finite on \d+ of 8 .*overflow"):
+        load_checkpoint(path, arch="small_cnn", info=INFO)

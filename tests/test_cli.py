@@ -725,3 +725,34 @@ def test_demo_overwrite_without_out_uses_the_runs_folder(
     assert f"-> {tmp_path / 'my-runs' / 'demo-2'}" in stderr
     rc, _, stderr = _run(["demo", "--quiet", "--overwrite"])
     assert f"-> {tmp_path / 'my-runs' / 'demo'}" in stderr
+
+
+# --------------------------------------------------------------------------- the operator
+def test_jobs_lists_and_stops_a_servers_jobs(tmp_path: Path) -> None:
+    """`sau jobs` lists queued and running runs; `sau jobs stop` writes their stop files, which
+    a server's worker reads before every batch and its queue before a job starts."""
+    from sau_core.runs import RunStore
+    from sau_core.workers import STOP_FILE, StopFile
+
+    store = RunStore(tmp_path)
+    running = store.create("purify", {}, "alice's run", owner="a" * 16)
+    running.claim()  # this process: alive
+    running.update_status(state="running", step=3, total_steps=10)
+    waiting = store.create("attack", {}, "bob's run", owner="b" * 16)
+    done = store.create("purify", {}, "finished one")
+    done.update_status(state="finished")
+    code, out, _ = _run(["jobs", "--runs", str(tmp_path)])
+    assert code == 0 and running.id in out and waiting.id in out and done.id not in out
+    assert "3/10 steps" in out and "alice's run" in out
+    code, _, err = _run(["jobs", "stop", "--runs", str(tmp_path)])
+    assert code == 2 and "name the runs to stop, or --all" in err
+    code, out, err = _run(["jobs", "stop", running.id, done.id, "20990101-000000-purify-abcdef",
+                           "--runs", str(tmp_path)])  # fmt: skip
+    assert code == 2 and "no such run" in err and "already finished" in err
+    assert StopFile(running.path).reason() == "cancelled by the operator"
+    assert not (waiting.path / STOP_FILE).exists() and not (done.path / STOP_FILE).exists()
+    code, out, _ = _run(["jobs", "stop", "--all", "--reason", "class is over", "--runs",
+                         str(tmp_path)])  # fmt: skip
+    assert code == 0 and StopFile(waiting.path).reason() == "class is over"
+    code, _, err = _run(["jobs", "--runs", str(tmp_path / "nowhere")])
+    assert code == 2 and "no runs folder" in err

@@ -167,6 +167,7 @@ def test_a_failing_run_shows_its_message(env, monkeypatch):
         raise RuntimeError("the device went away")
 
     monkeypatch.setattr(jobs, "_purify", boom)
+    monkeypatch.setenv("SAU_LAB_WORKERS", "thread")  # the patch lives in this process
     at = _ok(_app())
     at = _ok(at.button(key="demo-ready").click().run())
     at = _ok(at.button(key="purify.go").click().run())
@@ -217,7 +218,7 @@ def test_an_interrupted_run_resumes_from_the_purify_page(env, ready_dir, monkeyp
 
     sau = SAUConfig(rounds=2, batch_size=64, probe_size=4, eval_size=100)
     job = PurifyJob(str(ready_dir / "badnets"), sau, 0.1, data=TINY.data, device="cpu")
-    runner = JobRunner(RunStore(env))
+    runner = JobRunner(RunStore(env), workers="thread")  # the patch lives in this process
     with monkeypatch.context() as m:
         m.setattr(Run, "append_event", append_event)
         run_id = runner.submit(job)
@@ -425,3 +426,67 @@ def test_the_target_class_is_checked_and_the_model_follows_the_data_set(env):
 
     at = _ok(at.selectbox(key="train.dataset").set_value("cifar10").run())
     assert at.selectbox(key="train.arch").value == recipe("cifar10").arch
+
+
+# ------------------------------------------------------------- a class on one server (#16)
+def _start_purify(at: AppTest, rounds: int) -> AppTest:
+    at = _ok(at.button(key="demo-ready").click().run())
+    at.number_input(key="sau.digits.rounds").set_value(rounds)
+    at.number_input(key="sau.digits.probe_size").set_value(4)
+    return _ok([b for b in at.button if b.label == "Purify"][0].click().run())
+
+
+def test_a_link_shows_a_run_but_only_its_owner_may_stop_it(env):
+    """Bob opens Alice's running job by its link: he watches it, with no Stop; Alice has Stop.
+    The engine refuses Bob's stop too."""
+    from dashboard import state
+    from sau_core.runs import RunError
+
+    alice = _start_purify(_ok(_app()), rounds=500)
+    run_id = alice.query_params["run"]
+    runner = state._runner(str(Path(env).absolute()))
+    assert runner.workers == "process" and runner.max_per_owner == 2
+    try:
+        bob = _ok(_app("app_pages/purify.py", run=run_id))
+        assert not any(b.label == "Stop" for b in bob.button)
+        assert any("only the session that started this run can stop it" in c.value
+                   for c in bob.caption)  # fmt: skip
+        assert any(b.label == "Stop" for b in _ok(alice.run()).button)
+        with pytest.raises(RunError):
+            runner.stop(run_id, owner=bob.session_state["owner"])
+        assert runner.is_active(run_id)
+    finally:
+        runner.stop(run_id)
+        runner.wait(run_id, timeout=120)
+
+
+def test_the_url_always_carries_the_run_id(env):
+    """If the write of ?run= is lost (a rerun racing it, streamlit#7961), the next run of the
+    page puts it back, so a reload still finds the run."""
+    at = _start_purify(_ok(_app()), rounds=1)
+    run_id = _wait_finished(env)
+    assert at.query_params["run"] == run_id
+    del at.query_params["run"]  # as if the browser never got it
+    at = _ok(at.run())
+    assert at.query_params["run"] == run_id
+
+
+def test_a_bad_job_setting_names_the_variable(env, monkeypatch):
+    monkeypatch.setenv("SAU_LAB_MAX_WAITING", "lots")
+    at = _app()
+    assert any("SAU_LAB_MAX_WAITING='lots'" in e.value and "whole number" in e.value
+               for e in at.error)  # fmt: skip
+
+
+def test_runner_settings_from_the_environment():
+    from dashboard.state import runner_settings
+
+    assert runner_settings({}) == {"SAU_LAB_CPU_JOBS": 1, "SAU_LAB_MAX_WAITING": 2,
+                                   "SAU_LAB_JOB_MINUTES": 60, "SAU_LAB_WORKERS": "process"}  # fmt: skip
+    got = runner_settings({"SAU_LAB_JOB_MINUTES": "0", "SAU_LAB_CPU_JOBS": " 2 ",
+                           "SAU_LAB_WORKERS": "thread"})  # fmt: skip
+    assert got["SAU_LAB_JOB_MINUTES"] == 0 and got["SAU_LAB_CPU_JOBS"] == 2
+    for bad in ({"SAU_LAB_CPU_JOBS": "0"}, {"SAU_LAB_MAX_WAITING": "-1"},
+                {"SAU_LAB_JOB_MINUTES": "1.5"}, {"SAU_LAB_WORKERS": "fork"}):  # fmt: skip
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            runner_settings(bad)

@@ -623,3 +623,40 @@ def test_jobs_take_the_data_sets_defaults(attacked, tmp_path):
     saved = RunStore(tmp_path).get(run_id).config()["job"]
     assert saved["clean_ratio"] == recipe("digits").clean_ratio
     assert saved["sau"]["rounds"] == 1
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"name": "cifar10", "kwargs": {"download": True}}, "'download' is not one of them"),
+        ({"name": "digits", "kwargs": {"root": "/etc"}}, "'root' is not one of them"),
+        ({"name": "digits", "kwargs": {"resolution": "../../etc"}}, "must be a number"),
+        ({"name": "toaster"}, "unknown data set 'toaster'"),
+    ],
+)
+def test_a_crafted_sidecar_cannot_download_or_reach_a_path(attacked, tmp_path, monkeypatch,
+                                                           data, message):  # fmt: skip
+    """The sidecar's data-set arguments are an allowlist: one line, no traceback, no data/
+    folder made, no network asked for, nothing saved."""
+    runner, attack_id = attacked
+    src = runner.store.get(attack_id).path
+    side = json.loads((src / "checkpoint.json").read_text())
+    side["data"] = data
+    monkeypatch.chdir(tmp_path)
+    store = RunStore(tmp_path / "runs")
+    with pytest.raises(ValueError, match=message) as err:
+        import_checkpoint(store, (src / "model.safetensors").read_bytes(), "model.safetensors",
+                          sidecar=json.dumps(side).encode())  # fmt: skip
+    assert "\n" not in str(err.value) and "Traceback" not in str(err.value)
+    assert not (tmp_path / "data").exists() and store.list() == []
+
+
+def test_an_uploaded_sidecar_s_data_root_is_never_used(attacked, tiny, tmp_path):
+    runner, attack_id = attacked
+    src = runner.store.get(attack_id).path
+    side = json.loads((src / "checkpoint.json").read_text())
+    side["data"]["root"] = "/etc"
+    run = import_checkpoint(RunStore(tmp_path), (src / "model.safetensors").read_bytes(),
+                            "model.safetensors", sidecar=json.dumps(side).encode(),
+                            split=tiny)  # fmt: skip
+    assert run.config()["job"]["data"]["root"] is None

@@ -579,3 +579,16 @@ def test_sau_removes_a_backdoor_on_digits(attack: str):
                  backdoor=run.backdoor)  # fmt: skip
     assert res.after.asr < 0.10
     assert res.after.acc >= res.before.acc - 0.05
+
+
+def test_a_loss_that_turns_non_finite_stops_the_run(digits8):
+    """A model whose weights are finite but whose outputs overflow (3e38 in the first conv):
+    SAU stops in round 1 with a clear error instead of ending 'finished' with NaN weights."""
+    from sau_core.events import NonFiniteLoss
+    from sau_core.models import create_model
+
+    model = create_model("small_cnn", digits8.info, seed=0)
+    with torch.no_grad():
+        next(model.parameters()).fill_(3e38)
+    with pytest.raises(NonFiniteLoss, match="not finite in round 1 .*outputs overflow"):
+        purify(model, clean_set(digits8, 0.05), SAUConfig(rounds=3), device="cpu")

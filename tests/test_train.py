@@ -340,3 +340,15 @@ def test_label_smoothing_keeps_the_softmax_off_one(small: ImageData) -> None:
 def test_label_smoothing_is_validated() -> None:
     with pytest.raises(ValueError, match="label_smoothing"):
         TrainConfig(label_smoothing=0.6).validate()
+
+
+def test_a_loss_that_turns_non_finite_fails_the_run(small: ImageData) -> None:
+    """NaN pixels make the loss NaN: training stops with a clear error, never 'finished'."""
+    from sau_core.events import NonFiniteLoss
+
+    x = small.x.clone()
+    x[0] = float("nan")
+    bad = ImageData(x, small.y, small.info)
+    model = create_model("small_cnn", small.info, seed=0)
+    with pytest.raises(NonFiniteLoss, match="training loss is not finite in epoch 1"):
+        train(model, bad, default_train_config("digits", epochs=2, augment="none"), device="cpu")

@@ -263,3 +263,22 @@ def test_exit_reasons():
     assert "SIGKILL" in exit_reason(-9) and "out of memory" in exit_reason(-9)
     assert "SIGSEGV" in exit_reason(-11)
     assert exit_reason(3) == "the worker process exited with code 3"
+
+
+def test_a_worker_never_runs_the_callers_main_script(ckpt, tiny, tmp_path, monkeypatch):
+    """Under Streamlit ``sys.modules['__main__']`` is the page script; multiprocessing would run
+    it again in every new process (a second job runner inside the worker). Workers skip it."""
+    import types
+
+    marker = tmp_path / "main-ran"
+    script = tmp_path / "page.py"
+    script.write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    page.__spec__ = None
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    runner = JobRunner(RunStore(tmp_path / "runs"))
+    run_id = runner.submit(PurifyJob(ckpt, _sau(rounds=1), 0.2), split=tiny)
+    assert runner.wait(run_id, timeout=WAIT)
+    assert runner.view(run_id).state == "finished", runner.view(run_id).message
+    assert not marker.exists()

@@ -48,13 +48,13 @@ if view.active:
     @st.fragment(run_every=components.LIVE_REFRESH_S)
     def live() -> None:
         v = runner.view(run_id)
-        components.attack_view(v, runner)
+        components.attack_view(v, runner, state.owner())
         if not v.active:
             st.rerun()
 
     live()
 else:
-    components.attack_view(view, runner)
+    components.attack_view(view, runner, state.owner())
     run = state.store().get(run_id)
     config = run.config().get("job", {})
     if view.state in ("finished", "stopped") and run.has_checkpoint() and view.metrics:

@@ -154,18 +154,22 @@ if run_id is not None:
         @st.fragment(run_every=components.LIVE_REFRESH_S)
         def live() -> None:
             v = runner.view(run_id)
-            components.purify_view(v, runner, class_names, total, target, known=known)
+            components.purify_view(v, runner, class_names, total, target, known=known,
+                                   owner=state.owner())  # fmt: skip
             if not v.active:
                 st.rerun()
 
         live()
     else:
-        components.purify_view(view, runner, class_names, total, target, known=known)
+        components.purify_view(view, runner, class_names, total, target, known=known,
+                               owner=state.owner())  # fmt: skip
         if view.state == "interrupted":
             last = state.store().get(run_id).resume_round() or 0
             st.info(f"This run was interrupted. Its state after round {last} is kept: resuming "
                     "continues from there with the numbers of an uninterrupted run.")  # fmt: skip
-            if st.button(f"Resume from round {last}", type="primary", key=f"resume-{run_id}"):
+            if not state.started_by_me(run_id):
+                st.caption("Only the session that started this run can resume it.")
+            elif st.button(f"Resume from round {last}", type="primary", key=f"resume-{run_id}"):
                 try:
                     state.resume(run_id)
                 except ValueError as err:  # RunError is one

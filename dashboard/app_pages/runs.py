@@ -72,9 +72,13 @@ c2.download_button(
     key=f"zip-{info.id}",
 )
 if runner.is_active(info.id):
-    if c3.button("Stop", key=f"runs-stop-{info.id}"):
-        runner.stop(info.id)
+    if not components.may_control(runner, info.id, state.owner()):
+        c3.caption("Watching: only the session that started it can stop it.")
+    elif c3.button("Stop", key=f"runs-stop-{info.id}"):
+        runner.stop(info.id, owner=state.owner())
         st.toast("Stopping.")
+elif info.state == "interrupted" and info.kind == "purify" and not state.started_by_me(info.id):
+    c3.caption("Only the session that started it can resume it.")
 elif info.state == "interrupted" and info.kind == "purify":
     last = store.get(info.id).resume_round() or 0
     if c3.button(f"Resume from round {last}", key=f"runs-resume-{info.id}", type="primary",
