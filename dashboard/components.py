@@ -28,6 +28,13 @@ from .glossary import HELP, duration, pct, progress_label, shorten_uris
 # 1 s the small CNN's 60 SAU rounds took 57 s in the dashboard against 33 s bare, with 2 s 37-41 s;
 # the demo's wide_cnn with 2 s: 45-47 s against 31-32 s (bench/bench_dashboard.py).
 LIVE_REFRESH_S = 2.0
+QUEUED_REFRESH_S = 5.0  # a waiting job's page: only its place in the queue changes
+
+
+def refresh_every(view: JobView) -> float:
+    """How often a live view redraws: every 2 s while its job runs, every 5 s while it waits (a
+    class of 30 mostly waits; each redraw costs the server and the browser)."""
+    return LIVE_REFRESH_S if view.state == "running" else QUEUED_REFRESH_S
 
 STATE_ICON = {
     "queued": ":material/hourglass_top:",

@@ -1086,7 +1086,7 @@ def execute(
         if claim:
             run.claim()
         times = {} if run.status().get("started") else {"started": _now()}
-        run.update_status(state="running", heartbeat=time.time(), **times)
+        run.update_status(state="running", heartbeat=time.time(), t_work=time.time(), **times)
         if isinstance(job, AttackJob):
             metrics, stopped = _attack(job, run, callback, stop, split)
         else:
@@ -1094,7 +1094,7 @@ def execute(
             run.forget_state()  # the run has ended: nothing left to resume
         state = "stopped" if stopped else "finished"
         message = stop.reason() if stopped else ""
-        run.update_status(state=state, ended=_now(), message=message)
+        run.update_status(state=state, ended=_now(), message=message, t_done=time.time())
     except Exception as err:  # the job fails, the app keeps running
         state, message = "failed", failure_message(err, job)
         try:

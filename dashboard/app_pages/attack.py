@@ -45,11 +45,11 @@ def _triggered(path: str, stamp: float, spec_json: str, data_json: str):
 
 if view.active:
 
-    @st.fragment(run_every=components.LIVE_REFRESH_S)
+    @st.fragment(run_every=components.refresh_every(view))
     def live() -> None:
         v = runner.view(run_id)
         components.attack_view(v, runner, state.owner())
-        if not v.active:
+        if v.state != view.state:  # it started or ended: redraw the page (and the cadence)
             st.rerun()
 
     live()

@@ -151,12 +151,12 @@ if run_id is not None:
     known = job.get("attack") is not None
     if view.active:
 
-        @st.fragment(run_every=components.LIVE_REFRESH_S)
+        @st.fragment(run_every=components.refresh_every(view))
         def live() -> None:
             v = runner.view(run_id)
             components.purify_view(v, runner, class_names, total, target, known=known,
                                    owner=state.owner())  # fmt: skip
-            if not v.active:
+            if v.state != view.state:  # it started or ended: redraw the page (and the cadence)
                 st.rerun()
 
         live()
