@@ -36,6 +36,7 @@ def refresh_every(view: JobView) -> float:
     class of 30 mostly waits; each redraw costs the server and the browser)."""
     return LIVE_REFRESH_S if view.state == "running" else QUEUED_REFRESH_S
 
+
 STATE_ICON = {
     "queued": ":material/hourglass_top:",
     "running": ":material/directions_run:",

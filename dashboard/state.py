@@ -313,7 +313,7 @@ def started_by_me(run_id: str) -> bool:
 
 
 def resume(run_id: str) -> None:
-    """Continue an interrupted purify run in this server's runner and watch it.
+    """Continue an interrupted purify run or attack training in this server's runner and watch it.
 
     The run's data set is taken from this server's shared copy when its settings name one.
     Raises RunError (a ValueError) or ValueError with a message to show.
@@ -321,4 +321,4 @@ def resume(run_id: str) -> None:
     data = (store().get(run_id).config().get("job") or {}).get("data")
     split = load_split(data) if isinstance(data, dict) else None
     runner().resume(run_id, split=split, owner=owner())
-    watch(run_id, "purify")
+    watch(run_id, store().get(run_id).kind)

@@ -60,7 +60,7 @@ from .pipeline import (
 )
 from .runs import FINAL_STATES, Run, RunError, RunStore
 from .sau import ResumeState, SAUConfig, default_sau_config
-from .train import TrainConfig, default_train_config
+from .train import TrainConfig, TrainState, default_train_config
 from .workers import (
     WORKER_NAME,
     EventTail,
@@ -429,12 +429,14 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
-def _attack(job: AttackJob, run: Run, callback, stop, split: Split | None) -> tuple[dict, bool]:
+def _attack(
+    job: AttackJob, run: Run, callback, stop, split: Split | None, resume: TrainState | None = None
+) -> tuple[dict, bool]:
     split = split if split is not None else job.data.load(download=job.download)
     config = job.train or default_train_config(split.info.name)
-    result = plant_backdoor(
-        split, job.attack, job.arch, config, device=job.device, callback=callback, stop=stop
-    )
+    result = plant_backdoor(split, job.attack, job.arch, config, device=job.device,
+                            callback=callback, stop=stop, resume=resume,
+                            on_state=run.save_state)  # fmt: skip
     metrics = write_attack_outputs(run.path, result, job.data, config)
     return metrics, result.result.stopped
 
@@ -851,10 +853,11 @@ class JobRunner:
     def resume(
         self, run_id: str, *, split: Split | None = None, owner: str = "", operator: bool = False
     ) -> str:
-        """Continue an interrupted purify run in its own run directory; returns its id.
+        """Continue an interrupted purify run (or attack training) in its own run directory;
+        returns its id.
 
-        The run restarts after the round of its saved state (``state/resume.safetensors``; from
-        round 0 when it was interrupted before its first round ended): the event lines and probe
+        The run restarts after the round (epoch) of its saved state (``state/resume.safetensors``;
+        from the start when it was interrupted before its first one ended): the event lines and probe
         files of later rounds are dropped, the status goes back to queued then running (the
         interrupted mark is cleared), new events are appended and the final metrics and
         checkpoint are written as for any run. The numbers are those of an uninterrupted run.
@@ -863,15 +866,16 @@ class JobRunner:
         script or the CLI) or ``operator`` is true.
 
         Raises :class:`~sau_core.runs.RunError` (a ValueError) when the id is unknown, the run is
-        not an interrupted purify run, its saved state is unreadable or does not match its
+        not an interrupted purify or attack run, its saved state is unreadable or does not match its
         settings, ValueError when its checkpoint is gone, or :class:`QueueFull`.
         """
         run = self.store.get(run_id)
         started_by = run.config().get("owner") or ""
         if not operator and started_by and started_by != owner:
             raise RunError(f"only the session that started run {run_id} can resume it")
-        if run.kind != "purify":
-            raise RunError(f"only purify runs can be resumed; {run_id} is an {run.kind} run")
+        if run.kind not in ("purify", "attack"):
+            raise RunError(f"only purify and attack runs can be resumed; {run_id} is an "
+                           f"{run.kind} run")  # fmt: skip
         with self._lock:
             old = self._jobs.get(run_id)
             if old is not None and not old.done.is_set():
@@ -883,21 +887,23 @@ class JobRunner:
                 job = job_from_config(run.config().get("job") or {})
             except (KeyError, TypeError, ValueError) as err:
                 raise RunError(f"run {run_id}: its settings cannot be read ({err})") from None
-            if not isinstance(job, PurifyJob):
-                raise RunError(f"run {run_id} does not describe a purify job")
-            job = job.resolved().check()  # the source checkpoint must still be there
+            if not isinstance(job, (PurifyJob, AttackJob)) or job.kind != run.kind:
+                raise RunError(f"run {run_id} does not describe a {run.kind} job")
+            job = job.resolved().check()  # a purify job's checkpoint must still be there
             self._check_room(owner)
             saved = run.resume_state() if run.resume_round() is not None else None
-            if saved is not None and saved.config != job.sau.to_dict():
-                raise RunError(f"run {run_id}: its saved state was made with other SAU settings")
-            last = 0 if saved is None else saved.round
+            settings = job.sau if isinstance(job, PurifyJob) else job.train
+            if saved is not None and saved.config != settings.to_dict():
+                raise RunError(f"run {run_id}: its saved state was made with other settings")
+            last = 0 if saved is None else getattr(saved, "round", getattr(saved, "epoch", 0))
             run.rewind_events(last)
             StopFile(run.path).clear()  # a stop asked of the interrupted process is spent
             run.claim()
             run.update_status(state="queued", ended=None, message="", round=last or None,
-                              rounds=job.sau.rounds, resumed=_now())  # fmt: skip
+                              rounds=getattr(settings, "rounds", getattr(settings, "epochs", None)),
+                              resumed=_now())  # fmt: skip
             run.append_event({"event": "Resumed", "round": last})
-            live = LiveState(run.id, "purify")
+            live = LiveState(run.id, run.kind)
             for record in run.events():
                 live.apply(record)
             rounds = run.probe_rounds()
@@ -1006,9 +1012,10 @@ class JobRunner:
                 state = "failed"
                 message = f"stopped at the time limit of {self.time_limit / 60:g} min per job; " \
                           f"{message}"  # fmt: skip
-            elif run.kind == "purify":  # its state after the last full round is on disk
+            elif run.kind in ("purify", "attack"):  # its state after the last round is on disk
                 state = "interrupted"
-                message = f"{message}; Resume continues after round {run.resume_round() or 0}"
+                unit = "round" if run.kind == "purify" else "epoch"
+                message = f"{message}; Resume continues after {unit} {run.resume_round() or 0}"
             else:
                 state = "failed"
             with contextlib.suppress(OSError):
@@ -1088,10 +1095,10 @@ def execute(
         times = {} if run.status().get("started") else {"started": _now()}
         run.update_status(state="running", heartbeat=time.time(), t_work=time.time(), **times)
         if isinstance(job, AttackJob):
-            metrics, stopped = _attack(job, run, callback, stop, split)
+            metrics, stopped = _attack(job, run, callback, stop, split, resume)
         else:
             metrics, stopped = _purify(job, run, callback, stop, split, resume)
-            run.forget_state()  # the run has ended: nothing left to resume
+        run.forget_state()  # the run has ended: nothing left to resume
         state = "stopped" if stopped else "finished"
         message = stop.reason() if stopped else ""
         run.update_status(state=state, ended=_now(), message=message, t_done=time.time())

@@ -7,6 +7,7 @@ dashboard call them. Nothing here prints: progress goes to the callback.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from .events import Callback, StopFlag, to_record
 from .metrics import Evaluation, der
 from .models import create_model
 from .sau import PurifyResult, ResumeState, SAUConfig, default_sau_config, purify
-from .train import TrainConfig, TrainResult, default_train_config, train
+from .train import TrainConfig, TrainResult, TrainState, default_train_config, train
 
 __all__ = [
     "ATTACK_ARCH",
@@ -123,8 +124,13 @@ def plant_backdoor(
     device: str | torch.device | None = None,
     callback: Callback | None = None,
     stop: StopFlag | None = None,
+    resume: TrainState | None = None,
+    on_state: Callable[[TrainState], None] | None = None,
 ) -> AttackRun:
-    """Poison the training set with ``spec`` and train ``arch`` on it; measure ACC/ASR/RA."""
+    """Poison the training set with ``spec`` and train ``arch`` on it; measure ACC/ASR/RA.
+
+    ``resume``/``on_state``: continue from (and keep) the training's state after each epoch
+    (:func:`~sau_core.train.train`); the poisoning is redone from its seed."""
     spec.validate(split.info)
     config = config or default_train_config(split.info.name)
     poisoned = poison_train(split.train, spec)
@@ -139,6 +145,8 @@ def plant_backdoor(
         backdoor=bd,
         callback=callback,
         stop=stop,
+        resume=resume,
+        on_state=on_state,
     )
     return AttackRun(model, split, spec, poisoned, bd, result, result.final)
 

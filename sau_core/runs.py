@@ -281,7 +281,9 @@ class Run:
                     except (json.JSONDecodeError, UnicodeDecodeError):
                         dropped += 1
                         continue
-                    rnd = record.get("round") if isinstance(record, dict) else None
+                    rnd = None
+                    if isinstance(record, dict):  # SAU's rounds, or a training's epochs
+                        rnd = record.get("round", record.get("epoch"))
                     late = isinstance(rnd, int) and rnd > last_round
                     if not isinstance(record, dict) or late or record.get("event") == "Finished":
                         dropped += 1
@@ -416,13 +418,95 @@ def load_probe(path: Path) -> ProbeSnapshot:
 
 
 # ------------------------------------------------------------------------------ resume files
-def save_resume_state(path: Path, state) -> None:
-    """A :class:`~sau_core.sau.ResumeState` as one safetensors file: tensors ``h/<name>``,
-    ``adam/<param index>/<key>`` and ``generator``; the rest as JSON in the metadata."""
+def _save_train_state(path: Path, state) -> None:
+    """A :class:`~sau_core.train.TrainState`: tensors ``model/<name>``, ``opt/<param index>/<key>``
+    and ``generator``; the optimizer's numbers, its param groups, the schedule and the history as
+    JSON in the metadata (``kind``: train)."""
     from safetensors.torch import save
 
     from .checkpoint import write_bytes_atomic
     from .events import to_record
+
+    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in state.model.items()}
+    numbers: dict = {}
+    for i, entry in state.optimizer["state"].items():
+        for key, value in entry.items():
+            if hasattr(value, "detach"):
+                tensors[f"opt/{int(i)}/{key}"] = value.detach().cpu().contiguous()
+            else:
+                numbers.setdefault(str(int(i)), {})[key] = value
+    tensors["generator"] = state.generator.detach().cpu().contiguous()
+    meta = {
+        "format": RESUME_FORMAT,
+        "kind": "train",
+        "round": str(int(state.epoch)),
+        "elapsed": repr(float(state.elapsed)),
+        "config": json.dumps(state.config),
+        "history": json.dumps([to_record(r) for r in state.history]),
+        "optimizer": json.dumps({"numbers": numbers,
+                                 "param_groups": state.optimizer["param_groups"]}),
+        "scheduler": json.dumps(state.scheduler),
+    }  # fmt: skip
+    write_bytes_atomic(Path(path), save(tensors, metadata=meta))
+
+
+def _load_train_state(path: Path, meta: dict, tensors: dict):
+    """The :class:`~sau_core.train.TrainState` of a resume file of kind train."""
+    import torch
+
+    from .events import TrainEpoch
+    from .train import TrainState
+
+    epoch = int(meta["round"])
+    elapsed = float(meta["elapsed"])
+    config = json.loads(meta["config"])
+    records = json.loads(meta["history"])
+    opt = json.loads(meta["optimizer"])
+    scheduler = json.loads(meta["scheduler"])
+    if not isinstance(config, dict) or not isinstance(records, list) or not isinstance(opt, dict):
+        raise ValueError("config and optimizer must be objects and history a list")
+    if scheduler is not None and not isinstance(scheduler, dict):
+        raise ValueError("the schedule's state must be an object")
+    names = {f.name for f in fields(TrainEpoch)}
+    history = []
+    for rec in records:
+        d = {k: v for k, v in rec.items() if k != "event"}
+        if rec.get("event") != "TrainEpoch" or set(d) != names:
+            raise ValueError("history holds something other than TrainEpoch records")
+        history.append(TrainEpoch(**d))
+    model, state, generator = {}, {}, None
+    for i, entry in (opt.get("numbers") or {}).items():
+        state.setdefault(int(i), {}).update(dict(entry))
+    for name, t in tensors.items():
+        if name == "generator":
+            generator = t
+        elif name.startswith("model/"):
+            model[name[6:]] = t
+        elif name.startswith("opt/") and name.count("/") == 2:
+            _, i, key = name.split("/")
+            state.setdefault(int(i), {})[key] = t
+        else:
+            raise ValueError(f"unexpected tensor {name!r}")
+    if generator is None or generator.dtype != torch.uint8:
+        raise ValueError("no generator state (uint8)")
+    if not math.isfinite(elapsed) or elapsed < 0:
+        raise ValueError("elapsed time must be finite and >= 0")
+    optimizer = {"state": state, "param_groups": opt.get("param_groups")}
+    return TrainState(epoch, model, optimizer, scheduler, generator, history, elapsed, config)
+
+
+def save_resume_state(path: Path, state) -> None:
+    """A :class:`~sau_core.sau.ResumeState` (or a :class:`~sau_core.train.TrainState`) as one
+    safetensors file: tensors ``h/<name>``, ``adam/<param index>/<key>`` and ``generator``; the
+    rest as JSON in the metadata."""
+    from safetensors.torch import save
+
+    from .checkpoint import write_bytes_atomic
+    from .events import to_record
+
+    if hasattr(state, "epoch"):
+        _save_train_state(path, state)
+        return
 
     tensors = {f"h/{k}": v.detach().cpu().contiguous() for k, v in state.h.items()}
     for i, entry in state.optimizer["state"].items():
@@ -477,6 +561,11 @@ def load_resume_state(path: Path):
         tensors = load(path.read_bytes())
     except (SafetensorError, ValueError, RuntimeError, OSError) as err:
         raise RunError(f"cannot read {path.name}: {err}") from None
+    if meta.get("kind") == "train":
+        try:
+            return _load_train_state(path, meta, tensors)
+        except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as err:
+            raise RunError(f"{path.name} is not a usable training state: {err}") from None
     try:
         rnd = int(meta["round"])
         elapsed = float(meta["elapsed"])

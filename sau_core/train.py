@@ -8,8 +8,10 @@ flag is honoured within one batch. CPU runs with the same seed are repeatable.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -33,7 +35,7 @@ from .events import (
 )
 from .metrics import Evaluation, evaluate
 
-__all__ = ["TrainConfig", "TrainResult", "augment", "default_train_config", "train"]
+__all__ = ["TrainConfig", "TrainResult", "TrainState", "augment", "default_train_config", "train"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,8 @@ def train(
     backdoor=None,
     callback: Callback | None = None,
     stop: StopFlag | None = None,
+    resume: TrainState | None = None,
+    on_state: Callable[[TrainState], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``data`` (labels as given: poisoned data trains a backdoor).
 
@@ -168,6 +172,10 @@ def train(
         backdoor: a :class:`~sau_core.attacks.BackdoorTest` for per-epoch ASR/RA, optional.
         callback: receives :class:`Started`, :class:`TrainBatch`, :class:`TrainEpoch`, :class:`Finished`.
         stop: a flag with ``is_set()``; checked before every batch.
+        resume: a :class:`TrainState` from ``on_state`` of an earlier run with the same model,
+            data and config: training continues at epoch ``resume.epoch + 1`` and ends with the
+            weights the uninterrupted run gives (bit for bit on a CPU with the same threads).
+        on_state: called with a :class:`TrainState` (CPU copies) after every completed epoch.
 
     Returns:
         :class:`TrainResult` with the (same) model, per-epoch history and the final evaluation.
@@ -196,11 +204,32 @@ def train(
         if config.schedule == "cosine"
         else None
     )
-    emit(callback, Started("train", total, describe(device), config.to_dict()))
-
     history: list[TrainEpoch] = []
-    start, step, seen, stopped = time.perf_counter(), 0, 0, False
-    for epoch in range(1, config.epochs + 1):
+    first, step, elapsed_before = 1, 0, 0.0
+    if resume is not None:
+        if resume.config != config.to_dict():
+            raise ValueError("the saved training state was made with other training settings")
+        if not 0 <= resume.epoch <= config.epochs:
+            raise ValueError(f"the saved training state is after epoch {resume.epoch} of "
+                             f"{config.epochs}")  # fmt: skip
+        try:
+            model.load_state_dict(resume.model)
+            opt.load_state_dict(resume.optimizer)
+            if sched is not None and resume.scheduler is not None:
+                sched.load_state_dict(resume.scheduler)
+            gen.set_state(resume.generator)
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as err:
+            raise ValueError(f"the saved training state does not fit this model: {err}") from None
+        history = list(resume.history)
+        first, step, elapsed_before = (
+            resume.epoch + 1,
+            resume.epoch * steps_per_epoch,
+            resume.elapsed,
+        )
+    emit(callback, Started("train", total, describe(device), config.to_dict(), first - 1))
+
+    start, seen, stopped = time.perf_counter() - elapsed_before, 0, False
+    for epoch in range(first, config.epochs + 1):
         model.train()
         perm = torch.randperm(n, generator=gen).to(device)
         loss_sum = torch.zeros((), device=device)
@@ -256,6 +285,11 @@ def train(
         )
         history.append(rec)
         emit(callback, rec)
+        if on_state is not None:
+            on_state(TrainState(epoch, _cpu_copy(model.state_dict()), _cpu_copy(opt.state_dict()),
+                                None if sched is None else copy.deepcopy(sched.state_dict()),
+                                gen.get_state(), list(history), time.perf_counter() - start,
+                                config.to_dict()))  # fmt: skip
 
     model.eval()
     elapsed = time.perf_counter() - start
@@ -266,6 +300,31 @@ def train(
         )
     emit(callback, Finished("train", stopped, elapsed, None if final is None else _ev(final)))
     return TrainResult(model, history, stopped, final, elapsed, seen / max(elapsed, 1e-9))
+
+
+@dataclass
+class TrainState:
+    """What :func:`train` needs to continue after ``epoch`` completed epochs with the numbers an
+    uninterrupted run would give. Every tensor is a CPU copy."""
+
+    epoch: int  # epochs completed
+    model: dict[str, Tensor]  # model.state_dict()
+    optimizer: dict  # the optimizer's state_dict() (its state and param groups)
+    scheduler: dict | None  # the LR schedule's state_dict() (plain numbers), None without one
+    generator: Tensor  # (N,) uint8: torch.Generator.get_state() (shuffling, crops)
+    history: list[TrainEpoch]  # the TrainEpoch records of epochs 1..epoch
+    elapsed: float  # seconds of work before the interruption
+    config: dict  # TrainConfig.to_dict() of the run that made it (checked on resume)
+
+
+def _cpu_copy(obj):
+    if isinstance(obj, Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_cpu_copy(v) for v in obj]
+    return copy.deepcopy(obj)
 
 
 def _ev(e: Evaluation) -> Evaluated:

@@ -490,3 +490,42 @@ def test_runner_settings_from_the_environment():
                 {"SAU_LAB_JOB_MINUTES": "1.5"}, {"SAU_LAB_WORKERS": "fork"}):  # fmt: skip
         with pytest.raises(ValueError, match=next(iter(bad))):
             runner_settings(bad)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_an_interrupted_attack_training_resumes_from_the_attack_page(env, monkeypatch):
+    import socket
+    import subprocess
+    import sys
+
+    from sau_core.events import TrainBatch
+    from sau_core.jobs import AttackJob, JobRunner
+    from sau_core.runs import Run
+
+    original = Run.append_event
+
+    def append_event(self, event, t=None):  # the server dies in epoch 2
+        if isinstance(event, TrainBatch) and event.epoch == 2:
+            raise _Crash
+        return original(self, event, t)
+
+    job = AttackJob(TINY.data, "small_cnn", DEMO.attack, replace(TINY.train, epochs=2),
+                    device="cpu")  # fmt: skip
+    runner = JobRunner(RunStore(env), workers="thread")  # the patch lives in this process
+    with monkeypatch.context() as m:
+        m.setattr(Run, "append_event", append_event)
+        run_id = runner.submit(job)
+        assert runner.wait(run_id, timeout=120)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    RunStore(env).get(run_id).update_status(owner={"host": socket.gethostname(), "pid": dead.pid})
+
+    other = _ok(_app("app_pages/attack.py", run=run_id))  # a run made outside any session:
+    at = _ok(_app("app_pages/attack.py", run=run_id))  # every session may resume it
+    assert any("training was interrupted" in i.value for i in at.info)
+    button = at.button(key=f"resume-{run_id}")
+    assert button.label == "Resume from epoch 1"
+    _ok(button.click().run())
+    assert _wait_finished(env) == run_id
+    assert RunStore(env).get(run_id).status()["state"] == "finished"
+    assert "The backdoored model" in [h.value for h in _ok(other.run()).subheader]

@@ -399,8 +399,11 @@ def test_resume_an_interrupted_purify_run(straight, tiny, tmp_path, monkeypatch,
 def test_only_interrupted_purify_runs_resume(attacked, straight, tmp_path):
     runner, attack_id = attacked
     _, finished = straight
-    with pytest.raises(RunError, match="only purify runs"):
+    with pytest.raises(RunError, match="is finished; only an interrupted"):
         runner.resume(attack_id)
+    imported = RunStore(tmp_path).create("import", {"kind": "import"})
+    with pytest.raises(RunError, match="only purify and attack runs"):
+        JobRunner(RunStore(tmp_path)).resume(imported.id)
     with pytest.raises(RunError, match="is finished; only an interrupted"):
         runner.resume(finished.id)
     with pytest.raises(RunError, match="not a run id"):
@@ -660,3 +663,44 @@ def test_an_uploaded_sidecar_s_data_root_is_never_used(attacked, tiny, tmp_path)
                             "model.safetensors", sidecar=json.dumps(side).encode(),
                             split=tiny)  # fmt: skip
     assert run.config()["job"]["data"]["root"] is None
+
+
+# ------------------------------------------------------------ an interrupted attack training
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_an_interrupted_attack_training_resumes_from_its_last_epoch(tiny, tmp_path, monkeypatch):
+    """The worker dies in epoch 3 of 4: the run keeps its state after epoch 2, resumes from there
+    and ends with the weights of a training nothing interrupted, bit for bit (one thread)."""
+    from sau_core.events import TrainBatch
+
+    torch.set_num_threads(1)
+    job = AttackJob(DATA8, "small_cnn", SPEC, default_train_config("digits", epochs=4))
+    runner = JobRunner(RunStore(tmp_path), workers="thread")  # patched functions
+    reference = runner.submit(job, split=tiny)
+    assert runner.wait(reference, timeout=120) and runner.view(reference).state == "finished"
+    original = Run.append_event
+
+    def append_event(self, event, t=None):
+        if isinstance(event, TrainBatch) and event.epoch == 3:
+            raise _Crash
+        return original(self, event, t)
+
+    with monkeypatch.context() as m:
+        m.setattr(Run, "append_event", append_event)
+        run_id = runner.submit(job, split=tiny)
+        assert runner.wait(run_id, timeout=120)
+    run = runner.store.get(run_id)
+    assert run.resume_round() == 2
+    run.update_status(owner={"host": socket.gethostname(), "pid": _dead_pid()})
+    assert view_of(run).state == "interrupted"
+    runner.resume(run_id, split=tiny)
+    assert runner.wait(run_id, timeout=120)
+    view = runner.view(run_id)
+    assert view.state == "finished", view.message
+    assert [e["epoch"] for e in run.events() if e["event"] == "TrainEpoch"] == [1, 2, 3, 4]
+    assert [e["epoch"] for e in view.epochs] == [1, 2, 3, 4]
+    assert not (run.path / RESUME_FILE).exists()
+    a = load_checkpoint(runner.store.get(reference).path).model.state_dict()
+    b = load_checkpoint(run.path).model.state_dict()
+    for (name, x), y in zip(a.items(), b.values(), strict=True):
+        assert torch.equal(x, y), name
+    assert run.metrics()["asr"] == runner.view(reference).metrics["asr"]

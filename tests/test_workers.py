@@ -282,3 +282,21 @@ def test_a_worker_never_runs_the_callers_main_script(ckpt, tiny, tmp_path, monke
     assert runner.wait(run_id, timeout=WAIT)
     assert runner.view(run_id).state == "finished", runner.view(run_id).message
     assert not marker.exists()
+
+
+def test_a_killed_attack_training_is_interrupted_and_resumes(tiny, tmp_path):
+    runner = JobRunner(RunStore(tmp_path))
+    job = AttackJob(DATA8, "small_cnn", SPEC, default_train_config("digits", epochs=200))
+    run_id = runner.submit(job, split=tiny)
+    pid = _worker_pid(runner, run_id)
+    assert _until(lambda: len(runner.view(run_id).epochs) >= 1)
+    os.kill(pid, signal.SIGKILL)
+    assert runner.wait(run_id, timeout=WAIT)
+    view = runner.view(run_id)
+    assert view.state == "interrupted" and "Resume continues after epoch" in view.message
+    runner.resume(run_id, split=tiny)
+    assert _until(lambda: runner.view(run_id).state == "running")
+    done = runner.store.get(run_id).resume_round() or 0
+    assert _until(lambda: len(runner.view(run_id).epochs) > done)
+    runner.stop(run_id)
+    assert runner.wait(run_id, timeout=WAIT) and runner.view(run_id).state == "stopped"

@@ -57,7 +57,8 @@ st.subheader(info.label or info.id)
 st.caption(
     f"`{info.id}` · {info.kind} · {info.state}" + (f" · {info.message}" if info.message else "")
 )
-page = {"attack": "app_pages/attack.py", "purify": "app_pages/purify.py"}.get(info.kind)
+page_of = {"attack": "app_pages/attack.py", "purify": "app_pages/purify.py"}
+page = page_of.get(info.kind)
 c1, c2, c3 = st.columns(3)
 if page is not None:
     c1.page_link(page, label="Open", icon=":material/open_in_new:", query_params={"run": info.id})
@@ -77,11 +78,12 @@ if runner.is_active(info.id):
     elif c3.button("Stop", key=f"runs-stop-{info.id}"):
         runner.stop(info.id, owner=state.owner())
         st.toast("Stopping.")
-elif info.state == "interrupted" and info.kind == "purify" and not state.started_by_me(info.id):
+elif info.state == "interrupted" and info.kind in page_of and not state.started_by_me(info.id):
     c3.caption("Only the session that started it can resume it.")
-elif info.state == "interrupted" and info.kind == "purify":
+elif info.state == "interrupted" and info.kind in page_of:
     last = store.get(info.id).resume_round() or 0
-    if c3.button(f"Resume from round {last}", key=f"runs-resume-{info.id}", type="primary",
+    unit = "round" if info.kind == "purify" else "epoch"
+    if c3.button(f"Resume from {unit} {last}", key=f"runs-resume-{info.id}", type="primary",
                  help="Continue in the same run directory; the numbers are those of a run that "
                  "was never interrupted."):  # fmt: skip
         try:
@@ -89,7 +91,7 @@ elif info.state == "interrupted" and info.kind == "purify":
         except ValueError as err:  # RunError is one
             st.error(f"Cannot resume: {err}")
         else:
-            st.switch_page("app_pages/purify.py", query_params={"run": info.id})
+            st.switch_page(page_of[info.kind], query_params={"run": info.id})
 elif info.metrics:
     c3.download_button(
         "Report (HTML)",
