@@ -52,7 +52,9 @@ def driver(root: str, ckpt: str) -> None:
     torch.set_num_threads(1)
     from sau_core.jobs import JobRunner
     from sau_core.runs import RunStore
+    from sau_core.workers import warm_up
 
+    warm_up()  # the fork server, as the dashboard starts it at launch
     runner = JobRunner(RunStore(root))
     for _ in range(JOBS_PER_DRIVER):
         run_id = runner.submit(_job(ckpt))

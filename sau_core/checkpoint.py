@@ -354,7 +354,8 @@ def load_state_into(model: nn.Module, state: dict[str, Tensor], source: str = "c
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(
-            f"{source}: {len(bad)} tensors hold values that are not finite (e.g. {bad[0]})"
+            f"{source}: {len(bad)} tensor{'s hold' if len(bad) != 1 else ' holds'} values that "
+            f"are not finite (e.g. {bad[0]})"
         )
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     return normalization
