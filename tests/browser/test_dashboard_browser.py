@@ -311,3 +311,30 @@ def test_the_report_opens_offline(workdir, browser):
         context.close()
     assert not requests, requests
     assert not errors, errors
+
+
+def test_a_link_lets_another_browser_watch_but_not_stop(server, browser, page):
+    """Browser A starts a long purify; browser B opens its link: B watches it, with no Stop
+    button; A has Stop and stops it (issue 16: a run's link is not a remote control)."""
+    from playwright.sync_api import expect
+
+    page.goto(server)
+    page.get_by_role("button", name="Use the demo preset").click()
+    rounds = page.get_by_label("rounds", exact=True)
+    rounds.fill("5000")
+    rounds.press("Tab")
+    page.get_by_role("button", name="Purify", exact=True).click()
+    stop = page.get_by_role("button", name="Stop", exact=True)
+    expect(stop).to_be_visible(timeout=LONG)
+    assert "?run=" in page.url
+    other = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        p2 = other.new_page()
+        p2.set_default_timeout(PAGE)
+        p2.goto(page.url)
+        expect(p2.get_by_text("only the session that started this run can stop it")).to_be_visible()
+        expect(p2.get_by_role("button", name="Stop", exact=True)).to_have_count(0)
+    finally:
+        other.close()
+    stop.click()
+    expect(page.get_by_text("stopped by the user").first).to_be_visible(timeout=LONG)
