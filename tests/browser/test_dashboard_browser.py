@@ -7,7 +7,8 @@ trigger drawn as a PNG, list the runs, explain the SAU run and compare it. Every
 drawn at 1400 and at 1024 px (a classroom projector) and checked for clipped text; a screenshot
 of each is saved under ``$SAU_SCREENSHOTS`` (default ``tests/browser/screenshots/``, ignored by
 git). The app must make no request outside the machine. Finally the run's HTML report is opened
-from disk with the network refused.
+from disk with the network refused. Last, two fresh browsers: one starts a long purify, the
+other opens its link and is offered no Stop.
 
 Timeouts are sized for a busy 2-core machine: the first page of a cold server included.
 
@@ -313,28 +314,34 @@ def test_the_report_opens_offline(workdir, browser):
     assert not errors, errors
 
 
-def test_a_link_lets_another_browser_watch_but_not_stop(server, browser, page):
+def test_a_link_lets_another_browser_watch_but_not_stop(server, browser):
     """Browser A starts a long purify; browser B opens its link: B watches it, with no Stop
     button; A has Stop and stops it (issue 16: a run's link is not a remote control)."""
     from playwright.sync_api import expect
 
-    page.goto(server)
-    page.get_by_role("button", name="Use the demo preset").click()
-    rounds = page.get_by_label("rounds", exact=True)
-    rounds.fill("5000")
-    rounds.press("Tab")
-    page.get_by_role("button", name="Purify", exact=True).click()
-    stop = page.get_by_role("button", name="Stop", exact=True)
-    expect(stop).to_be_visible(timeout=LONG)
-    assert "?run=" in page.url
-    other = browser.new_context(viewport={"width": 1400, "height": 1000})
+    a = browser.new_context(viewport={"width": 1400, "height": 1000})
+    b = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
-        p2 = other.new_page()
-        p2.set_default_timeout(PAGE)
-        p2.goto(page.url)
-        expect(p2.get_by_text("only the session that started this run can stop it")).to_be_visible()
-        expect(p2.get_by_role("button", name="Stop", exact=True)).to_have_count(0)
+        page = a.new_page()
+        page.set_default_timeout(PAGE)
+        page.goto(server)
+        page.get_by_role("button", name="Use the demo preset").click()
+        rounds = page.get_by_label("rounds", exact=True)
+        rounds.fill("5000")
+        rounds.press("Tab")
+        page.get_by_role("button", name="Purify", exact=True).click()
+        stop = page.get_by_role("button", name="Stop", exact=True)
+        expect(stop).to_be_visible(timeout=LONG)
+        assert "?run=" in page.url
+        watcher = b.new_page()
+        watcher.set_default_timeout(PAGE)
+        watcher.goto(page.url)
+        expect(
+            watcher.get_by_text("only the session that started this run can stop it")
+        ).to_be_visible()
+        expect(watcher.get_by_role("button", name="Stop", exact=True)).to_have_count(0)
+        stop.click()
+        expect(page.get_by_text("stopped by the user").first).to_be_visible(timeout=LONG)
     finally:
-        other.close()
-    stop.click()
-    expect(page.get_by_text("stopped by the user").first).to_be_visible(timeout=LONG)
+        a.close()
+        b.close()
