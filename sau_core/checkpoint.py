@@ -162,8 +162,8 @@ UNPACK_FACTOR, UNPACK_SLACK = 4, 64 << 20
 def _check_torch_zip(path: Path, name: str) -> None:
     """Refuse a ``torch.save`` zip whose members would unpack to more than a file of its size
     may (:data:`UNPACK_FACTOR`, :data:`UNPACK_SLACK`, :data:`MAX_BYTES`), before torch reads
-    any of it: 1.5 MB of deflated zeros otherwise took 1.5 GiB of memory. The sizes come from the zip's directory; a member that lies about its
-    size fails zipfile's own check later."""
+    any of it: 1.5 MB of deflated zeros otherwise took 1.5 GiB of memory. The sizes come from
+    the zip's directory; a member that lies about its size fails zipfile's own check later."""
     if not zipfile.is_zipfile(path):
         return  # the legacy (pre-1.6) format: torch.load refuses it under weights_only, or reads
     try:
