@@ -52,10 +52,15 @@ def _ok(at: AppTest) -> AppTest:
 
 
 def _wait_finished(root, timeout=120.0) -> str:
+    """The newest run's id once it has ended on disk and in the app's runner (a worker writes
+    "finished" just before it exits; the runner's live view follows its exit)."""
+    from dashboard import state
+
     end = time.time() + timeout
     while time.time() < end:
         runs = RunStore(root).scan()[0]
         if runs and runs[0].state not in ("queued", "running"):
+            assert state._runner(str(Path(root).absolute())).wait(runs[0].id, timeout)
             return runs[0].id
         time.sleep(0.2)
     raise AssertionError("the run did not finish")
