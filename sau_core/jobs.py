@@ -58,7 +58,7 @@ from .pipeline import (
     write_import_outputs,
     write_purify_outputs,
 )
-from .runs import FINAL_STATES, Run, RunError, RunStore
+from .runs import FINAL_STATES, Run, RunError, RunStore, this_process
 from .sau import ResumeState, SAUConfig, default_sau_config
 from .train import TrainConfig, TrainState, default_train_config
 from .workers import (
@@ -974,7 +974,7 @@ class JobRunner:
         split = entry.split if _small(entry.split) else None  # a large one: the worker loads it
         proc = worker_context().Process(
             target=child_main,
-            args=(str(self.store.root.absolute()), run.id, job.to_dict(), _this_process(),
+            args=(str(self.store.root.absolute()), run.id, job.to_dict(), this_process(),
                   self._threads_per_worker(entry.device), entry.resumed, split),
             name=WORKER_NAME + run.id, daemon=True,
         )  # fmt: skip
@@ -1032,12 +1032,6 @@ class JobRunner:
         if device != "cpu":
             return None
         return max(1, (os.cpu_count() or 1) // max(1, self.limit("cpu")))
-
-
-def _this_process() -> tuple[int, str | None]:
-    from .runs import _process_start
-
-    return os.getpid(), _process_start(os.getpid())
 
 
 def _small(split: Any, limit: int = 64 << 20) -> bool:

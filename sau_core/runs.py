@@ -49,14 +49,16 @@ __all__ = [
     "ACTIVE_STATES",
     "DEFAULT_ROOT",
     "KINDS",
-    "STATES",
     "RESUME_FILE",
+    "STATES",
     "Run",
     "RunError",
     "RunInfo",
     "RunStore",
     "RunWarning",
     "default_root",
+    "process_alive",
+    "this_process",
     "valid_owner",
     "valid_run_id",
 ]
@@ -115,9 +117,15 @@ def _process_start(pid: int) -> str | None:
     return rest[19] if len(rest) > 19 else None
 
 
-def _owner() -> dict:
+def this_process() -> tuple[int, str | None]:
+    """This process's pid and the kernel's start time of it (see :func:`process_alive`)."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "pid_start": _process_start(pid)}
+    return pid, _process_start(pid)
+
+
+def _owner() -> dict:
+    pid, start = this_process()
+    return {"host": socket.gethostname(), "pid": pid, "pid_start": start}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -139,6 +147,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def process_alive(pid: int, start: str | None = None) -> bool:
+    """Whether ``pid`` runs on this host (a zombie does not) and, where ``start`` is given and
+    the kernel tells, is the process that started then (not a reused pid)."""
+    return _pid_alive(pid) and (start is None or _process_start(pid) in (None, start))
+
+
 def owner_alive(status: dict, now: float | None = None) -> bool:
     """Whether the process that wrote ``status`` may still be running its job.
 
@@ -150,10 +164,7 @@ def owner_alive(status: dict, now: float | None = None) -> bool:
         return False
     if owner.get("host") == socket.gethostname():
         pid = owner.get("pid")
-        if not isinstance(pid, int) or not _pid_alive(pid):
-            return False
-        start = owner.get("pid_start")
-        return start is None or _process_start(pid) in (None, start)
+        return isinstance(pid, int) and process_alive(pid, owner.get("pid_start"))
     beat = status.get("heartbeat")
     now = time.time() if now is None else now
     return isinstance(beat, (int, float)) and now - beat < STALE_AFTER

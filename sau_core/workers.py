@@ -35,7 +35,6 @@ __all__ = [
     "StopFile",
     "child_main",
     "exit_reason",
-    "process_alive",
     "request_stop",
     "warm_up",
     "worker_context",
@@ -111,18 +110,12 @@ class EventTail:
         return records
 
 
-def process_alive(pid: int, start: str | None = None) -> bool:
-    """Whether ``pid`` runs (a zombie does not) and, where ``start`` is given and the kernel
-    tells, is the process that started then."""
-    from .runs import _pid_alive, _process_start
-
-    return _pid_alive(pid) and (start is None or _process_start(pid) in (None, start))
-
-
 def _watch_server(pid: int, start: str | None, every: float = 0.5) -> None:
     """In a worker: end this process as soon as the server that asked for it is gone, leaving
     its run to read as interrupted (its status names this dead process)."""
     import threading
+
+    from .runs import process_alive
 
     def watch() -> None:
         while process_alive(pid, start):

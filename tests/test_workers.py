@@ -22,7 +22,7 @@ from sau_core.attacks import AttackSpec
 from sau_core.data import Split
 from sau_core.jobs import AttackJob, JobRunner, OwnerLimit, PurifyJob, QueueFull, view_of
 from sau_core.pipeline import DataSpec
-from sau_core.runs import RunError, RunStore
+from sau_core.runs import RunError, RunStore, process_alive
 from sau_core.sau import SAUConfig
 from sau_core.train import default_train_config
 from sau_core.workers import (
@@ -30,7 +30,6 @@ from sau_core.workers import (
     EventTail,
     StopFile,
     exit_reason,
-    process_alive,
     request_stop,
 )
 
