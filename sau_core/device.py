@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 
-__all__ = ["autocast", "describe", "memory_format", "pick_device"]
+__all__ = ["autocast", "cpu_copy", "describe", "memory_format", "pick_device"]
 
 
 def pick_device(preference: str | torch.device | None = None) -> torch.device:
@@ -39,6 +40,18 @@ def pick_device(preference: str | torch.device | None = None) -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device 'mps' asked for, but Apple's MPS is not available here")
     return device
+
+
+def cpu_copy(obj):
+    """A copy of ``obj`` with every tensor in it (nested dicts and lists) detached onto the CPU:
+    a state dict, an optimizer's state, kept between rounds or epochs to resume from."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: cpu_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [cpu_copy(v) for v in obj]
+    return copy.deepcopy(obj)
 
 
 def describe(device: torch.device) -> str:

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from ._config import check_fields
 from .data import ImageData
 from .defaults import recipe
-from .device import autocast, describe, memory_format, pick_device
+from .device import autocast, cpu_copy, describe, memory_format, pick_device
 from .events import (
     Callback,
     Evaluated,
@@ -500,16 +500,6 @@ class ResumeState:
     config: dict  # SAUConfig.to_dict() of the run that made it (checked on resume)
 
 
-def _cpu_copy(obj):
-    if isinstance(obj, Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _cpu_copy(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_cpu_copy(v) for v in obj]
-    return copy.deepcopy(obj)
-
-
 def _check_resume(resume: ResumeState, config: SAUConfig) -> None:
     if not isinstance(resume, ResumeState):
         raise TypeError(f"resume must be a ResumeState, got {type(resume).__name__}")
@@ -738,8 +728,8 @@ def purify(
             on_state(
                 ResumeState(
                     round=rnd,
-                    h=_cpu_copy(h.state_dict()),
-                    optimizer=_cpu_copy(optimizer.state_dict()),
+                    h=cpu_copy(h.state_dict()),
+                    optimizer=cpu_copy(optimizer.state_dict()),
                     generator=gen.get_state(),  # already a CPU copy
                     history=list(history),
                     elapsed=time.perf_counter() - start,

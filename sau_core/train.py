@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ._config import check_fields
 from .data import ImageData
 from .defaults import recipe
-from .device import autocast, describe, memory_format, pick_device
+from .device import autocast, cpu_copy, describe, memory_format, pick_device
 from .events import (
     Callback,
     Evaluated,
@@ -286,7 +286,7 @@ def train(
         history.append(rec)
         emit(callback, rec)
         if on_state is not None:
-            on_state(TrainState(epoch, _cpu_copy(model.state_dict()), _cpu_copy(opt.state_dict()),
+            on_state(TrainState(epoch, cpu_copy(model.state_dict()), cpu_copy(opt.state_dict()),
                                 None if sched is None else copy.deepcopy(sched.state_dict()),
                                 gen.get_state(), list(history), time.perf_counter() - start,
                                 config.to_dict()))  # fmt: skip
@@ -315,16 +315,6 @@ class TrainState:
     history: list[TrainEpoch]  # the TrainEpoch records of epochs 1..epoch
     elapsed: float  # seconds of work before the interruption
     config: dict  # TrainConfig.to_dict() of the run that made it (checked on resume)
-
-
-def _cpu_copy(obj):
-    if isinstance(obj, Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _cpu_copy(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_cpu_copy(v) for v in obj]
-    return copy.deepcopy(obj)
 
 
 def _ev(e: Evaluation) -> Evaluated:
