@@ -114,6 +114,25 @@ def state_line(view: JobView) -> None:
         st.markdown(text)
 
 
+def resume_panel(run_id: str, kind: str) -> None:
+    """An interrupted run: what is kept, and Resume for the session that started it."""
+    from . import state
+
+    last = state.store().get(run_id).resume_round() or 0
+    what, unit = ("run", "round") if kind == "purify" else ("training", "epoch")
+    st.info(f"This {what} was interrupted. Its state after {unit} {last} is kept: resuming "
+            f"continues from there with the numbers of an uninterrupted {what}.")  # fmt: skip
+    if not state.started_by_me(run_id):
+        st.caption("Only the session that started this run can resume it.")
+    elif st.button(f"Resume from {unit} {last}", type="primary", key=f"resume-{run_id}"):
+        try:
+            state.resume(run_id)
+        except ValueError as err:  # RunError is one
+            st.error(f"Cannot resume: {err}")
+        else:
+            st.rerun()
+
+
 def may_control(runner: JobRunner, run_id: str, owner: str) -> bool:
     """Whether this session may stop this job: only the session that started (or resumed) it;
     a link lets anyone watch a run, not steer it."""

@@ -58,18 +58,7 @@ else:
     run = state.store().get(run_id)
     config = run.config().get("job", {})
     if view.state == "interrupted":
-        last = run.resume_round() or 0
-        st.info(f"This training was interrupted. Its state after epoch {last} is kept: resuming "
-                "continues from there with the numbers of an uninterrupted training.")  # fmt: skip
-        if not state.started_by_me(run_id):
-            st.caption("Only the session that started this run can resume it.")
-        elif st.button(f"Resume from epoch {last}", type="primary", key=f"resume-{run_id}"):
-            try:
-                state.resume(run_id)
-            except ValueError as err:  # RunError is one
-                st.error(f"Cannot resume: {err}")
-            else:
-                st.rerun()
+        components.resume_panel(run_id, "attack")
     if view.state in ("finished", "stopped") and run.has_checkpoint() and view.metrics:
         st.subheader("The backdoored model")
         components.metric_row(view.metrics)

@@ -164,18 +164,7 @@ if run_id is not None:
         components.purify_view(view, runner, class_names, total, target, known=known,
                                owner=state.owner())  # fmt: skip
         if view.state == "interrupted":
-            last = state.store().get(run_id).resume_round() or 0
-            st.info(f"This run was interrupted. Its state after round {last} is kept: resuming "
-                    "continues from there with the numbers of an uninterrupted run.")  # fmt: skip
-            if not state.started_by_me(run_id):
-                st.caption("Only the session that started this run can resume it.")
-            elif st.button(f"Resume from round {last}", type="primary", key=f"resume-{run_id}"):
-                try:
-                    state.resume(run_id)
-                except ValueError as err:  # RunError is one
-                    st.error(f"Cannot resume: {err}")
-                else:
-                    st.rerun()
+            components.resume_panel(run_id, "purify")
         if view.metrics:
             c1, c2, c3 = st.columns(3)
             c1.page_link("app_pages/gallery.py", label="Shared examples",
