@@ -24,9 +24,9 @@ from bench.common import add_threads, use_threads
 from sau_core.attacks import AttackSpec
 from sau_core.cli import CLIError, _parse_params
 from sau_core.data import load_digits
+from sau_core.defenses.sau import purify, shared_pgd
 from sau_core.models import list_models
 from sau_core.pipeline import DEMO, clean_set, plant_backdoor
-from sau_core.sau import purify, shared_pgd
 
 
 def target_share(model, clean, cfg, target: int) -> tuple[float, float]:

@@ -32,9 +32,9 @@ import time
 import torch
 
 from bench.common import add_threads, use_threads
+from sau_core.defenses.sau import purify
 from sau_core.explain import compare_focus, explain, list_methods
 from sau_core.pipeline import DEMO, clean_set, plant_backdoor
-from sau_core.sau import purify
 
 
 def grid_seconds(h0, h, x, x_triggered, method: str, repeats: int) -> float:

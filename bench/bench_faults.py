@@ -64,11 +64,11 @@ def driver(root: str, ckpt: str) -> None:
 
 
 def _job(ckpt: str):
+    from sau_core.defenses.sau import SAUConfig
     from sau_core.jobs import PurifyJob
-    from sau_core.sau import SAUConfig
 
     config = SAUConfig(rounds=ROUNDS, batch_size=64, eval_size=200, probe_size=8)
-    return PurifyJob(ckpt, sau=config, clean_ratio=0.2, device="cpu")
+    return PurifyJob(ckpt, settings=config, clean_ratio=0.2, device="cpu")
 
 
 def reference(root: Path, ckpt: str) -> dict:

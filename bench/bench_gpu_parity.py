@@ -38,9 +38,9 @@ import torch
 
 from bench.common import add_threads, load_now, machine_line, parser, use_threads
 from sau_core.attacks import backdoor_test
+from sau_core.defenses.sau import purify, sau_step
 from sau_core.device import describe
 from sau_core.pipeline import DEMO, clean_set, plant_backdoor
-from sau_core.sau import purify, sau_step
 
 MODES = ("cpu fp32", "cuda fp32 strict", "cuda fp32", "cuda default")
 

@@ -41,11 +41,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sau_core.defenses.sau import SAUConfig  # noqa: E402
 from sau_core.jobs import JobRunner, PurifyJob  # noqa: E402
 from sau_core.pipeline import DEMO, DataSpec  # noqa: E402
 from sau_core.ready import make_ready  # noqa: E402
 from sau_core.runs import RunStore  # noqa: E402
-from sau_core.sau import SAUConfig  # noqa: E402
 
 
 def _ms(values: list[float]) -> str:

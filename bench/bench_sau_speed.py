@@ -1,9 +1,9 @@
-"""SAU speed: images/s of one round, the optimised sau_core.sau against the reference loop.
+"""SAU speed: images/s of one round, the optimised sau_core.defenses.sau against the reference loop.
 
 One run measures, and prints (nothing is asserted):
 
 1. **Ratio at equal numbers.** Images/s of ONE SAU round (default config: 5 PGD steps, batch 256,
-   no shuffling, no probe) for the optimised implementation (``sau_core.sau.purify`` with
+   no shuffling, no probe) for the optimised implementation (``sau_core.defenses.sau.purify`` with
    ``rounds=1``) and the reference-equivalent loop (``bench/sau_reference.py``), for the small CNN
    (``--digits-arch wide_cnn`` for the demo's model) on real digits (BadNets-backdoored first;
    resolution per ``--resolution``, N clean images drawn from the training split) and for
@@ -61,10 +61,10 @@ from bench.common import parser
 from bench.sau_reference import reference_round
 from sau_core.attacks import AttackSpec, backdoor_test
 from sau_core.data import DatasetInfo, ImageData, load_digits
+from sau_core.defenses.sau import SAUConfig, purify, sau_step
 from sau_core.device import describe, pick_device
 from sau_core.models import create_model, list_models
 from sau_core.pipeline import DEMO, clean_set, plant_backdoor
-from sau_core.sau import SAUConfig, purify, sau_step
 from sau_core.train import default_train_config
 
 H200_BF16_DENSE_TFLOPS = 989.0  # NVIDIA's dense (no sparsity) bf16 Tensor Core peak, H100/H200 SXM
@@ -371,7 +371,7 @@ def full_run(args, device: torch.device) -> None:
 def cuda_ahead_round(args, device: torch.device, ahead: int) -> None:
     """Seconds per round of the full run's setting with the loop ``ahead`` batches ahead of the
     GPU at most (``sau.CUDA_BATCHES_AHEAD``; set here for this measurement only)."""
-    from sau_core import sau
+    from sau_core.defenses import sau
 
     clean = random_data(args.full_n, args.seed)
     model = create_model("preact_resnet18", clean.info, seed=args.seed)

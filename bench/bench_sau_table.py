@@ -8,7 +8,7 @@ and the wall times. Two diagnostics per model say why a run works or not: *to ta
 share of the backdoored model's adversarial examples (one shared-PGD pass at SAU's eps) that land
 on the target class (SAU can only unlearn what its examples reach), and *saturated*, the share of
 the first round's h0-fooling examples where the model is too sure for SAU's loss to move it
-(``sau_core.sau.saturated_flags``). Usage:
+(``sau_core.defenses.sau.saturated_flags``). Usage:
 
     bash .ci/venv python bench/bench_sau_table.py [--attacks badnets blended sig wanet] [--seeds 0 1]
         [--arch preact_resnet10]
@@ -25,9 +25,9 @@ from dataclasses import replace
 from bench.bench_demo_choice import target_share
 from bench.common import Markdown, add_markdown, add_threads, load_now, machine_line, use_threads
 from sau_core.attacks import ATTACKS, list_attacks
+from sau_core.defenses.sau import purify
 from sau_core.models import list_models
 from sau_core.pipeline import DEMO, clean_set, plant_backdoor
-from sau_core.sau import purify
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 It does what the authors' loop does, waste included: a DataLoader over the clean set, fp32,
 both models re-run on the clean images at every PGD step, parameter gradients built during PGD,
 ``.sum() != 0`` checks that synchronise with the host, boolean indexing, and ``h0`` under
-autograd in the outer step. It exists to check that the optimised ``sau_core.sau`` gives the same
+autograd in the outer step. It exists to check that the optimised ``sau_core.defenses.sau`` gives the same
 numbers (tests/test_sau.py) and to measure how much faster it is (bench/bench_sau_speed.py).
 It is not used by the library.
 """
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from sau_core.sau import SAUConfig, init_delta, project
+from sau_core.defenses.sau import SAUConfig, init_delta, project
 
 
 def reference_pgd(h: nn.Module, h0: nn.Module, x, y, cfg: SAUConfig, generator=None):

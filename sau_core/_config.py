@@ -149,14 +149,27 @@ class ParamConfig:
     def check(self, geometry: Any) -> None:
         """Rules beyond per-field bounds; raise ValueError. Nothing by default."""
 
-    def validate(self, geometry: Any) -> None:
-        """Check the config against the data's geometry; ValueError with a clear message."""
-        limits = self.limits(geometry)
-        for f in fields(self):
-            if f.name in limits:
-                check_bounds(self._what(f.name), getattr(self, f.name),
-                             {**f.metadata, **limits[f.name]})  # fmt: skip
-        self.check(geometry)
+    def validate(self, geometry: Any = None) -> ParamConfig:
+        """Check the config against the data's geometry (when given); ValueError with a clear
+        message. Returns the config. (The per-field bounds were checked on construction.)"""
+        if geometry is not None:
+            limits = self.limits(geometry)
+            for f in fields(self):
+                if f.name in limits:
+                    check_bounds(self._what(f.name), getattr(self, f.name),
+                                 {**f.metadata, **limits[f.name]})  # fmt: skip
+            self.check(geometry)
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> ParamConfig:
+        """The config from a dict of settings (None: the defaults); ValueError names an unknown
+        setting, one of the wrong kind or out of its bounds."""
+        return config_from("defence" if cls.label else "config", cls.label or cls.__name__,
+                           cls, d)  # fmt: skip
 
 
 def config_schema(cls: type[ParamConfig], geometry: Any = None) -> list[dict[str, Any]]:

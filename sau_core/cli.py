@@ -125,12 +125,12 @@ def _dataclass_overrides(args: argparse.Namespace, cls) -> dict:
     return out
 
 
-def _parse_params(items: list[str] | None) -> dict:
+def _parse_params(items: list[str] | None, flag: str = "--param") -> dict:
     """``--param size=4 --param location=top-left`` -> {"size": 4, "location": "top-left"}."""
     params = {}
     for item in items or []:
         if "=" not in item:
-            raise CLIError(f"--param expects NAME=VALUE, got {item!r}")
+            raise CLIError(f"{flag} expects NAME=VALUE, got {item!r}")
         key, raw = item.split("=", 1)
         try:
             value = json.loads(raw)
@@ -347,6 +347,11 @@ class _Progress:
             extra = "" if event.asr is None else f" asr {event.asr:.3f} ra {event.ra:.3f}"
             print(f"[sau] round {event.round}/{event.rounds} acc {event.acc:.3f}{extra} "
                   f"shared {event.shared}/{event.n} eta {event.eta:.0f}s", file=sys.stderr)  # fmt: skip
+        elif name == "DefenseRound":
+            extra = "" if event.asr is None else f" asr {event.asr:.3f} ra {event.ra:.3f}"
+            losses = " ".join(f"{k} {v:.3f}" for k, v in event.losses.items())
+            print(f"[{event.defense}] round {event.round}/{event.rounds} acc {event.acc:.3f}{extra} "
+                  f"{losses} eta {event.eta:.0f}s", file=sys.stderr)  # fmt: skip
 
 
 def _fmt(v) -> str:
@@ -371,13 +376,19 @@ def cmd_list(args) -> int:
     print("attacks:")
     for name, entry in ATTACKS.items():
         print(f"  {name:16s} {entry.help}")
+    from .defenses import DEFENSES
+
+    print("defences (`sau purify --defense NAME`, settings with --set KEY=VALUE):")
+    for name, entry in DEFENSES.items():
+        settings = ", ".join(f.name for f in fields(entry.config))
+        print(f"  {name:16s} {entry.title} ({entry.paper.venue}). Settings: {settings}")
     return 0
 
 
 def cmd_attack(args) -> int:
+    from .defenses.sau import default_sau_config
     from .models import MODELS
     from .pipeline import plant_backdoor, sau_caveats, train_caveats, write_attack_outputs
-    from .sau import default_sau_config
     from .train import TrainConfig, default_train_config
 
     _check_out(args.out, args.overwrite)
@@ -494,6 +505,40 @@ def cmd_import(args) -> int:
     return 0
 
 
+# the SAU flags every defence takes (its other settings go through --set)
+SHARED_FLAGS = ("rounds", "batch_size", "seed", "eval_size")
+
+
+def _defense_config(args, data_name: str):
+    """The chosen defence's entry and config: the data set's defaults, the SAU flags that the
+    defence also has (``--rounds``, ``--batch-size``, ...), then ``--set KEY=VALUE``."""
+    from .defenses import get_defense
+    from .defenses.sau import SAUConfig
+
+    try:
+        entry = get_defense(args.defense)
+    except ValueError as err:
+        raise CLIError(f"--defense: {err}") from None
+    flags = _dataclass_overrides(args, SAUConfig)
+    known = {f.name for f in fields(entry.config)}
+    shared = known if entry.name == "sau" else set(SHARED_FLAGS) & known
+    foreign = sorted(k for k in flags if k not in shared)
+    if foreign:
+        shown = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        raise CLIError(f"{shown}: a SAU flag; {entry.name}'s settings are "
+                       f"{', '.join(sorted(known))} (give them as --set KEY=VALUE)")  # fmt: skip
+    extra = _parse_params(args.set, "--set")
+    unknown = sorted(k for k in extra if k not in known)
+    if unknown:
+        raise CLIError(f"--set {unknown[0]}: {entry.name} has no such setting; it takes "
+                       f"{', '.join(sorted(known))}")  # fmt: skip
+    try:
+        config = entry.default_config(data_name, **{**flags, **extra})
+    except (TypeError, ValueError) as err:
+        raise CLIError(f"{entry.name} settings: {err}") from None
+    return entry, config
+
+
 def cmd_purify(args) -> int:
     from .pipeline import (
         purify_checkpoint,
@@ -501,33 +546,88 @@ def cmd_purify(args) -> int:
         stored_train_caveats,
         write_purify_outputs,
     )
-    from .sau import SAUConfig, default_sau_config
 
     _check_out(args.out, args.overwrite)
     ckpt, split, data = _load(args)
     spec = None if args.unknown_trigger else _attack_spec(args, ckpt.meta.get("attack"), split.info)
-    config = default_sau_config(data.name, **_dataclass_overrides(args, SAUConfig))
+    entry, config = _defense_config(args, data.name)
+    if entry.check_model is not None:
+        try:
+            entry.check_model(ckpt.model)
+        except ValueError as err:
+            raise CLIError(f"--defense {entry.name}: {err}") from None
     ratio = args.clean_ratio if args.clean_ratio is not None else defaults.recipe(data.name).clean_ratio  # fmt: skip
     if not 0 < ratio <= 1:
         raise CLIError(f"--clean-ratio must be in (0, 1], got {ratio}")
     clean_n = round(ratio * len(split.train))
     stored = (ckpt.meta.get("attack") or {}).get("name")  # what the model was made with
-    notes = sau_caveats(data, clean_n, config, spec.name if spec else stored, ckpt.meta["arch"],
-                        clean_ratio=ratio)  # fmt: skip
+    notes = []
+    if entry.name == "sau":
+        notes = sau_caveats(data, clean_n, config, spec.name if spec else stored,
+                            ckpt.meta["arch"], clean_ratio=ratio)  # fmt: skip
     _warn(stored_train_caveats(ckpt.meta, data) + notes)
     if spec is None and not args.quiet:
-        print("note: the trigger is unknown, so ASR and RA cannot be measured; SAU runs all the "
-              "same (it never needs the trigger)", file=sys.stderr)  # fmt: skip
-    result = purify_checkpoint(ckpt, split, config, clean_ratio=ratio, clean_seed=args.clean_seed,
-                               balanced=args.clean_balanced, spec=spec, device=args.device,
+        print(f"note: the trigger is unknown, so ASR and RA cannot be measured; {entry.name} runs "
+              "all the same (it never needs the trigger)", file=sys.stderr)  # fmt: skip
+    result = purify_checkpoint(ckpt, split, config, defense=entry.name, clean_ratio=ratio,
+                               clean_seed=args.clean_seed, balanced=args.clean_balanced,
+                               spec=spec, device=args.device,
                                callback=_Progress(args.quiet))  # fmt: skip
     metrics = write_purify_outputs(args.out, result, ckpt, clean_ratio=ratio,
                                    clean_seed=args.clean_seed, spec=spec)  # fmt: skip
     _print_table(metrics)
     _print_caveats(result.history, metrics, _target(spec))
+    print(f"{entry.name} done in {result.elapsed:.1f} s ({result.rounds_done} rounds on "
+          f"{result.device}) -> {args.out}")  # fmt: skip
+    return 0
+
+
+def cmd_compare(args) -> int:
+    """Run defences in turn on one checkpoint; print and write the comparison table."""
+    from .defenses import get_defense
+    from .defenses.compare import before_row, comparison_row, table_text, write_table
+    from .pipeline import purify_checkpoint, write_purify_outputs
+
+    names = list(dict.fromkeys(args.defenses))
+    for name in names:
+        try:
+            get_defense(name)
+        except ValueError as err:
+            raise CLIError(f"--defenses: {err}") from None
+    _check_out(args.out, args.overwrite, tuple(names))
+    ckpt, split, data = _load(args)
+    spec = _attack_spec(args, ckpt.meta.get("attack"), split.info)
+    ratio = args.clean_ratio if args.clean_ratio is not None else defaults.recipe(data.name).clean_ratio  # fmt: skip
+    if not 0 < ratio <= 1:
+        raise CLIError(f"--clean-ratio must be in (0, 1], got {ratio}")
+    configs = {}
+    for name in names:  # every defence's settings and model check before any work
+        entry = get_defense(name)
+        try:
+            configs[name] = entry.default_config(data.name)
+            if entry.check_model is not None:
+                entry.check_model(ckpt.model)
+        except ValueError as err:
+            raise CLIError(f"--defenses {name}: {err}") from None
+    rows, first = [], None
+    for name in names:
+        if not args.quiet:
+            print(f"[{name}] {get_defense(name).title}", file=sys.stderr)
+        result = purify_checkpoint(ckpt, split, configs[name], defense=name, clean_ratio=ratio,
+                                   clean_seed=args.clean_seed, spec=spec, device=args.device,
+                                   callback=_Progress(args.quiet))  # fmt: skip
+        metrics = write_purify_outputs(Path(args.out) / name, result, ckpt, clean_ratio=ratio,
+                                       clean_seed=args.clean_seed, spec=spec)  # fmt: skip
+        first = first or metrics
+        rows.append(comparison_row(metrics, name))
+    rows.insert(0, before_row(first))
+    csv_path, json_path = write_table(rows, args.out)
+    print(table_text(rows))
     print(
-        f"purified in {result.elapsed:.1f} s ({result.rounds_done} rounds on {result.device}) -> {args.out}"
+        "pull: the largest share of triggered images sent to one class that is neither their "
+        "own nor the target ('to'); ASR misses it, RA shows it"
     )
+    print(f"-> {csv_path}, {json_path} and one folder per defence in {args.out}")
     return 0
 
 
@@ -570,6 +670,7 @@ def _print_caveats(history, metrics: dict, target: int | None = None) -> None:
 
 def cmd_demo(args) -> int:
     from .checkpoint import load_checkpoint
+    from .defenses.sau import SAUConfig
     from .pipeline import (
         TEACHING_PRESETS,
         plant_backdoor,
@@ -578,7 +679,6 @@ def cmd_demo(args) -> int:
         write_purify_outputs,
     )
     from .runs import default_root
-    from .sau import SAUConfig
 
     preset = TEACHING_PRESETS[args.preset]
     setup = preset.setup
@@ -665,7 +765,7 @@ def _p_import(p: argparse.ArgumentParser) -> None:
 
 
 def _p_purify(p: argparse.ArgumentParser) -> None:
-    from .sau import SAUConfig
+    from .defenses.sau import SAUConfig
 
     _p_checkpoint(p)
     p.add_argument("--out", required=True, help="output directory (created)")
@@ -690,11 +790,56 @@ def _p_purify(p: argparse.ArgumentParser) -> None:
         help="ignore the stored trigger: measure ACC and where h0's adversarial examples land",
     )
     _add_attack_flags(p, known=False)
+    from .defenses import DEFENSES
+
+    p.add_argument(
+        "--defense",
+        default="sau",
+        metavar="NAME",
+        help="the defence: " + ", ".join(DEFENSES) + " (default: sau; `sau list` says what each "
+        "does)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a setting of the chosen defence (repeatable), e.g. --set lr=0.005; `sau list` names "
+        "them",
+    )
     _add_dataclass_flags(
-        p.add_argument_group("SAU settings (the reference's, except where a data set's differ)"),
+        p.add_argument_group(
+            "SAU settings (the reference's, except where a data set's differ; --rounds, "
+            "--batch-size, --seed and --eval-size also set the other defences')"
+        ),
         SAUConfig,
         "sau",
     )
+    _add_common(p)
+
+
+def _p_compare(p: argparse.ArgumentParser) -> None:
+    from .defenses import DEFENSES
+
+    _p_checkpoint(p)
+    p.add_argument(
+        "--defenses",
+        nargs="+",
+        default=list(DEFENSES),
+        metavar="NAME",
+        help="the defences to run in turn, each with its data set defaults (default: all: "
+        + " ".join(DEFENSES)
+        + ")",
+    )
+    p.add_argument("--out", required=True, help="output directory: one folder per defence, and "
+                   "comparison.csv and comparison.json")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    g = p.add_argument_group("the defender's clean data")
+    g.add_argument("--clean-ratio", type=finite_float, default=None,
+                   help="share of the training set the defender holds "
+                   f"(default: {defaults.default_value('clean_ratio')})")  # fmt: skip
+    g.add_argument("--clean-seed", type=bounded_int, default=0,
+                   help="seed of the clean subset (default: 0)")  # fmt: skip
+    _add_attack_flags(p, known=False)
     _add_common(p)
 
 
@@ -796,9 +941,15 @@ COMMANDS = {
         cmd_import,
     ),  # fmt: skip
     "purify": (
-        "run SAU on a checkpoint; write the purified checkpoint, metrics.json and history.jsonl",
+        "run a defence (SAU by default) on a checkpoint; write the defended checkpoint, "
+        "metrics.json and history.jsonl",
         _p_purify,
         cmd_purify,
+    ),  # fmt: skip
+    "compare": (
+        "run several defences on one checkpoint; print and write the comparison table",
+        _p_compare,
+        cmd_compare,
     ),  # fmt: skip
     "demo": (
         "attack then purify on the embedded digits, with a before/after table",

@@ -2,7 +2,7 @@
 
 A :class:`Recipe` says, for one data set, which model ``sau attack`` trains, how it trains it,
 how many clean images the defender holds, and which SAU settings differ from the reference's.
-:func:`~sau_core.train.default_train_config` and :func:`~sau_core.sau.default_sau_config` read it,
+:func:`~sau_core.train.default_train_config` and :func:`~sau_core.defenses.sau.default_sau_config` read it,
 the CLI's ``--help`` prints it, and the dashboard's forms start from it, so the same data set gets
 the same numbers wherever a run starts. Plain dicts and no torch, so ``sau --help`` stays fast.
 
@@ -30,6 +30,11 @@ class Recipe:
     sau: dict = field(default_factory=dict)  # SAUConfig fields that differ from the reference
     clean_ratio: float = 0.05  # the defender's share of the training set (the paper: 5%)
     why: str = ""  # one line on where these numbers come from
+    defenses: dict = field(default_factory=dict)  # per defence (not SAU): settings that differ
+
+    def defense(self, name: str) -> dict:
+        """The settings of defence ``name`` that differ from its paper's on this data set."""
+        return dict(self.sau) if name == "sau" else dict(self.defenses.get(name, {}))
 
 
 RECIPES: dict[str, Recipe] = {
@@ -46,6 +51,10 @@ RECIPES: dict[str, Recipe] = {
         },  # fmt: skip
         sau={"batch_size": 64, "rounds": 60},
         clean_ratio=0.3,
+        # the fine-tuning family as the model was trained (crops) and with SAU's batch of 64:
+        # the clean set holds 431 images, so batches of 256 make two steps a round
+        # (bench/bench_defenses.py; docs/results/defenses.md)
+        defenses={name: {"batch_size": 64, "augment": "crop"} for name in ("ft", "fp", "nad")},
         why="the embedded demo: measured to plant and remove BadNets and Blended on digits",
     ),
     "mnist": Recipe(arch="small_cnn", train={"epochs": 10, "batch_size": 128, "lr": 0.01}),

@@ -82,7 +82,7 @@ def memory_format(
     small CNN's first batch of 256 with 2 threads; 0.6% of the pixels of a random-weight
     PreAct-ResNet18 batch). With ``channels_last=False`` SAU's perturbations are the reference
     loop's bit for bit, its losses and weights equal to float rounding
-    (:data:`sau_core.sau.OUTER_FORWARDS`).
+    (:data:`sau_core.defenses.sau.OUTER_FORWARDS`).
     """
     wanted = device.type == "cuda" or (cpu and device.type == "cpu")
     return torch.channels_last if channels_last and wanted else torch.contiguous_format

@@ -15,6 +15,8 @@ from torch import Tensor
 
 __all__ = [
     "Callback",
+    "DefenseBatch",
+    "DefenseRound",
     "Evaluated",
     "Finished",
     "ProbeSnapshot",
@@ -41,7 +43,7 @@ class StopFlag(Protocol):
 
 @dataclass
 class Started:
-    job: str  # "train" or "sau"
+    job: str  # "train", or the defence's registry name ("sau", "ft", ...)
     total_steps: int  # batches the whole job will run
     device: str  # e.g. "cpu" or "cuda:0 (NVIDIA H200)"
     config: dict = field(default_factory=dict)
@@ -81,6 +83,44 @@ class TrainEpoch:
     ra: float | None = None
 
 
+@dataclass(kw_only=True)
+class DefenseBatch:
+    """One optimisation step of a defence (other than SAU, which sends :class:`SAUBatch`)."""
+
+    round: int  # from 1
+    step: int  # global batch counter, from 1
+    total_steps: int
+    loss: float  # the loss the step minimised
+    losses: dict[str, float] = field(default_factory=dict)  # its named terms
+    n: int = 0  # batch size
+
+
+@dataclass(kw_only=True)
+class DefenseRound:
+    """The end of one round (a pass over the clean set) of any defence.
+
+    Every defence reports these numbers; a defence with more to say subclasses it
+    (:class:`SAURound`) or puts them in ``extras`` (for example the channels pruned so far).
+    """
+
+    round: int  # from 1
+    rounds: int
+    acc: float  # clean accuracy of the model on the live evaluation subset (NaN: no test set)
+    asr: float | None  # None when the trigger is unknown
+    ra: float | None
+    per_class_asr: dict[int, float] | None
+    lr: float
+    elapsed: float
+    eta: float
+    stopped: bool = False
+    # per class c, the share of the live triggered images (neither of c nor aimed at c) the model
+    # sends to c (sau_core.metrics.off_target_pull); None when the trigger is unknown
+    off_target: dict[int, float] | None = None
+    losses: dict[str, float] = field(default_factory=dict)  # named means over the round's batches
+    extras: dict = field(default_factory=dict)  # the defence's own numbers (JSON-able)
+    defense: str = ""  # the registry name of the defence that sent it
+
+
 @dataclass
 class SAUBatch:
     """One outer step of SAU on one batch of the clean set."""
@@ -104,17 +144,10 @@ class SAUBatch:
     saturated: int = 0  # of those, where h's softmax is too sure for L_shared to move it
 
 
-@dataclass
-class SAURound:
-    round: int  # from 1
-    rounds: int
-    acc: float  # clean accuracy of h on the live evaluation subset
-    asr: float | None  # None when the trigger is unknown
-    ra: float | None
-    per_class_asr: dict[int, float] | None
-    lr: float
-    elapsed: float
-    eta: float
+@dataclass(kw_only=True)
+class SAURound(DefenseRound):
+    """A round of SAU: the generic numbers (``losses`` holds L_cl and L_shared) and SAU's own."""
+
     adv_h: int  # totals over the round's batches
     adv_h0: int
     common: int
@@ -123,7 +156,6 @@ class SAURound:
     disagreement: float  # share of the clean evaluation images where h and h0 disagree
     l_cl: float  # means over the round's batches
     l_shared: float
-    stopped: bool = False
     potential_poison: int = 0  # totals over the round's batches (see SAUBatch)
     saturated: int = 0
     # of the potential-poison samples, how many h0 sends to each class (K counts): a backdoored
@@ -181,3 +213,28 @@ def to_record(event: Any) -> dict:
 def emit(callback: Callback | None, event: Any) -> None:
     if callback is not None:
         callback(event)
+
+
+ROUND_EVENTS: dict[str, type] = {"DefenseRound": DefenseRound, "SAURound": SAURound}
+
+
+def round_from_record(record: dict) -> DefenseRound:
+    """A round event back from its :func:`to_record` dict (a resume file's history).
+
+    Fields added since a record was written take their defaults (older run directories stay
+    readable); an unknown event, a missing required field or an unknown field is a ValueError.
+    """
+    if not isinstance(record, dict):
+        raise ValueError("a round record must be an object")
+    cls = ROUND_EVENTS.get(record.get("event"))
+    if cls is None:
+        raise ValueError(f"history holds {record.get('event')!r}, not a defence's round")
+    d = {k: v for k, v in record.items() if k != "event"}
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(d) - set(known))
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+    for key in ("per_class_asr", "off_target"):
+        if isinstance(d.get(key), dict):
+            d[key] = {int(k): v for k, v in d[key].items()}
+    return cls(**d)

@@ -45,7 +45,8 @@ from .checkpoint import (
 )
 from .data import Split
 from .defaults import recipe
-from .events import NonFiniteLoss, ProbeSnapshot
+from .defenses import DefenseState, get_defense
+from .events import ROUND_EVENTS, NonFiniteLoss, ProbeSnapshot
 from .metrics import evaluate
 from .models import MODELS
 from .pipeline import (
@@ -59,7 +60,6 @@ from .pipeline import (
     write_purify_outputs,
 )
 from .runs import FINAL_STATES, Run, RunError, RunStore, this_process
-from .sau import ResumeState, SAUConfig, default_sau_config
 from .train import TrainConfig, TrainState, default_train_config
 from .workers import (
     WORKER_NAME,
@@ -155,13 +155,15 @@ class AttackJob:
 
 @dataclass(frozen=True)
 class PurifyJob:
-    """Run SAU on the checkpoint at ``checkpoint`` (see :func:`~sau_core.pipeline.purify_checkpoint`).
+    """Run a defence (SAU by default) on the checkpoint at ``checkpoint`` (see
+    :func:`~sau_core.pipeline.purify_checkpoint`).
 
-    ``sau`` and ``clean_ratio`` left None take the data set's defaults (:mod:`sau_core.defaults`)
-    when the job is submitted, so ``config.json`` always records the numbers used."""
+    ``settings`` and ``clean_ratio`` left None take the data set's defaults
+    (:mod:`sau_core.defaults`) when the job is submitted, so ``config.json`` always records the
+    numbers used."""
 
     checkpoint: str  # a checkpoint directory: a finished attack run, a ready-made one, an import
-    sau: SAUConfig | None = None  # None: the data set's (default_sau_config)
+    settings: Any = None  # the defence's config; None: the data set's (Defense.default_config)
     clean_ratio: float | None = None  # share of the training set the defender holds
     clean_seed: int = 0
     balanced: bool = False
@@ -169,25 +171,32 @@ class PurifyJob:
     data: DataSpec | None = None  # None: the data set the checkpoint names
     device: str | None = None
     download: bool = False
+    defense: str = "sau"  # a name in sau_core.defenses.DEFENSES
 
     kind = "purify"
 
     def resolved(self) -> PurifyJob:
         """This job with the data set's defaults where it leaves a setting open."""
-        if self.sau is not None and self.clean_ratio is not None:
+        if self.settings is not None and self.clean_ratio is not None:
             return self
         name = self.data.name if self.data is not None else _checkpoint_data_name(self.checkpoint)
         return replace(
             self,
-            sau=self.sau if self.sau is not None else default_sau_config(name),
+            settings=self.settings
+            if self.settings is not None
+            else get_defense(self.defense).default_config(name),
             clean_ratio=self.clean_ratio
             if self.clean_ratio is not None
             else recipe(name).clean_ratio,
         )
 
     def check(self) -> PurifyJob:
+        entry = get_defense(self.defense)
         job = self.resolved()
-        job.sau.validate()
+        if not isinstance(job.settings, entry.config):
+            raise ValueError(f"the settings of a {self.defense} job must be a "
+                             f"{entry.config.__name__}, got {type(job.settings).__name__}")  # fmt: skip
+        job.settings.validate()
         ratio = job.clean_ratio
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 1:
             raise ValueError(f"the clean ratio must be in (0, 1], got {ratio!r}")
@@ -196,10 +205,12 @@ class PurifyJob:
         return self
 
     def to_dict(self) -> dict:
-        return {
+        settings = None if self.settings is None else self.settings.to_dict()
+        d = {
             "kind": self.kind,
             "checkpoint": str(self.checkpoint),
-            "sau": None if self.sau is None else self.sau.to_dict(),
+            "defense": self.defense,
+            "settings": settings,
             "clean_ratio": self.clean_ratio,
             "clean_seed": self.clean_seed,
             "balanced": self.balanced,
@@ -208,13 +219,21 @@ class PurifyJob:
             "device": self.device,
             "download": self.download,
         }
+        if self.defense == "sau":  # the key SAU runs have always had (pages and reports read it)
+            d["sau"] = settings
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> PurifyJob:
-        sau, ratio = d.get("sau"), d.get("clean_ratio")
+        """Inverse of :meth:`to_dict`; also reads run directories from before the defence
+        registry (no ``defense``: SAU, its settings under ``sau``)."""
+        defense = d.get("defense", "sau")
+        entry = get_defense(defense)
+        settings = d.get("settings", d.get("sau") if defense == "sau" else None)
+        ratio = d.get("clean_ratio")
         return cls(
             checkpoint=str(d["checkpoint"]),
-            sau=None if sau is None else SAUConfig.from_dict(sau),
+            settings=None if settings is None else entry.config.from_dict(settings),
             clean_ratio=None if ratio is None else float(ratio),
             clean_seed=int(d.get("clean_seed", 0)),
             balanced=bool(d.get("balanced", False)),
@@ -222,6 +241,7 @@ class PurifyJob:
             data=None if d.get("data") is None else DataSpec.from_dict(d["data"]),
             device=d.get("device"),
             download=bool(d.get("download", False)),
+            defense=defense,
         )
 
 
@@ -275,8 +295,8 @@ class JobView:
     t_last: float | None  # of the latest event
     t_ended: float | None
     epochs: list[dict]  # TrainEpoch records
-    rounds: list[dict]  # SAURound records
-    batches: list[dict]  # thinned TrainBatch / SAUBatch records
+    rounds: list[dict]  # a defence's round records (SAURound, DefenseRound)
+    batches: list[dict]  # thinned TrainBatch / SAUBatch / DefenseBatch records
     before: dict | None  # purify: the backdoored model on the full test sets (Baseline record)
     final: dict | None  # the Finished record's evaluation
     probe: ProbeSnapshot | None  # the latest probe batch
@@ -307,7 +327,8 @@ class JobView:
         return Progress(fraction, elapsed, eta, self.step, total)
 
 
-_BATCH_KEEP = ("step", "epoch", "round", "loss", "l_cl", "l_shared", "l_adv", "l_share", "shared", "n")  # fmt: skip
+_BATCH_KEEP = ("step", "epoch", "round", "loss", "l_cl", "l_shared", "l_adv", "l_share", "shared", "n", "losses")  # fmt: skip
+BATCH_EVENTS = ("TrainBatch", "SAUBatch", "DefenseBatch")
 
 
 class LiveState:
@@ -344,7 +365,7 @@ class LiveState:
                 self.t_started, self.t_ended = t, None
                 self.step0 = self.step if record.get("resumed_from") else 0
                 self.state = "running"
-            elif kind in ("TrainBatch", "SAUBatch"):
+            elif kind in BATCH_EVENTS:
                 self.step = int(record.get("step", self.step))
                 if self.step % self.stride == 0:
                     self.batches.append({k: record[k] for k in _BATCH_KEEP if k in record})
@@ -353,7 +374,7 @@ class LiveState:
                         self.stride *= 2
             elif kind == "TrainEpoch":
                 self.epochs.append(record)
-            elif kind == "SAURound":
+            elif kind in ROUND_EVENTS:
                 self.rounds.append(record)
             elif kind == "Baseline":
                 self.before = record
@@ -442,7 +463,12 @@ def _attack(
 
 
 def _purify(
-    job: PurifyJob, run: Run, callback, stop, split: Split | None, resume: ResumeState | None = None
+    job: PurifyJob,
+    run: Run,
+    callback,
+    stop,
+    split: Split | None,
+    resume: DefenseState | None = None,
 ) -> tuple[dict, bool]:
     try:
         ckpt = load_checkpoint(job.checkpoint, device="cpu")
@@ -468,7 +494,8 @@ def _purify(
     result = purify_checkpoint(
         ckpt,
         split,
-        job.sau,
+        job.settings,
+        defense=job.defense,
         clean_ratio=job.clean_ratio,
         clean_seed=job.clean_seed,
         balanced=job.balanced,
@@ -544,7 +571,7 @@ class _Job:
     device: str  # the slot pool: cpu, cuda or mps
     seq: int  # submission order
     split: Any = None
-    resume: ResumeState | None = None
+    resume: DefenseState | None = None
     resumed: bool = False
     gpu: int | None = None  # the CUDA device index it was placed on (several GPUs only)
     thread: threading.Thread | None = None  # None while queued
@@ -892,7 +919,7 @@ class JobRunner:
             job = job.resolved().check()  # a purify job's checkpoint must still be there
             self._check_room(owner)
             saved = run.resume_state() if run.resume_round() is not None else None
-            settings = job.sau if isinstance(job, PurifyJob) else job.train
+            settings = job.settings if isinstance(job, PurifyJob) else job.train
             if saved is not None and saved.config != settings.to_dict():
                 raise RunError(f"run {run_id}: its saved state was made with other settings")
             last = 0 if saved is None else getattr(saved, "round", getattr(saved, "epoch", 0))
@@ -1050,7 +1077,7 @@ def execute(
     job: Any,
     stop: StopFile,
     split: Split | None = None,
-    resume: ResumeState | None = None,
+    resume: DefenseState | None = None,
     *,
     claim: bool = True,
     on_record: Callable[[dict, Any], None] | None = None,
@@ -1070,12 +1097,12 @@ def execute(
         if on_record is not None:
             on_record(record, event)
         kind = record["event"]
-        if kind in ("TrainBatch", "SAUBatch"):
+        if kind in BATCH_EVENTS:
             step[0] = int(record.get("step", step[0]))
         changes: dict[str, Any] = {}
         if kind == "Started":
             changes = {"device": record["device"], "total_steps": record["total_steps"]}
-        elif kind in ("TrainEpoch", "SAURound"):
+        elif kind == "TrainEpoch" or kind in ROUND_EVENTS:
             n = "epoch" if kind == "TrainEpoch" else "round"
             changes = {"round": record[n], "rounds": record[n + "s"]}
         if changes or record["t"] - last_beat[0] > heartbeat:
@@ -1133,7 +1160,8 @@ def failure_message(err: BaseException, job: Any = None) -> str:
     if not is_out_of_memory(err):
         return _one_line(err)
     if isinstance(job, PurifyJob):
-        hint = (f"a smaller SAU batch size (now {job.sau.batch_size}), a smaller eval_size, "
+        size = getattr(job.settings, "batch_size", "?")
+        hint = (f"a smaller {job.defense.upper()} batch size (now {size}), a smaller eval_size, "
                 "or the CPU")  # fmt: skip
     elif isinstance(job, AttackJob) and job.train is not None:
         hint = f"a smaller training batch size (now {job.train.batch_size}), or the CPU"

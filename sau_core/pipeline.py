@@ -17,10 +17,11 @@ from .attacks import AttackSpec, BackdoorTest, PoisonedTrain, backdoor_test, poi
 from .checkpoint import Checkpoint, save_checkpoint, write_json_atomic
 from .data import ImageData, Split, clean_subset, dataset_options, load_dataset
 from .defaults import recipe
+from .defenses import DefenseResult, DefenseState, get_defense
+from .defenses.sau import SAUConfig, default_sau_config
 from .events import Callback, StopFlag, to_record
 from .metrics import Evaluation, der
 from .models import create_model
-from .sau import PurifyResult, ResumeState, SAUConfig, default_sau_config, purify
 from .train import TrainConfig, TrainResult, TrainState, default_train_config, train
 
 __all__ = [
@@ -161,8 +162,9 @@ def clean_set(
 def purify_checkpoint(
     checkpoint: Checkpoint,
     split: Split,
-    config: SAUConfig | None = None,
+    config=None,
     *,
+    defense: str = "sau",
     clean_ratio: float = 0.05,
     clean_seed: int = 0,
     balanced: bool = False,
@@ -170,18 +172,28 @@ def purify_checkpoint(
     device: str | torch.device | None = None,
     callback: Callback | None = None,
     stop: StopFlag | None = None,
-    resume: ResumeState | None = None,
+    resume: DefenseState | None = None,
     on_state=None,
-) -> PurifyResult:
-    """Run SAU on a loaded checkpoint; ``spec`` (the trigger) is optional.
+) -> DefenseResult:
+    """Run ``defense`` (a name in :data:`~sau_core.defenses.DEFENSES`, SAU by default) on a loaded
+    checkpoint; ``config`` None takes the data set's defaults; ``spec`` (the trigger) is optional.
 
-    ``resume`` and ``on_state``: see :func:`~sau_core.sau.purify` (continue an interrupted run;
-    receive the state after every completed round).
+    ``resume`` and ``on_state``: see :func:`~sau_core.defenses.sau.purify` (continue an
+    interrupted run; receive the state after every completed round). ValueError for a config of
+    another defence, or a model the defence cannot run on.
     """
+    entry = get_defense(defense)
+    if config is None:
+        config = entry.default_config(split.info.name)
+    if not isinstance(config, entry.config):
+        raise ValueError(f"{entry.title} takes a {entry.config.__name__}, got "
+                         f"{type(config).__name__}")  # fmt: skip
+    if entry.check_model is not None:
+        entry.check_model(checkpoint.model)
     clean = clean_set(split, clean_ratio, seed=clean_seed, balanced=balanced)
     if spec is not None:
         spec.validate(split.info)
-    return purify(
+    return entry.run(
         checkpoint.model,
         clean,
         config,
@@ -237,14 +249,15 @@ def write_attack_outputs(
 
 def write_purify_outputs(
     out: str | Path,
-    result: PurifyResult,
+    result: DefenseResult,
     source: Checkpoint,
     *,
     clean_ratio: float,
     clean_seed: int,
     spec: AttackSpec | None,
 ) -> dict:
-    """Purified checkpoint, ``metrics.json`` (before/after, DER, config) and ``history.jsonl``."""
+    """Defended checkpoint, ``metrics.json`` (the defence, before/after, DER, its settings and
+    notes) and ``history.jsonl`` (its round records)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -252,7 +265,9 @@ def write_purify_outputs(
         d = e.to_dict(confusion=False)
         return {k: d[k] for k in ("acc", "asr", "ra", "per_class_asr", "off_target")}
 
+    settings = result.config.to_dict()
     metrics = {
+        "defense": result.defense,
         "before": block(result.before),
         "after": block(result.after),
         "der": None if spec is None else der(result.before, result.after),
@@ -260,16 +275,24 @@ def write_purify_outputs(
         "stopped": result.stopped,
         "seconds": result.elapsed,
         "device": result.device,
+        "notes": result.notes,
         "config": {
-            "sau": result.config.to_dict(),
+            "defense": result.defense,
+            "settings": settings,
             "clean_ratio": clean_ratio,
             "clean_seed": clean_seed,
             "attack": None if spec is None else spec.to_dict(),
             "source": str(source.path),
         },
     }
-    meta = {k: v for k, v in source.meta.items() if k not in ("versions", "created", "format")}
-    meta.update({"purified_from": str(source.path), "sau": result.config.to_dict()})
+    if result.defense == "sau":  # the key SAU's outputs have always had
+        metrics["config"]["sau"] = settings
+    meta = {k: v for k, v in source.meta.items()
+            if k not in ("versions", "created", "format", "sau", "defense")}  # fmt: skip
+    meta.update({"purified_from": str(source.path),
+                 "defense": {"name": result.defense, "settings": settings}})  # fmt: skip
+    if result.defense == "sau":
+        meta["sau"] = settings
     if spec is not None:  # the trigger this run measured (it may differ from the source's)
         meta["attack"] = spec.to_dict()
     meta["metrics"] = metrics["after"]
@@ -314,7 +337,7 @@ class DemoPreset:
     about the same cost) trained with random crops (4-pixel padding, the CIFAR-10 recipe: without them
     the model's adversarial examples mostly land on class 8, not on the target, and SAU cannot
     reach the backdoor) and label smoothing 0.1 (without it the model is often so sure of its
-    trigger class that SAU's loss has almost no gradient there: ``sau_core.sau.saturated_flags``),
+    trigger class that SAU's loss has almost no gradient there: ``sau_core.defenses.sau.saturated_flags``),
     BadNets 10%, 30% clean data, SAU with the reference's settings except a batch of 64 (digits
     default) for 60 rounds.
     """
@@ -537,7 +560,7 @@ def run_caveats(rounds: list, target: int | None = None) -> list[str]:
 
     A saturated backdoored model: when h is so sure of h0's adversarial class that the mass on
     every other class is under a millionth, SAU's unlearning loss (as the authors write it) has
-    almost no gradient there (:func:`sau_core.sau.saturated_flags`). And, when the all-to-one
+    almost no gradient there (:func:`sau_core.defenses.sau.saturated_flags`). And, when the all-to-one
     ``target`` is known, a search that misses it: under :data:`LANDING_WARNING` of round 1's
     examples that fool h0 land on the target.
     """

@@ -245,12 +245,13 @@ class Run:
 
     # ---------------------------------------------------------------------- resume state
     def save_state(self, state) -> None:
-        """Keep a :class:`~sau_core.sau.ResumeState` as ``state/resume.safetensors`` (atomic)."""
+        """Keep a :class:`~sau_core.defenses.base.DefenseState` (or a training state) as
+        ``state/resume.safetensors`` (atomic)."""
         save_resume_state(self._file(RESUME_FILE), state)
 
     def resume_state(self):
-        """The saved :class:`~sau_core.sau.ResumeState`; RunError when there is none or it is
-        unreadable."""
+        """The saved :class:`~sau_core.defenses.base.DefenseState` (or training state); RunError
+        when there is none or it is unreadable."""
         path = self._file(RESUME_FILE)
         if not path.is_file():
             raise RunError(f"run {self.id} kept no state to resume from")
@@ -429,108 +430,93 @@ def load_probe(path: Path) -> ProbeSnapshot:
 
 
 # ------------------------------------------------------------------------------ resume files
-def _save_train_state(path: Path, state) -> None:
-    """A :class:`~sau_core.train.TrainState`: tensors ``model/<name>``, ``opt/<param index>/<key>``
-    and ``generator``; the optimizer's numbers, its param groups, the schedule and the history as
-    JSON in the metadata (``kind``: train)."""
-    from safetensors.torch import save
+# One layout for every kind: tensors ``model/<name>`` (the weights trained), ``opt/<param
+# index>/<key>`` (the optimiser's per-parameter tensors) and ``generator``; the optimiser's other
+# numbers, its param groups, the history and the config as JSON in the metadata, with ``kind``
+# "train" (a TrainState) or "defense" (a DefenseState, ``defense`` naming it). Files written
+# before defences had a registry (SAU only: ``h/``, ``adam/``, no kind) are still read.
 
-    from .checkpoint import write_bytes_atomic
-    from .events import to_record
 
-    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in state.model.items()}
+def _pack(state_dict: dict, optimizer: dict, generator) -> tuple[dict, dict]:
+    """The tensors of a state, and the optimiser's JSON block."""
+    tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in state_dict.items()}
     numbers: dict = {}
-    for i, entry in state.optimizer["state"].items():
+    for i, entry in optimizer["state"].items():
         for key, value in entry.items():
             if hasattr(value, "detach"):
                 tensors[f"opt/{int(i)}/{key}"] = value.detach().cpu().contiguous()
             else:
                 numbers.setdefault(str(int(i)), {})[key] = value
-    tensors["generator"] = state.generator.detach().cpu().contiguous()
-    meta = {
-        "format": RESUME_FORMAT,
-        "kind": "train",
-        "round": str(int(state.epoch)),
-        "elapsed": repr(float(state.elapsed)),
-        "config": json.dumps(state.config),
-        "history": json.dumps([to_record(r) for r in state.history]),
-        "optimizer": json.dumps({"numbers": numbers,
-                                 "param_groups": state.optimizer["param_groups"]}),
-        "scheduler": json.dumps(state.scheduler),
-    }  # fmt: skip
-    write_bytes_atomic(Path(path), save(tensors, metadata=meta))
+    tensors["generator"] = generator.detach().cpu().contiguous()
+    return tensors, {"numbers": numbers, "param_groups": optimizer.get("param_groups")}
 
 
-def _load_train_state(path: Path, meta: dict, tensors: dict):
-    """The :class:`~sau_core.train.TrainState` of a resume file of kind train."""
+def _unpack(tensors: dict, opt: dict, model_prefix: str = "model/", opt_prefix: str = "opt/"):
+    """(state_dict, optimizer state_dict, generator) from a file's tensors; ValueError."""
     import torch
 
-    from .events import TrainEpoch
-    from .train import TrainState
-
-    epoch = int(meta["round"])
-    elapsed = float(meta["elapsed"])
-    config = json.loads(meta["config"])
-    records = json.loads(meta["history"])
-    opt = json.loads(meta["optimizer"])
-    scheduler = json.loads(meta["scheduler"])
-    if not isinstance(config, dict) or not isinstance(records, list) or not isinstance(opt, dict):
-        raise ValueError("config and optimizer must be objects and history a list")
-    if scheduler is not None and not isinstance(scheduler, dict):
-        raise ValueError("the schedule's state must be an object")
-    names = {f.name for f in fields(TrainEpoch)}
-    history = []
-    for rec in records:
-        d = {k: v for k, v in rec.items() if k != "event"}
-        if rec.get("event") != "TrainEpoch" or set(d) != names:
-            raise ValueError("history holds something other than TrainEpoch records")
-        history.append(TrainEpoch(**d))
+    if not isinstance(opt, dict):
+        raise ValueError("the optimizer block must be an object")
     model, state, generator = {}, {}, None
     for i, entry in (opt.get("numbers") or {}).items():
         state.setdefault(int(i), {}).update(dict(entry))
     for name, t in tensors.items():
         if name == "generator":
             generator = t
-        elif name.startswith("model/"):
-            model[name[6:]] = t
-        elif name.startswith("opt/") and name.count("/") == 2:
+        elif name.startswith(model_prefix):
+            model[name[len(model_prefix) :]] = t
+        elif name.startswith(opt_prefix) and name.count("/") == 2:
             _, i, key = name.split("/")
             state.setdefault(int(i), {})[key] = t
         else:
             raise ValueError(f"unexpected tensor {name!r}")
     if generator is None or generator.dtype != torch.uint8:
         raise ValueError("no generator state (uint8)")
-    if not math.isfinite(elapsed) or elapsed < 0:
-        raise ValueError("elapsed time must be finite and >= 0")
-    optimizer = {"state": state, "param_groups": opt.get("param_groups")}
-    return TrainState(epoch, model, optimizer, scheduler, generator, history, elapsed, config)
+    optimizer = {"state": state}
+    if opt.get("param_groups") is not None:
+        optimizer["param_groups"] = opt["param_groups"]
+    return model, optimizer, generator
+
+
+def _history(records, parse) -> list:
+    if not isinstance(records, list):
+        raise ValueError("the history must be a list")
+    return [parse(r) for r in records]
+
+
+def _train_epoch(rec):
+    from .events import TrainEpoch
+
+    names = {f.name for f in fields(TrainEpoch)}
+    d = {k: v for k, v in rec.items() if k != "event"} if isinstance(rec, dict) else {}
+    if not isinstance(rec, dict) or rec.get("event") != "TrainEpoch" or set(d) != names:
+        raise ValueError("history holds something other than TrainEpoch records")
+    return TrainEpoch(**d)
 
 
 def save_resume_state(path: Path, state) -> None:
-    """A :class:`~sau_core.sau.ResumeState` (or a :class:`~sau_core.train.TrainState`) as one
-    safetensors file: tensors ``h/<name>``, ``adam/<param index>/<key>`` and ``generator``; the
-    rest as JSON in the metadata."""
+    """A :class:`~sau_core.defenses.base.DefenseState` or a :class:`~sau_core.train.TrainState`
+    as one safetensors file (atomic)."""
     from safetensors.torch import save
 
     from .checkpoint import write_bytes_atomic
-    from .events import to_record
 
-    if hasattr(state, "epoch"):
-        _save_train_state(path, state)
-        return
-
-    tensors = {f"h/{k}": v.detach().cpu().contiguous() for k, v in state.h.items()}
-    for i, entry in state.optimizer["state"].items():
-        for key, value in entry.items():
-            tensors[f"adam/{int(i)}/{key}"] = value.detach().cpu().contiguous()
-    tensors["generator"] = state.generator.detach().cpu().contiguous()
+    train = hasattr(state, "epoch")
+    weights = state.model if train else state.h
+    tensors, opt = _pack(weights, state.optimizer, state.generator)
     meta = {
         "format": RESUME_FORMAT,
-        "round": str(int(state.round)),
+        "kind": "train" if train else "defense",
+        "round": str(int(state.epoch if train else state.round)),
         "elapsed": repr(float(state.elapsed)),
         "config": json.dumps(state.config),
         "history": json.dumps([to_record(r) for r in state.history]),
+        "optimizer": json.dumps(opt),
     }
+    if train:
+        meta["scheduler"] = json.dumps(state.scheduler)
+    else:
+        meta["defense"] = str(state.defense)
     write_bytes_atomic(Path(path), save(tensors, metadata=meta))
 
 
@@ -552,17 +538,19 @@ def _resume_header(path: Path) -> dict:
 
 
 def load_resume_state(path: Path):
-    """The :class:`~sau_core.sau.ResumeState` in ``path``; RunError when it is malformed.
+    """The :class:`~sau_core.defenses.base.DefenseState` (or
+    :class:`~sau_core.train.TrainState`) in ``path``; RunError when it is malformed.
 
-    Only checks that need no model are made here (format, names, JSON); :func:`sau_core.sau.purify`
-    checks the weights, the optimizer state and the settings against the run it resumes.
+    Only checks that need no model are made here (format, names, JSON); the defence (or the
+    training) checks the weights, the optimizer state and the settings against the run it
+    resumes.
     """
-    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    from .events import SAURound
-    from .sau import ResumeState
+    from .defenses.base import DefenseState
+    from .events import round_from_record
+    from .train import TrainState
 
     path = Path(path)
     if path.stat().st_size > MAX_RESUME_BYTES:
@@ -572,46 +560,39 @@ def load_resume_state(path: Path):
         tensors = load(path.read_bytes())
     except (SafetensorError, ValueError, RuntimeError, OSError) as err:
         raise RunError(f"cannot read {path.name}: {err}") from None
-    if meta.get("kind") == "train":
-        try:
-            return _load_train_state(path, meta, tensors)
-        except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as err:
-            raise RunError(f"{path.name} is not a usable training state: {err}") from None
+    kind = meta.get("kind")
+    what = "training state" if kind == "train" else "resume state"
     try:
         rnd = int(meta["round"])
         elapsed = float(meta["elapsed"])
         config = json.loads(meta["config"])
         records = json.loads(meta["history"])
-        if not isinstance(config, dict) or not isinstance(records, list):
-            raise ValueError("config must be an object and history a list")
-        names = {f.name for f in fields(SAURound)}
-        history = []
-        for rec in records:
-            d = {k: v for k, v in rec.items() if k != "event"}
-            if rec.get("event") != "SAURound" or set(d) != names:
-                raise ValueError("history holds something other than SAURound records")
-            if isinstance(d["per_class_asr"], dict):
-                d["per_class_asr"] = {int(k): v for k, v in d["per_class_asr"].items()}
-            history.append(SAURound(**d))
-        h, adam, generator = {}, {}, None
-        for name, t in tensors.items():
-            if name == "generator":
-                generator = t
-            elif name.startswith("h/"):
-                h[name[2:]] = t
-            elif name.startswith("adam/") and name.count("/") == 2:
-                _, i, key = name.split("/")
-                adam.setdefault(int(i), {})[key] = t
-            else:
-                raise ValueError(f"unexpected tensor {name!r}")
-        if generator is None or generator.dtype != torch.uint8:
-            raise ValueError("no generator state (uint8)")
+        if not isinstance(config, dict):
+            raise ValueError("config must be an object")
+        if kind == "train":
+            scheduler = json.loads(meta["scheduler"])
+            if scheduler is not None and not isinstance(scheduler, dict):
+                raise ValueError("the schedule's state must be an object")
+            model, optimizer, generator = _unpack(tensors, json.loads(meta["optimizer"]))
+            history = _history(records, _train_epoch)
+        elif kind == "defense":
+            model, optimizer, generator = _unpack(tensors, json.loads(meta["optimizer"]))
+            history = _history(records, round_from_record)
+            defense = meta["defense"]
+        elif kind is None:  # written before the defence registry: SAU's own layout
+            model, optimizer, generator = _unpack(tensors, {}, "h/", "adam/")
+            history = _history(records, round_from_record)
+            defense = "sau"
+        else:
+            raise ValueError(f"unknown kind {kind!r}")
     except (KeyError, ValueError, TypeError, AttributeError, RecursionError) as err:
-        raise RunError(f"{path.name} is not a usable resume state: {err}") from None
+        raise RunError(f"{path.name} is not a usable {what}: {err}") from None
     if not math.isfinite(elapsed) or elapsed < 0:
         raise RunError(f"{path.name}: elapsed time must be finite and >= 0")
-    return ResumeState(round=rnd, h=h, optimizer={"state": adam}, generator=generator,
-                       history=history, elapsed=elapsed, config=config)  # fmt: skip
+    if kind == "train":
+        return TrainState(rnd, model, optimizer, scheduler, generator, history, elapsed, config)
+    return DefenseState(round=rnd, h=model, optimizer=optimizer, generator=generator,
+                        history=history, elapsed=elapsed, config=config, defense=defense)  # fmt: skip
 
 
 def _read_json(path: Path) -> dict:

@@ -26,7 +26,7 @@ def make_lab(root: Path, rounds: tuple[int, ...] = (1,)) -> tuple[Path, Path, li
     for n in rounds:
         job = PurifyJob(
             checkpoint=str(entry.path),
-            sau=replace(DEMO.sau, rounds=n, probe_size=4),
+            settings=replace(DEMO.sau, rounds=n, probe_size=4),
             clean_ratio=0.1,
             attack=DEMO.attack,
             data=DATA8,

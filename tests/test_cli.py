@@ -386,8 +386,8 @@ def test_help_prints_the_defaults_used(capsys: pytest.CaptureFixture[str]) -> No
 def test_digits_defaults_are_the_demo() -> None:
     """`sau attack` and `sau purify` with no flags on digits run the measured demo setting."""
     from sau_core.defaults import recipe
+    from sau_core.defenses.sau import default_sau_config
     from sau_core.pipeline import DEMO
-    from sau_core.sau import default_sau_config
     from sau_core.train import default_train_config
 
     r = recipe("digits")
@@ -756,3 +756,98 @@ def test_jobs_lists_and_stops_a_servers_jobs(tmp_path: Path) -> None:
     assert code == 0 and StopFile(waiting.path).reason() == "class is over"
     code, _, err = _run(["jobs", "--runs", str(tmp_path / "nowhere")])
     assert code == 2 and "no runs folder" in err
+
+
+# ------------------------------------------------------------------------------- defences
+def test_list_names_every_defence_with_its_settings():
+    from sau_core.defenses import DEFENSES
+
+    rc, stdout, _ = _run(["list"])
+    assert rc == 0
+    for name, entry in DEFENSES.items():
+        assert f"  {name} " in stdout and entry.paper.venue in stdout
+    assert "teacher_rounds" in stdout and "threshold" in stdout
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--defense", "nope"], "--defense: unknown defence 'nope'; choose from sau, ft, fp"),
+        (["--defense", "ft", "--eps", "0.1"], "--eps: a SAU flag; ft's settings are"),
+        (["--defense", "ft", "--set", "lr=-1"], "FT parameter 'lr' must be >= 0.0"),
+        (["--defense", "ft", "--set", "nope=1"], "--set nope: ft has no such setting"),
+        (["--defense", "ft", "--set", "lr"], "--set expects NAME=VALUE"),
+        (["--defense", "nad", "--set", "rounds=5"], "'teacher_rounds' (10) must be smaller"),
+        (["--defense", "anp", "--set", "threshold=yes"], "'threshold' must be of type float"),
+    ],
+)
+def test_purify_refuses_bad_defence_settings_before_any_work(ckpt, tmp_path, flags, message):
+    out = tmp_path / "out"
+    rc, _, stderr = _run(["purify", "--checkpoint", str(ckpt), "--out", str(out), *flags])
+    assert rc == 2 and message in stderr
+    assert not out.exists()  # nothing half-written
+
+
+def test_a_defence_that_cannot_run_on_the_model_is_refused(ckpt, tmp_path, monkeypatch):
+    """Every model of the registry has convolutions and BatchNorm, so the guard is driven here
+    by a registry entry whose check refuses the model: the CLI names why, writes nothing."""
+    import dataclasses
+
+    from sau_core import defenses
+
+    def refuse(model):
+        raise ValueError("FP needs a convolutional layer to prune; this model has none")
+
+    entry = dataclasses.replace(defenses.DEFENSES["fp"], check_model=refuse)
+    monkeypatch.setitem(defenses.DEFENSES, "fp", entry)
+    for argv in (["purify", "--defense", "fp"], ["compare", "--defenses", "ft", "fp"]):
+        out = tmp_path / argv[0]
+        rc, _, stderr = _run([*argv, "--checkpoint", str(ckpt), "--out", str(out)])
+        assert rc == 2 and "fp: FP needs a convolutional layer" in stderr, stderr
+        assert not out.exists()
+
+
+def test_purify_runs_another_defence_and_records_it(ckpt, tmp_path):
+    out = tmp_path / "ft"
+    rc, stdout, stderr = _run(["purify", "--checkpoint", str(ckpt), "--out", str(out),
+                               "--defense", "ft", "--rounds", "2", "--set", "lr=0.005",
+                               "--device", "cpu"])  # fmt: skip
+    assert rc == 0, stderr
+    assert "[ft] round 2/2" in stderr and "ft done in" in stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["defense"] == "ft" and metrics["rounds_done"] == 2
+    assert metrics["config"]["settings"]["lr"] == 0.005 and "sau" not in metrics["config"]
+    side = json.loads((out / "checkpoint.json").read_text())
+    assert side["defense"]["name"] == "ft" and "sau" not in side
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["event"] for h in history] == ["DefenseRound", "DefenseRound"]
+    # the defended checkpoint is a checkpoint like any other
+    rc, stdout, stderr = _run(["evaluate", "--checkpoint", str(out), "--device", "cpu"])
+    assert rc == 0, stderr
+
+
+def test_compare_runs_defences_in_turn_and_writes_the_table(ckpt, tmp_path):
+    out = tmp_path / "cmp"
+    rc, stdout, stderr = _run(["compare", "--checkpoint", str(ckpt), "--defenses", "ft", "ibau",
+                               "--out", str(out), "--device", "cpu", "--quiet"])  # fmt: skip
+    assert rc == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[0].split()[:4] == ["defence", "ACC", "ASR", "RA"]
+    assert lines[1].startswith("none (backdoored)") and lines[2].startswith("ft")
+    assert lines[3].startswith("ibau")
+    rows = json.loads((out / "comparison.json").read_text())
+    assert [r["defense"] for r in rows] == ["none (backdoored)", "ft", "ibau"]
+    for r in rows[1:]:
+        m = json.loads((out / r["defense"] / "metrics.json").read_text())
+        assert r["asr"] == m["after"]["asr"] and r["der"] == m["der"]
+        assert r["seconds"] > 0
+    csv_lines = (out / "comparison.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("defense,acc,asr,ra,pull") and len(csv_lines) == 4
+    # a second compare into the same folder needs --overwrite
+    rc, _, stderr = _run(["compare", "--checkpoint", str(ckpt), "--defenses", "ft", "--out",
+                          str(out), "--device", "cpu"])  # fmt: skip
+    assert rc == 2 and "already holds results" in stderr
+    rc, _, stderr = _run(["compare", "--checkpoint", str(ckpt), "--defenses", "ft", "bogus",
+                          "--out", str(tmp_path / "x")])  # fmt: skip
+    assert rc == 2 and "--defenses: unknown defence 'bogus'" in stderr
+    assert not (tmp_path / "x").exists()

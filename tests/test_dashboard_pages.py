@@ -209,10 +209,10 @@ def test_an_interrupted_run_resumes_from_the_purify_page(env, ready_dir, monkeyp
     import subprocess
     import sys
 
+    from sau_core.defenses.sau import SAUConfig
     from sau_core.events import SAUBatch
     from sau_core.jobs import JobRunner, PurifyJob
     from sau_core.runs import Run
-    from sau_core.sau import SAUConfig
 
     original = Run.append_event
 
@@ -403,7 +403,7 @@ def test_an_unknown_trigger_run_says_what_it_measured(env, ready_dir):
     from sau_core.jobs import JobRunner, PurifyJob
 
     runner = JobRunner(RunStore(env))
-    job = PurifyJob(checkpoint=str(ready_dir / "badnets"), sau=replace(DEMO.sau, rounds=2),
+    job = PurifyJob(checkpoint=str(ready_dir / "badnets"), settings=replace(DEMO.sau, rounds=2),
                     clean_ratio=0.1, data=TINY.data)  # fmt: skip
     run_id = runner.submit(job, label="unknown trigger")
     assert runner.wait(run_id, timeout=300)

@@ -18,6 +18,7 @@ import torch
 from sau_core.attacks import AttackSpec
 from sau_core.checkpoint import load_checkpoint
 from sau_core.data import Split
+from sau_core.defenses.sau import SAUConfig
 from sau_core.events import SAUBatch
 from sau_core.jobs import (
     MAX_BATCH_POINTS,
@@ -33,7 +34,6 @@ from sau_core.jobs import (
 )
 from sau_core.pipeline import DataSpec
 from sau_core.runs import RESUME_FILE, Run, RunError, RunStore
-from sau_core.sau import SAUConfig
 from sau_core.train import default_train_config
 
 DATA8 = DataSpec("digits", None, {"resolution": 8, "seed": 0})
@@ -608,7 +608,7 @@ def test_jobs_take_the_data_sets_defaults(attacked, tmp_path):
     """A job that leaves a setting open gets its data set's defaults (sau_core.defaults), the
     same the CLI and the dashboard use, and config.json records the numbers."""
     from sau_core.defaults import recipe
-    from sau_core.sau import default_sau_config
+    from sau_core.defenses.sau import default_sau_config
 
     assert AttackJob().arch == recipe("digits").arch
     assert AttackJob(DataSpec("cifar10")).arch == recipe("cifar10").arch
@@ -617,10 +617,11 @@ def test_jobs_take_the_data_sets_defaults(attacked, tmp_path):
     ckpt = str(source.store.get(attack_id).path)
     job = PurifyJob(checkpoint=ckpt).resolved()
     assert (
-        job.sau == default_sau_config("digits") and job.clean_ratio == recipe("digits").clean_ratio
+        job.settings == default_sau_config("digits")
+        and job.clean_ratio == recipe("digits").clean_ratio
     )
     runner = JobRunner(RunStore(tmp_path))
-    run_id = runner.submit(PurifyJob(checkpoint=ckpt, sau=_sau(rounds=1)))
+    run_id = runner.submit(PurifyJob(checkpoint=ckpt, settings=_sau(rounds=1)))
     runner.stop(run_id)
     assert runner.wait(run_id, timeout=120)
     saved = RunStore(tmp_path).get(run_id).config()["job"]

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from sau_core.defenses.sau import SAUConfig, default_sau_config
 from sau_core.events import SAURound
 from sau_core.metrics import Evaluation
 from sau_core.pipeline import (
@@ -19,7 +20,6 @@ from sau_core.pipeline import (
     sau_caveats,
     trigger_caveats,
 )
-from sau_core.sau import SAUConfig, default_sau_config
 
 
 def test_demo_preset_is_valid() -> None:
@@ -106,8 +106,10 @@ def test_each_attack_lesson_is_its_ready_made_setting() -> None:
 
 
 def _round(potential: int, saturated: int, rnd: int = 1) -> SAURound:
-    return SAURound(rnd, 60, 0.9, 0.9, 0.0, None, 1e-4, 1.0, 10.0, 100, 100, 90, 90, 404, 0.0,
-                    0.5, 0.1, potential_poison=potential, saturated=saturated)  # fmt: skip
+    return SAURound(round=rnd, rounds=60, acc=0.9, asr=0.9, ra=0.0, per_class_asr=None, lr=1e-4,
+                    elapsed=1.0, eta=10.0, adv_h=100, adv_h0=100, common=90, shared=90, n=404,
+                    disagreement=0.0, l_cl=0.5, l_shared=0.1, potential_poison=potential,
+                    saturated=saturated)  # fmt: skip
 
 
 def test_run_caveat_for_a_saturated_model_reads_the_first_round() -> None:

@@ -42,8 +42,10 @@ def _probe(rnd: int, p: int = 3) -> ProbeSnapshot:
 
 
 def _round(rnd: int) -> SAURound:
-    return SAURound(rnd, 2, 0.9, 0.5, 0.4, {1: 0.5, 2: 0.25}, 1e-4, 1.0, 1.0,
-                    3, 4, 2, 1, 10, 0.1, 0.3, 0.2)  # fmt: skip
+    return SAURound(round=rnd, rounds=2, acc=0.9, asr=0.5, ra=0.4,
+                    per_class_asr={1: 0.5, 2: 0.25}, lr=1e-4, elapsed=1.0, eta=1.0, adv_h=3,
+                    adv_h0=4, common=2, shared=1, n=10, disagreement=0.1, l_cl=0.3,
+                    l_shared=0.2)  # fmt: skip
 
 
 def _dead_pid() -> int:

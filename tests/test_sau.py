@@ -16,10 +16,7 @@ from torch import nn
 from bench.sau_reference import reference_round
 from sau_core.attacks import AttackSpec
 from sau_core.data import ImageData, load_digits
-from sau_core.device import memory_format
-from sau_core.events import Finished, ProbeSnapshot, SAUBatch, SAURound, Started
-from sau_core.pipeline import DEMO, attack_setup, clean_set, plant_backdoor
-from sau_core.sau import (
+from sau_core.defenses.sau import (
     CUDA_BATCHES_AHEAD,
     SAUConfig,
     _js_per_sample,
@@ -32,6 +29,9 @@ from sau_core.sau import (
     shared_adversarial_risk,
     shared_pgd,
 )
+from sau_core.device import memory_format
+from sau_core.events import Finished, ProbeSnapshot, SAUBatch, SAURound, Started
+from sau_core.pipeline import DEMO, attack_setup, clean_set, plant_backdoor
 from sau_core.train import TrainConfig, default_train_config
 
 

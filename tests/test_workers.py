@@ -20,10 +20,10 @@ import torch
 
 from sau_core.attacks import AttackSpec
 from sau_core.data import Split
+from sau_core.defenses.sau import SAUConfig
 from sau_core.jobs import AttackJob, JobRunner, OwnerLimit, PurifyJob, QueueFull, view_of
 from sau_core.pipeline import DataSpec
 from sau_core.runs import RunError, RunStore, process_alive
-from sau_core.sau import SAUConfig
 from sau_core.train import default_train_config
 from sau_core.workers import (
     STOP_FILE,
@@ -139,7 +139,7 @@ def test_the_servers_death_ends_its_workers(ckpt, tmp_path):
         import json, sys, time
         from sau_core.jobs import JobRunner, PurifyJob
         from sau_core.runs import RunStore
-        from sau_core.sau import SAUConfig
+        from sau_core.defenses.sau import SAUConfig
         if __name__ == "__main__":
             runner = JobRunner(RunStore({str(tmp_path)!r}))
             cfg = SAUConfig(rounds=500, batch_size=64, probe_size=0, eval_size=0)

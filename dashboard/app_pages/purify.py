@@ -9,10 +9,10 @@ from dashboard.glossary import HELP, pct
 from dashboard.report import build_report
 from sau_core.attacks import AttackSpec
 from sau_core.defaults import recipe
+from sau_core.defenses.sau import SAUConfig, default_sau_config
 from sau_core.jobs import PurifyJob
 from sau_core.pipeline import DataSpec, sau_caveats, stored_train_caveats
 from sau_core.runs import RunError
-from sau_core.sau import SAUConfig, default_sau_config
 
 st.title("Purify with SAU")
 with st.expander("What SAU does, in plain words"):
@@ -119,7 +119,7 @@ else:
             spec = AttackSpec.from_dict(model["attack"]) if known and model.get("attack") else None
             job = PurifyJob(
                 checkpoint=model["path"],
-                sau=config,
+                settings=config,
                 clean_ratio=float(clean_ratio),
                 attack=spec,
                 data=DataSpec.from_dict(model["data"]),

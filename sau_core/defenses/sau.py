@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._config import check_fields
-from .data import ImageData
-from .defaults import recipe
-from .device import autocast, cpu_copy, describe, memory_format, pick_device
-from .events import (
+from .._config import check_fields
+from ..data import ImageData
+from ..defaults import recipe
+from ..device import autocast, cpu_copy, describe, memory_format, pick_device
+from ..events import (
     Callback,
     Evaluated,
     Finished,
@@ -47,15 +47,26 @@ from .events import (
     StopFlag,
     emit,
 )
-from .metrics import Evaluation, evaluate, per_class_asr, predict
+from ..metrics import predict
+from .base import (
+    Defense,
+    DefenseResult,
+    DefenseState,
+    Paper,
+    check_state,
+    frozen_copy,
+    full_eval,
+    live_eval,
+    live_sets,
+    subset,
+)
 
 __all__ = [
     "CUDA_BATCHES_AHEAD",
     "NORMS",
     "PGD_INITS",
     "SATURATION_MASS",
-    "PurifyResult",
-    "ResumeState",
+    "DEFENSE",
     "SAUConfig",
     "default_sau_config",
     "init_delta",
@@ -464,59 +475,6 @@ def sau_step(
 
 
 # -------------------------------------------------------------------------------- the driver
-@dataclass
-class PurifyResult:
-    model: nn.Module  # the purified h (a new object, eval mode)
-    before: Evaluation  # full test sets, h0
-    after: Evaluation  # full test sets, h
-    history: list[SAURound]
-    rounds_done: int
-    stopped: bool
-    elapsed: float
-    config: SAUConfig
-    device: str
-
-    def der(self) -> float | None:
-        from .metrics import der
-
-        return None if self.before.asr is None else der(self.before, self.after)
-
-
-@dataclass
-class ResumeState:
-    """What :func:`purify` needs to continue after ``round`` completed rounds with the numbers an
-    uninterrupted run would give: h's weights (and buffers), the AMSGrad state, and the generator
-    that shuffles the clean set and draws random PGD inits. Every tensor is a CPU copy.
-    (Everything else a round uses, the probe batch, the live subsets and h0's predictions, is
-    rebuilt from the seed.)
-    """
-
-    round: int  # rounds completed, 0 <= round <= config.rounds
-    h: dict[str, Tensor]  # h.state_dict()
-    optimizer: dict  # Adam's state_dict(); only its "state" is read (settings come from config)
-    generator: Tensor  # (N,) uint8, torch.Generator.get_state()
-    history: list[SAURound]  # the SAURound records of rounds 1..round
-    elapsed: float  # seconds of work before the interruption (ETA and elapsed continue from it)
-    config: dict  # SAUConfig.to_dict() of the run that made it (checked on resume)
-
-
-def _check_resume(resume: ResumeState, config: SAUConfig) -> None:
-    if not isinstance(resume, ResumeState):
-        raise TypeError(f"resume must be a ResumeState, got {type(resume).__name__}")
-    r = resume.round
-    if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= config.rounds:
-        raise ValueError(f"resume round must be in [0, {config.rounds}], got {r!r}")
-    if len(resume.history) != r:
-        raise ValueError(f"resume state holds {len(resume.history)} round records for {r} rounds")
-    saved = dict(resume.config)
-    if saved != config.to_dict():
-        changed = sorted(k for k in set(saved) | set(config.to_dict())
-                         if saved.get(k) != config.to_dict().get(k))  # fmt: skip
-        raise ValueError(
-            f"the SAU settings differ from the interrupted run's: {', '.join(changed)}"
-        )
-
-
 ADAM_KEYS = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")  # AMSGrad's per-parameter state
 
 
@@ -540,20 +498,6 @@ def _checked_adam_state(optimizer: dict, params: list[Tensor]) -> dict:
     return out
 
 
-def _frozen_copy(model: nn.Module, device: torch.device, fmt) -> nn.Module:
-    m = copy.deepcopy(model).to(device=device, memory_format=fmt).eval()
-    for p in m.parameters():
-        p.requires_grad_(False)
-    return m
-
-
-def _subset(n: int, k: int, seed: int) -> Tensor:
-    if k <= 0 or k >= n:
-        return torch.arange(n)
-    g = torch.Generator().manual_seed(seed)
-    return torch.randperm(n, generator=g)[:k].sort().values
-
-
 def purify(
     model: nn.Module,
     clean: ImageData,
@@ -564,9 +508,9 @@ def purify(
     device: str | torch.device | None = None,
     callback: Callback | None = None,
     stop: StopFlag | None = None,
-    resume: ResumeState | None = None,
-    on_state: Callable[[ResumeState], None] | None = None,
-) -> PurifyResult:
+    resume: DefenseState | None = None,
+    on_state: Callable[[DefenseState], None] | None = None,
+) -> DefenseResult:
     """Purify a backdoored ``model`` with Shared Adversarial Unlearning.
 
     Args:
@@ -585,16 +529,16 @@ def purify(
             CUDA, where the host runs ahead of the GPU, at most :data:`CUDA_BATCHES_AHEAD`
             batches are still queued when the flag is seen (and a batch's event arrives that
             many batches late).
-        resume: a :class:`ResumeState` from ``on_state`` of an earlier run with the same model,
+        resume: a :class:`DefenseState` from ``on_state`` of an earlier run with the same model,
             clean set and config: the run continues at round ``resume.round + 1`` and ends with
             the numbers the uninterrupted run gives (bit for bit on a CPU with the same number
             of threads). Its events start with :class:`Started` (``resumed_from`` set); no
             round-0 probe. None: start from h0.
-        on_state: called with a :class:`ResumeState` (CPU copies) after every completed round,
+        on_state: called with a :class:`DefenseState` (CPU copies) after every completed round,
             once that round's events are out; a stopped, partial round gives none.
 
     Returns:
-        :class:`PurifyResult` with the purified model (a new object) and full-set evaluations
+        :class:`DefenseResult` with the purified model (a new object) and full-set evaluations
         before and after.
     """
     config = (config or SAUConfig()).validate()
@@ -603,7 +547,7 @@ def purify(
     device = pick_device(device)
     amp = config.amp and device.type == "cuda"
     fmt = memory_format(device, config.channels_last, cpu=True)
-    h0 = _frozen_copy(model, device, fmt)
+    h0 = frozen_copy(model, device, fmt)
     h = copy.deepcopy(h0)
     for p in h.parameters():
         p.requires_grad_(True)
@@ -614,7 +558,7 @@ def purify(
     history: list[SAURound] = []
     done_before, elapsed_before = 0, 0.0
     if resume is not None:
-        _check_resume(resume, config)
+        check_state(resume, "sau", config, config.rounds)
         try:
             h.load_state_dict(resume.h)
             adam = _checked_adam_state(resume.optimizer, list(h.parameters()))
@@ -634,10 +578,10 @@ def purify(
     k = clean.info.num_classes
 
     # Fixed, seeded subsets: the live evaluation and the probe batch.
-    live = _live_sets(test, backdoor, config)
+    live = live_sets(test, backdoor, config.eval_size, config.seed)
     h0_live_pred = predict(h0, live[0], device=device) if live else None
-    probe = _subset(n, config.probe_size, config.seed + 1)[: config.probe_size]
-    before = _full_eval(h0, test, backdoor, k, device)
+    probe = subset(n, config.probe_size, config.seed + 1)[: config.probe_size]
+    before = full_eval(h0, test, backdoor, k, device)
     # h0 is frozen: its clean predictions are computed once, in the round's batch layout.
     with torch.no_grad(), autocast(device, amp):
         pred_h0_all = torch.cat(
@@ -694,7 +638,7 @@ def purify(
                 f"{summary[3]:.3g}): the model's outputs overflow. The run stops here; try a "
                 "smaller learning rate, or check the model's weights"
             )
-        ev = _live_eval(h, live, h0_live_pred, k, device)
+        ev = live_eval(h, live, h0_live_pred, k, device)
         rec = SAURound(
             round=rnd,
             rounds=config.rounds,
@@ -702,6 +646,9 @@ def purify(
             asr=ev["asr"],
             ra=ev["ra"],
             per_class_asr=ev["per_class_asr"],
+            off_target=ev["off_target"],
+            losses={"L_cl": summary[0] / len(stats), "L_shared": summary[2] / len(stats)},
+            defense="sau",
             lr=optimizer.param_groups[0]["lr"],
             elapsed=elapsed,
             eta=elapsed / step * (total - step) if not stopped else 0.0,
@@ -726,7 +673,7 @@ def purify(
             break
         if on_state is not None:
             on_state(
-                ResumeState(
+                DefenseState(
                     round=rnd,
                     h=cpu_copy(h.state_dict()),
                     optimizer=cpu_copy(optimizer.state_dict()),
@@ -734,12 +681,13 @@ def purify(
                     history=list(history),
                     elapsed=time.perf_counter() - start,
                     config=config.to_dict(),
+                    defense="sau",
                 )
             )
 
     h.eval()
     elapsed = time.perf_counter() - start
-    after = _full_eval(h, test, backdoor, k, device)
+    after = full_eval(h, test, backdoor, k, device)
     emit(
         callback,
         Finished(
@@ -749,8 +697,8 @@ def purify(
     for p in h.parameters():
         p.requires_grad_(False)
     h = h.to(memory_format=torch.contiguous_format)
-    return PurifyResult(
-        h, before, after, history, rounds_done, stopped, elapsed, config, describe(device)
+    return DefenseResult(
+        h, before, after, history, rounds_done, stopped, elapsed, config, describe(device), "sau"
     )
 
 
@@ -773,46 +721,6 @@ def _batch_event(rnd: int, step: int, total: int, row: list[float]) -> SAUBatch:
     for key in _BATCH_FIELDS[6:]:
         v[key] = int(v[key])
     return SAUBatch(round=rnd, step=step, total_steps=total, **v)
-
-
-def _live_sets(test: ImageData | None, backdoor, config: SAUConfig):
-    if test is None:
-        return None
-    idx = _subset(len(test), config.eval_size, config.seed + 2)
-    bd = None
-    if backdoor is not None:
-        bidx = _subset(len(backdoor.y), config.eval_size, config.seed + 3)
-        bd = (backdoor.x[bidx], backdoor.y[bidx], backdoor.target[bidx])
-    return test.x[idx], test.y[idx], bd
-
-
-def _live_eval(h, live, h0_pred, k: int, device) -> dict:
-    out = {
-        "acc": float("nan"),
-        "asr": None,
-        "ra": None,
-        "per_class_asr": None,
-        "disagreement": float("nan"),
-    }
-    if live is None:
-        return out
-    x, y, bd = live
-    pred = predict(h, x, device=device)
-    out["acc"] = float((pred == y).float().mean())
-    out["disagreement"] = float((pred != h0_pred).float().mean())
-    if bd is not None:
-        bx, by, bt = bd
-        bpred = predict(h, bx, device=device)
-        out["asr"] = float((bpred == bt).float().mean())
-        out["ra"] = float((bpred == by).float().mean())
-        out["per_class_asr"] = per_class_asr(bpred, by, bt, k)
-    return out
-
-
-def _full_eval(model, test, backdoor, k: int, device) -> Evaluation:
-    if test is None:
-        return Evaluation(acc=float("nan"))
-    return evaluate(model, test.x, test.y, backdoor, num_classes=k, device=device)
 
 
 def _probe(h, h0, x: Tensor, y: Tensor, config: SAUConfig, rnd: int, amp: bool) -> ProbeSnapshot:
@@ -849,3 +757,32 @@ def _probe(h, h0, x: Tensor, y: Tensor, config: SAUConfig, rnd: int, amp: bool) 
 
 def with_overrides(config: SAUConfig, **changes) -> SAUConfig:
     return replace(config, **{k: v for k, v in changes.items() if v is not None}).validate()
+
+
+DEFENSE = Defense(
+    name="sau",
+    title="SAU: shared adversarial unlearning",
+    paper=Paper(
+        "Wei, Zhang, Zha, Wu",
+        "Shared Adversarial Unlearning: Backdoor Mitigation by Unlearning Shared Adversarial "
+        "Examples",
+        "NeurIPS 2023",
+        "2307.10562",
+    ),
+    config=SAUConfig,
+    run=purify,
+    summary=(
+        "For every batch of clean images, SAU searches small perturbations that fool the "
+        "backdoored model and the model being purified in the same way (shared adversarial "
+        "examples), then trains the model to keep the clean label and to stay away from the "
+        "class the backdoored model gives them. A trigger is such a perturbation, so unlearning "
+        "the shared ones unlearns the trigger too."
+    ),
+    weakness=(
+        "It unlearns only what its search reaches: where the backdoored model's adversarial "
+        "examples do not land on the target (digits trained without random crops; Blended on the "
+        "small CNN after a few rounds) the backdoor stays, and a model that is sure of its "
+        "trigger class to a millionth gives its loss no gradient. A low ASR can hide a trigger "
+        "that now pulls images to another class: on the demo's BadNets model RA stays near 0.37."
+    ),
+)

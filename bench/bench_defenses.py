@@ -1,0 +1,132 @@
+"""Every defence on the same backdoored digits models: ACC, ASR, RA, pull, DER and seconds.
+
+The demo setting (digits 16x16, 10% poisoning, target 0, 30% clean data, each attack on its
+ready-made model's architecture: sau_core.pipeline.attack_setup), each defence with its digits
+defaults (sau_core.defaults; the papers' settings otherwise). Per attack and seed it trains the
+backdoored model (seed = the poisoning's, the training's and the clean subset's), then runs
+every defence on it; prints one line per run with the load beside its time, then the table of
+means (and the spread over seeds). ``pull``: the largest share of triggered images sent to one
+class that is neither their own nor the target (sau_core.metrics.off_target_pull).
+
+    python bench/bench_defenses.py --threads 2 --markdown docs/results/defenses.md
+    python bench/bench_defenses.py --attacks badnets --defenses ft fp --seeds 0   # one cell
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import (
+    Markdown,
+    add_markdown,
+    add_threads,
+    load_now,
+    machine_line,
+    parser,
+    use_threads,
+)
+from sau_core.attacks import backdoor_test
+from sau_core.defenses import DEFENSES, list_defenses
+from sau_core.defenses.compare import largest_pull
+from sau_core.metrics import der
+from sau_core.pipeline import attack_setup, clean_set, plant_backdoor
+
+ATTACKS = ("badnets", "blended", "sig", "wanet")
+
+
+def _mean(values: list) -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{vals[0]:.2f}"
+    return f"{statistics.mean(vals):.2f}±{statistics.pstdev(vals):.2f}"
+
+
+def main() -> None:
+    ap = parser(__doc__, epilog=True)
+    ap.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
+    ap.add_argument("--defenses", nargs="+", default=list_defenses(), choices=list_defenses())
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_threads(ap)
+    add_markdown(ap)
+    args = ap.parse_args()
+    use_threads(args)
+    md = Markdown("Six defences on the same backdoored digits models")
+    print(machine_line())
+    md.print(
+        "Setting: the demo's (digits 16x16, 10% poisoning, all-to-one target 0, 30% clean data; "
+        "each attack on its ready-made model's architecture). Each defence with its digits "
+        "defaults. *pull*: the largest share of triggered images sent to one class that is "
+        "neither their own nor the target. Times: seconds per run, with the 1-minute load "
+        "average when the run ended."
+    )
+    md.print()
+    results: dict[tuple[str, str], list[dict]] = {}
+    for attack in args.attacks:
+        for seed in args.seeds:
+            setup = attack_setup(attack)
+            spec = replace(setup.attack, seed=seed)
+            train_cfg = replace(setup.train, seed=seed)
+            split = setup.data.load()
+            t = time.perf_counter()
+            run = plant_backdoor(split, spec, setup.arch, train_cfg)
+            print(f"[{attack} seed {seed}] {setup.arch} trained in {time.perf_counter() - t:.1f} s "
+                  f"({load_now()}): ACC {run.evaluation.acc:.3f} ASR {run.evaluation.asr:.3f}",
+                  flush=True)  # fmt: skip
+            clean = clean_set(split, setup.clean_ratio, seed=seed)
+            bd = backdoor_test(split.test, spec)
+            before = None
+            for name in args.defenses:
+                entry = DEFENSES[name]
+                config = entry.default_config("digits", seed=seed)
+                t = time.perf_counter()
+                res = entry.run(run.model, clean, config, test=split.test, backdoor=bd,
+                                device="cpu")  # fmt: skip
+                seconds = time.perf_counter() - t
+                before = res.before
+                pull, to = largest_pull({"off_target": res.after.off_target})
+                row = {"acc": res.after.acc, "asr": res.after.asr, "ra": res.after.ra,
+                       "pull": pull, "to": to, "der": der(res.before, res.after),
+                       "seconds": seconds}  # fmt: skip
+                results.setdefault((attack, name), []).append(row)
+                print(f"  {name:5s} ACC {row['acc']:.3f} ASR {row['asr']:.3f} RA {row['ra']:.3f} "
+                      f"pull {pull:.3f} (to {to}) DER {row['der']:.3f}  {seconds:6.1f} s "
+                      f"({load_now()})", flush=True)  # fmt: skip
+            b_pull, _ = largest_pull({"off_target": before.off_target})
+            results.setdefault((attack, "none"), []).append(
+                {
+                    "acc": before.acc,
+                    "asr": before.asr,
+                    "ra": before.ra,
+                    "pull": b_pull,
+                    "der": None,
+                    "seconds": None,
+                }  # fmt: skip
+            )
+    md.print(f"Seeds {', '.join(map(str, args.seeds))}: mean±sd over seeds.")
+    md.print()
+    md.print("| attack | defence | ACC | ASR | RA | pull | DER | seconds |")
+    md.print("|---|---|---|---|---|---|---|---|")
+    for attack in args.attacks:
+        for name in ["none", *args.defenses]:
+            rows = results.get((attack, name), [])
+            cells = [_mean([r[k] for r in rows]) for k in ("acc", "asr", "ra", "pull", "der")]
+            secs = [r["seconds"] for r in rows if r["seconds"] is not None]
+            sec = f"{statistics.mean(secs):.1f}" if secs else "-"
+            label = "none (backdoored)" if name == "none" else name
+            md.print(f"| {attack} | {label} | " + " | ".join(cells) + f" | {sec} |")
+    md.print()
+    md.print(f"Finished {time.strftime('%H:%M')} ({load_now()}).")
+    md.write(args.markdown)
+
+
+if __name__ == "__main__":
+    main()
