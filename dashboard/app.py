@@ -43,8 +43,8 @@ PAGES = {
         st.Page("app_pages/attack.py", title="Attack", icon=":material/target:", url_path="attack"),
         st.Page(
             "app_pages/purify.py",
-            title="Purify",
-            icon=":material/cleaning_services:",
+            title="Defend",
+            icon=":material/shield:",
             url_path="purify",
         ),
         st.Page(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from sau_core.defenses.compare import before_row, comparison_row
 from sau_core.pipeline import landing_shares
 
 from .glossary import pct
@@ -184,13 +185,20 @@ def adv_class_shares(
 
 
 def loss_curves(batches: list[dict], *, sau: bool = True) -> go.Figure:
-    """Per-batch losses: SAU's total, L_cl and L_shared; or the training loss of an attack."""
+    """Per-batch losses: SAU's total, L_cl and L_shared; another defence's total and its named
+    terms (``losses`` of its batch records); or the training loss of an attack."""
     fig = go.Figure()
     xs = [b["step"] for b in batches]
-    keys = (("loss", "total"), ("l_cl", "L_cl (clean)"), ("l_shared", "L_shared")) if sau else (
-        ("loss", "training loss"),)  # fmt: skip
-    for key, name in keys:
-        ys = [b.get(key) for b in batches]
+    named = list(dict.fromkeys(k for b in batches for k in (b.get("losses") or {})))
+    if named:
+        keys = (("loss", "total"),) if len(named) > 1 else ()
+        series = [(name, [(b.get("losses") or {}).get(name) for b in batches]) for name in named]
+        series = [(label, [b.get(key) for b in batches]) for key, label in keys] + series
+    else:
+        keys = (("loss", "total"), ("l_cl", "L_cl (clean)"), ("l_shared", "L_shared")) if sau else (
+            ("loss", "training loss"),)  # fmt: skip
+        series = [(label, [b.get(key) for b in batches]) for key, label in keys]
+    for name, ys in series:
         if any(y is not None for y in ys):
             fig.add_scatter(x=xs, y=ys, name=name, mode="lines")
     fig.update_xaxes(title="batch")
@@ -212,7 +220,7 @@ def train_curves(epochs: list[dict]) -> go.Figure:
     return _layout(fig, "Test metrics per epoch", "share", percent=True, legend_rows=2)
 
 
-def before_after_rows(metrics: dict) -> list[dict]:
+def before_after_rows(metrics: dict, title: str = "SAU") -> list[dict]:
     """Rows of the before/after table from a purify run's ``metrics.json``: one per measured
     metric (ASR and RA only when the trigger was known; never a row of dashes)."""
     b, a = metrics.get("before") or {}, metrics.get("after") or {}
@@ -224,8 +232,8 @@ def before_after_rows(metrics: dict) -> list[dict]:
         change = None if bv is None or av is None else av - bv
         rows.append({
             "metric": name,
-            "before SAU": pct(bv),
-            "after SAU": pct(av),
+            f"before {title}": pct(bv),
+            f"after {title}": pct(av),
             "change": "–" if change is None else f"{100 * change:+.1f} pts",
         })  # fmt: skip
     return rows
@@ -259,30 +267,68 @@ def compare_rows(runs: list[tuple[str, dict | None]]) -> list[dict]:
 
 
 def compare_curves(
-    runs: list[tuple[str, list[dict], dict | None]], keys: tuple[str, ...] = ("acc", "asr")
+    runs: list[tuple[str, list[dict], dict | None]],
+    keys: tuple[str, ...] = ("acc", "asr"),
+    *,
+    share: bool = False,
 ) -> go.Figure:
     """ACC (solid) and ASR (dashed) per round of several runs on one chart, a colour per run.
 
-    ``runs``: ``(label, SAURound records, Baseline record or None)`` per run; round 0 is the
-    backdoored model when the Baseline record is there.
+    ``runs``: ``(label, round records, Baseline record or None)`` per run; round 0 is the
+    backdoored model when the Baseline record is there. ``share``: the x axis is the share of
+    each run's rounds done (defences run for 5 to 100 rounds; this puts them on one axis).
     """
     dashes = {"acc": "solid", "asr": "dash", "ra": "dot"}
     fig = go.Figure()
     for i, (label, rounds, before) in enumerate(runs):
         color = PALETTE[i % len(PALETTE)]
+        total = max((r.get("rounds") or r["round"] for r in rounds), default=1) or 1
         for key in keys:
             xs, ys = _points(rounds, before, key)
+            if share:
+                xs = [x / total for x in xs]
             if xs:
                 fig.add_scatter(x=xs, y=ys, name=f"{label}: {key.upper()}", mode="lines+markers",
                                 legendgroup=str(i),
                                 line={"color": color, "dash": dashes.get(key, "solid")})  # fmt: skip
-    last = max((r["round"] for _, rounds, _ in runs for r in rounds), default=0)
-    _round_axis(fig, last or None)
+    if share:
+        fig.update_xaxes(title="share of the defence's rounds done", tickformat=".0%",
+                         range=[0, 1.02])  # fmt: skip
+    else:
+        last = max((r["round"] for _, rounds, _ in runs for r in rounds), default=0)
+        _round_axis(fig, last or None)
     names = " and ".join(k.upper() for k in keys)
     _layout(fig, f"{names} per round (solid: ACC, dashed: ASR)", "share of test images",
             percent=True)  # fmt: skip
     fig.update_layout(height=420, hovermode="closest")
     return fig
+
+
+def defence_rows(runs: list[tuple[str, dict | None]]) -> list[dict]:
+    """The comparison table (``sau compare``'s columns) of defence runs on one model:
+    ``(label, metrics.json)`` per run, the backdoored model first."""
+    done = [(label, m) for label, m in runs if m]
+    if not done:
+        return []
+    rows = [("backdoored model", before_row(done[0][1]))]
+    rows += [(label, comparison_row(m)) for label, m in done]
+    out = []
+    for label, r in rows:
+        pull = "–" if r["pull"] is None else pct(r["pull"])
+        if r["pull_class"] is not None:
+            pull += f" to {r['pull_class']}"
+        out.append({
+            "run": label,
+            "defence": r["defense"],
+            "ACC": pct(r["acc"]),
+            "ASR": "not measured" if r["asr"] is None else pct(r["asr"]),
+            "RA": "not measured" if r["ra"] is None else pct(r["ra"]),
+            "largest pull": pull,
+            "DER": _num(r["der"]),
+            "seconds": "–" if r["seconds"] is None else f"{r['seconds']:.1f}",
+            "rounds": "–" if r["rounds"] is None else str(r["rounds"]),
+        })  # fmt: skip
+    return out
 
 
 def focus_rows(stats: dict) -> list[dict]:

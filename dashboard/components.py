@@ -11,6 +11,7 @@ import time
 import numpy as np
 import streamlit as st
 
+from sau_core.defenses import DEFENSES
 from sau_core.jobs import JobRunner, JobView
 from sau_core.pipeline import (
     landing_summary,
@@ -35,6 +36,31 @@ def refresh_every(view: JobView) -> float:
     """How often a live view redraws: every 2 s while its job runs, every 5 s while it waits (a
     class of 30 mostly waits; each redraw costs the server and the browser)."""
     return LIVE_REFRESH_S if view.state == "running" else QUEUED_REFRESH_S
+
+
+def pending_panel() -> None:
+    """This session's jobs that wait for room in the queue (Run every defence): queued as room
+    frees, checked every few seconds while there are any."""
+    from . import state
+
+    if not state.pending():
+        return
+
+    @st.fragment(run_every=QUEUED_REFRESH_S)
+    def feed() -> None:
+        queued, failed = state.feed_pending()
+        for message in failed:
+            st.error(f"Not queued: {message}", icon=":material/error:")
+        left = state.pending()
+        if left:
+            names = ", ".join(label.split(" on ")[0] for label in left)
+            st.info(f"Waiting for room in the queue (a session may have only a few jobs waiting "
+                    f"at once): {names}. They are queued as the others start; Compare sets "
+                    "them side by side.", icon=":material/hourglass_top:")  # fmt: skip
+        elif queued or failed:
+            st.rerun()  # all queued: drop the panel
+
+    feed()
 
 
 STATE_ICON = {
@@ -185,13 +211,18 @@ def purify_view(
     *,
     known: bool = True,
     owner: str = "",
+    defense: str = "sau",
 ) -> None:
-    """Everything about one SAU run: progress, metrics, curves; the summary once it is over.
+    """Everything about one defence run: progress, metrics, curves; the summary once it is over.
 
     ``known``: whether the run measured a trigger; without one the page says what it measures
-    instead of drawing empty ASR charts, and shows where h0's adversarial examples land (live),
-    the evidence there is of a target. ``owner``: the session looking (Stop is its own runs').
+    instead of drawing empty ASR charts (and, for SAU, shows where h0's adversarial examples
+    land, the evidence there is of a target). ``owner``: the session looking (Stop is its own
+    runs'). ``defense``: the registry name; SAU's own views (shared-example counts, where h0's
+    examples land) are drawn for SAU only.
     """
+    sau = defense == "sau"
+    title = DEFENSES[defense].title.split(":")[0] if defense in DEFENSES else defense
     run_header(view, runner, owner)
     latest = view.rounds[-1] if view.rounds else None
     if latest is not None or view.before is not None:
@@ -204,21 +235,25 @@ def purify_view(
                    keys=("acc", "asr", "ra") if known else ("acc",))  # fmt: skip
     if not known:
         st.caption(
-            "ASR and RA are not measured: the trigger is unknown. SAU runs all the same (it "
-            "never uses the trigger); the chart of where h0's adversarial examples land is the "
-            "evidence of a target.",
+            f"ASR and RA are not measured: the trigger is unknown. {title} runs all the same (it "
+            "never uses the trigger)"
+            + ("; the chart of where h0's adversarial examples land is the evidence of a target."
+               if sau else "."),
             help=HELP["trigger_known"],
-        )
-    for note in run_caveats(view.rounds, target):
-        st.warning(f"**Why this run may not move.** {note}", icon=":material/info:")
-    if latest is not None:
+        )  # fmt: skip
+    if sau:
+        for note in run_caveats(view.rounds, target):
+            st.warning(f"**Why this run may not move.** {note}", icon=":material/info:")
+    if latest is not None and sau:
         shared_share = latest["shared"] / max(1, latest["n"])
         st.caption(
             f"Shared adversarial examples in the last round: **{latest['shared']}** of "
             f"{latest['n']} clean images ({pct(shared_share)}).",
             help=HELP["shared"],
         )
-    landing = any(r.get("adv_classes") for r in view.rounds)
+    elif latest is not None and latest.get("extras"):
+        st.caption(extras_line(defense, latest["extras"]))
+    landing = sau and any(r.get("adv_classes") for r in view.rounds)
     if view.rounds or view.before:
         a, b = st.columns(2)
         with a:
@@ -239,16 +274,37 @@ def purify_view(
             c, d = st.columns(2)
             with c:
                 plot(charts.loss_curves(view.batches), f"loss-{view.run_id}")
-                st.caption(HELP["losses"])
+                st.caption(HELP["losses"] if sau else
+                           "The loss the defence minimises, per batch, and its named terms.")  # fmt: skip
             with d:
-                plot(charts.sae_counts(view.rounds, total), f"counts-{view.run_id}")
-                st.caption(HELP["counts"])
+                if sau:
+                    plot(charts.sae_counts(view.rounds, total), f"counts-{view.run_id}")
+                    st.caption(HELP["counts"])
             if landing and known:
                 e, _ = st.columns(2)
                 with e:
                     _landing(view, target, class_names, total)
     if not view.active:
-        purify_summary(view, known)
+        purify_summary(view, known, title)
+
+
+def extras_line(defense: str, extras: dict) -> str:
+    """A defence's own numbers of its last round, in words."""
+    if "pruned" in extras and "channels" in extras:
+        return (f"Pruned: **{extras['pruned']}** of the last convolution's {extras['channels']} "
+                "channels (the most dormant on clean images), held at zero while fine-tuning.")  # fmt: skip
+    if "below_threshold" in extras:
+        return (f"Neurons whose mask is below the pruning threshold: **{extras['below_threshold']}**"
+                f" of {extras['neurons']} (the live numbers are of the model pruned there).")  # fmt: skip
+    if "phase" in extras:
+        return ("Now training the **teacher** (fine-tuning); the curves show the teacher."
+                if extras["phase"] == "teacher" else
+                "Now distilling the teacher's attention into the **student**; the curves show "
+                "the student.")  # fmt: skip
+    if "delta_norm" in extras:
+        return (f"Norm of the last universal perturbation (the stand-in for the trigger): "
+                f"**{extras['delta_norm']:.2f}** (L2, pixel units).")  # fmt: skip
+    return ", ".join(f"{k}: {v}" for k, v in extras.items())
 
 
 def _landing(view: JobView, target, class_names, total) -> None:
@@ -259,29 +315,38 @@ def _landing(view: JobView, target, class_names, total) -> None:
 
 
 def live_numbers(view: JobView) -> None:
-    """The latest losses and adversarial-example counts, as numbers (charts when it ends)."""
+    """The latest losses (and, for SAU, adversarial-example counts), as numbers (charts when it
+    ends)."""
     batch = view.batches[-1] if view.batches else None
     rnd = view.rounds[-1] if view.rounds else None
     cols = st.columns(7)
+    if batch is not None and batch.get("losses") is not None:  # another defence
+        terms = [("loss", batch["loss"])] + list(batch["losses"].items())
+        for col, (name, value) in zip(cols, terms[:7], strict=False):
+            col.metric(name, f"{value:.3f}")
+        return
     if batch is not None:
         cols[0].metric("loss", f"{batch['loss']:.3f}", help=HELP["losses"])
         cols[1].metric("L_cl", f"{batch['l_cl']:.3f}")
         cols[2].metric("L_shared", f"{batch['l_shared']:.3f}")
-    if rnd is not None:
+    if rnd is not None and "adv_h" in rnd:
         for col, key, label in zip(cols[3:], ("adv_h", "adv_h0", "common", "shared"),
                                    ("adv h", "adv h0", "common", "shared"), strict=True):  # fmt: skip
             col.metric(label, f"{rnd[key]}", help=HELP["counts"])
         st.caption(f"Counts are of the {rnd['n']} clean images of the last round.")
 
 
-def purify_summary(view: JobView, known: bool = True) -> None:
+def purify_summary(view: JobView, known: bool = True, title: str = "SAU") -> None:
     m = view.metrics
     if not m:
         return
-    st.subheader("Before and after SAU")
-    st.table(charts.before_after_rows(m))
+    st.subheader(f"Before and after {title}")
+    st.table(charts.before_after_rows(m, title))
     if not known:
-        st.info("\n\n".join(unknown_trigger_report(view.rounds)), icon=":material/help:")
+        lines = unknown_trigger_report(view.rounds) if title == "SAU" else [
+            "Measured: ACC before and after. Not measured: ASR, RA and per-class ASR, which "
+            "need the trigger (name it to measure them)."]  # fmt: skip
+        st.info("\n\n".join(lines), icon=":material/help:")
     for note in trigger_caveats(m.get("after")):
         st.warning(f"**Low ASR is not the whole story.** {note}", icon=":material/info:")
     cols = st.columns(3)

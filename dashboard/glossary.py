@@ -15,7 +15,7 @@ HELP = {
     "asr": (
         "**ASR (attack success rate)**: we stamp the attacker's trigger on test images that do "
         "not belong to the target class, and count how many the model sends to the attacker's "
-        "target class. High means the backdoor works; SAU should drive it towards 0."
+        "target class. High means the backdoor works; a defence should drive it towards 0."
     ),
     "ra": (
         "**RA (robust accuracy)**: of those same triggered images, the share the model still "
@@ -59,8 +59,8 @@ HELP = {
         "(removes the backdoor). The total is their weighted sum."
     ),
     "round": (
-        "**Round**: one pass of SAU over the defender's small clean set. Round 0 is the "
-        "backdoored model before purification."
+        "**Round**: one pass of the defence over the defender's small clean set. Round 0 is "
+        "the backdoored model before the defence."
     ),
     "h0_h": (
         "**h0** is the backdoored model, frozen. **h** starts as a copy of h0 and is the one SAU "

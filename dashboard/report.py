@@ -27,6 +27,7 @@ from dashboard.glossary import HELP, duration, shorten_uris
 from sau_core.attacks import AttackSpec
 from sau_core.checkpoint import sidecar_of
 from sau_core.data import DatasetInfo
+from sau_core.defenses import DEFENSES
 from sau_core.jobs import view_of
 from sau_core.pipeline import trigger_caveats, unknown_trigger_report
 from sau_core.runs import Run, RunError, RunStore
@@ -206,8 +207,9 @@ def _saliency(run: Run, method: str, n: int, split=None) -> str:
 
 
 def build_report(run: Run, *, method: str = "saliency", n_images: int = 4, split=None) -> str:
-    """The HTML text of ``run``'s report (a purify run gets every section; an attack run its
-    settings, metrics and training curves). ``split``: an already loaded data set (optional)."""
+    """The HTML text of ``run``'s report (a defence run gets every section, SAU's own ones for
+    SAU; an attack run its settings, metrics and training curves). ``split``: an already loaded
+    data set (optional)."""
     view = view_of(run)
     config = run.config()
     job = config.get("job", {})
@@ -221,38 +223,49 @@ def build_report(run: Run, *, method: str = "saliency", n_images: int = 4, split
         + f" · made {_e(time.strftime('%Y-%m-%d %H:%M'))}</p>",
     ]
     if run.kind == "purify":
-        body.append("<h2>Before and after SAU</h2>")
+        defense = job.get("defense", "sau")
+        sau = defense == "sau"
+        entry = DEFENSES.get(defense)
+        title = entry.title.split(":")[0] if entry else defense
+        body.append(f"<h2>Before and after {_e(title)}</h2>")
+        if entry is not None:
+            body.append(_para(f"{entry.title}. {entry.summary} Where it is known to fail: "
+                              f"{entry.weakness} ({entry.paper.cite()})"))  # fmt: skip
         if m:
-            body.append(_table(charts.before_after_rows(m)))
+            body.append(_table(charts.before_after_rows(m, title)))
             der = m.get("der")
             body.append(
                 f"<p>DER: <b>{'not measured (it needs the trigger)' if der is None else f'{der:.3f}'}"
                 f"</b> · rounds: {_e(m.get('rounds_done', '–'))} · time: "
                 f"{_e(duration(m.get('seconds')))} on {_e(m.get('device', '?'))}</p>"
             )
-            if not known:
+            if not known and sau:
                 body += [_para(line, "evidence") for line in unknown_trigger_report(view.rounds)]
             body += [f"<p class='note'><b>Low ASR is not the whole story.</b> {_e(n)}</p>"
                      for n in trigger_caveats(m.get("after"))]  # fmt: skip
         else:
             body.append("<p class='note'>The run has no final metrics.</p>")
         body += [_para(HELP[k]) for k in ("acc", "asr", "ra", "der")]
-        total = (job.get("sau") or {}).get("rounds")
+        total = (job.get("settings") or job.get("sau") or {}).get("rounds")
         if view.rounds or view.before:
             body.append("<h2>Curves</h2><div class='charts'>")
             body.append(_figure(charts.metric_curves(view.rounds, view.before, total)))
             if known:
                 body.append(_figure(charts.per_class_asr_curves(view.rounds, view.before, None,
                                                                 total)))  # fmt: skip
-            body.append(_figure(charts.sae_counts(view.rounds, total)))
-            if any(r.get("adv_classes") for r in view.rounds):
+            if sau:
+                body.append(_figure(charts.sae_counts(view.rounds, total)))
+            if sau and any(r.get("adv_classes") for r in view.rounds):
                 target = charts.attack_target(job)
                 body.append(_figure(charts.adv_class_shares(view.rounds, target, None, total)))
+            if not sau and view.batches:
+                body.append(_figure(charts.loss_curves(view.batches)))
             body.append("</div>")
-            body += [_para(HELP[k]) for k in (("per_class_asr",) if known else ()) + ("counts",
-                                                                                      "landing")]  # fmt: skip
-        body.append("<h2>Shared adversarial examples</h2>" + _para(HELP["shared"]))
-        body.append(_gallery(run, job))
+            keys = (("per_class_asr",) if known else ()) + (("counts", "landing") if sau else ())
+            body += [_para(HELP[k]) for k in keys]
+        if sau:
+            body.append("<h2>Shared adversarial examples</h2>" + _para(HELP["shared"]))
+            body.append(_gallery(run, job))
         body.append("<h2>Where the models look</h2>")
         body.append(_saliency(run, method, n_images, split))
     else:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from sau_core.checkpoint import SIDECAR, CheckpointError, sidecar_of
+from sau_core.checkpoint import SIDECAR, CheckpointError, load_checkpoint, sidecar_of
 from sau_core.data import DatasetInfo, Split
-from sau_core.jobs import AttackJob, JobRunner, PurifyJob
+from sau_core.jobs import AttackJob, JobRunner, PurifyJob, QueueFull
 from sau_core.pipeline import DataSpec
 from sau_core.runs import Run, RunError, RunInfo, RunStore, default_root, valid_run_id
 
@@ -28,6 +28,7 @@ OWNER_COOKIE = "sau_lab_owner"  # where the browser keeps it, so a reload finds 
 _COOKIE_PENDING = "owner_cookie_pending"
 _OWNER_ID = re.compile(r"^[0-9a-f]{16}$")
 LINKED = "linked_runs"  # ids of the runs this session opened by a link (?run=ID)
+PENDING = "pending_jobs"  # (job, label) this session asked for that wait for room in the queue
 
 
 # The server's job settings, from the environment (name: default, lowest allowed, meaning).
@@ -126,6 +127,36 @@ def submit(job: AttackJob | PurifyJob, label: str = "", split: Split | None = No
     return runner().submit(job, label, split=split, owner=owner())
 
 
+def queue_all(jobs: list[tuple[PurifyJob, str]]) -> None:
+    """Queue several jobs for this session: as many as the runner takes now, the rest as room
+    frees (:func:`feed_pending`, called by the pages that show them); a session may only have
+    a few jobs waiting at once (``SAU_LAB_MAX_WAITING``)."""
+    st.session_state.setdefault(PENDING, []).extend(jobs)
+    feed_pending()
+
+
+def feed_pending() -> tuple[list[str], list[str]]:
+    """Submit this session's pending jobs while the runner takes them; (the run ids queued now,
+    the messages of jobs that could not be queued at all, which are dropped)."""
+    pending = st.session_state.get(PENDING, [])
+    queued, failed = [], []
+    while pending:
+        job, label = pending[0]
+        try:
+            queued.append(submit(job, label, load_split(job.data)))
+        except QueueFull:
+            break
+        except (ValueError, RuntimeError, OSError) as err:
+            failed.append(f"{label}: {err}")
+        pending.pop(0)
+    return queued, failed
+
+
+def pending() -> list[str]:
+    """The labels of this session's jobs still waiting for room in the queue."""
+    return [label for _, label in st.session_state.get(PENDING, [])]
+
+
 def linked() -> set[str]:
     """The runs this session opened by a link: it may see them besides its own."""
     return set(st.session_state.get(LINKED, ()))
@@ -203,6 +234,13 @@ def model_from_run(run: Run) -> dict:
         "metrics": meta.get("metrics"),
         "source": run.kind,
     }
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def load_model(path: str):
+    """The model of a checkpoint directory, loaded once per server (read-only: nothing may
+    modify it; a defence copies it)."""
+    return load_checkpoint(path).model
 
 
 def checkpoint_meta(path: str) -> dict:

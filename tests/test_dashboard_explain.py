@@ -109,15 +109,21 @@ def test_an_upload_is_validated(env):
         1:] == (1, 8, 8)  # fmt: skip
 
 
-def test_compare_sets_runs_side_by_side(env):
+def test_compare_sets_the_defences_on_one_model_side_by_side(env):
     at = _ok(_app("app_pages/compare.py"))
-    assert at.title[0].value == "Compare runs"
-    assert sorted(at.multiselect(key="compare.runs").value) == sorted(env)
+    assert at.title[0].value == "Compare defences"
+    assert at.toggle(key="compare.by_model").value  # both runs are on the same model
+    assert sorted(at.multiselect(key="compare.runs.True").value) == sorted(env)
     table = at.dataframe[0].value
-    assert len(table) == 2 and {"ACC before", "ASR after", "DER"} <= set(table.columns)
-    assert sorted(table["rounds"].tolist()) == [1, 2]
-    at = _ok(at.multiselect(key="compare.runs").set_value([env[1]]).run())
-    assert len(at.dataframe[0].value) == 1
+    assert {"ACC", "ASR", "RA", "largest pull", "DER", "seconds", "rounds"} <= set(table.columns)
+    assert table["run"].tolist()[0] == "backdoored model" and len(table) == 3
+    assert table["defence"].tolist() == ["none (backdoored)", "sau", "sau"]
+    assert sorted(table["rounds"].tolist()[1:]) == ["1", "2"]
+    at = _ok(at.multiselect(key="compare.runs.True").set_value([env[1]]).run())
+    assert len(at.dataframe[0].value) == 2
+    # any runs, not only one model's
+    at = _ok(at.toggle(key="compare.by_model").set_value(False).run())
+    assert len(at.multiselect(key="compare.runs.False").value) == 2
 
 
 def test_report_buttons_on_purify_and_runs(env):
@@ -239,4 +245,4 @@ def test_use_this_preset_takes_the_ready_made_model(env):
     at = _ok(_app("app_pages/setup.py"))
     at = _ok(at.button(key="preset.use").click().run())
     assert at.session_state["model"]["source"] == "ready"
-    assert at.title[0].value == "Purify with SAU"
+    assert at.title[0].value == "Defend the model"

@@ -1,5 +1,5 @@
 """Every dashboard page under Streamlit's AppTest: it draws without an exception, its widgets are
-wired to the engine, and a tiny SAU run started from the Purify form goes to completion.
+wired to the engine, and a tiny SAU run started from the Defend form goes to completion.
 
 The live region (``st.fragment(run_every=...)``) is covered by the browser test; here the run is
 awaited on disk and the page drawn again, which shows the finished view.
@@ -72,7 +72,7 @@ def _wait_finished(root, timeout=120.0) -> str:
     [
         (None, "Set up"),
         ("app_pages/attack.py", "Attack: plant a backdoor"),
-        ("app_pages/purify.py", "Purify with SAU"),
+        ("app_pages/purify.py", "Defend the model"),
         ("app_pages/gallery.py", "Shared adversarial examples"),
         ("app_pages/runs.py", "Runs"),
     ],
@@ -135,7 +135,7 @@ def test_demo_button_chooses_the_model_and_opens_purify(env):
     at = _ok(_app())
     at = _ok(at.button(key="demo-ready").click().run())
     assert at.session_state["model"]["source"] == "ready"
-    assert at.title[0].value == "Purify with SAU"
+    assert at.title[0].value == "Defend the model"
 
 
 def test_purify_form_runs_a_tiny_sau_to_completion(env, monkeypatch):
@@ -143,7 +143,7 @@ def test_purify_form_runs_a_tiny_sau_to_completion(env, monkeypatch):
     at = _ok(at.button(key="demo-ready").click().run())
     at.number_input(key="sau.digits.rounds").set_value(1)
     at.number_input(key="sau.digits.probe_size").set_value(4)
-    submit = [b for b in at.button if b.label == "Purify"]
+    submit = [b for b in at.button if b.label == "Run SAU"]
     at = _ok(submit[0].click().run())
     run_id = _wait_finished(env)
     assert at.query_params["run"] == run_id  # a reload reattaches
@@ -362,7 +362,7 @@ def test_the_upload_form_measures_a_trigger_given_as_png(env, ready_dir):
     assert metrics["asr"] == pytest.approx(manifest["asr"], abs=1e-6)
     spec = RunStore(env).get(runs[0].id).config()["job"]["attack"]
     assert spec["name"] == "custom" and spec["params"]["image"].startswith("data:image/png")
-    assert at.title[0].value == "Purify with SAU"  # on to purify it
+    assert at.title[0].value == "Defend the model"  # on to purify it
 
 
 def test_the_upload_form_takes_an_attacks_parameters(env, ready_dir):
@@ -438,7 +438,7 @@ def _start_purify(at: AppTest, rounds: int) -> AppTest:
     at = _ok(at.button(key="demo-ready").click().run())
     at.number_input(key="sau.digits.rounds").set_value(rounds)
     at.number_input(key="sau.digits.probe_size").set_value(4)
-    return _ok([b for b in at.button if b.label == "Purify"][0].click().run())
+    return _ok([b for b in at.button if b.label == "Run SAU"][0].click().run())
 
 
 def test_a_link_shows_a_run_but_only_its_owner_may_stop_it(env):
@@ -534,3 +534,70 @@ def test_an_interrupted_attack_training_resumes_from_the_attack_page(env, monkey
     assert _wait_finished(env) == run_id
     assert RunStore(env).get(run_id).status()["state"] == "finished"
     assert "The backdoored model" in [h.value for h in _ok(other.run()).subheader]
+
+
+# ----------------------------------------------------------------- defences side by side (#17)
+def test_defend_offers_every_defence_with_its_own_form_and_lesson(env):
+    from sau_core.defenses import DEFENSES
+
+    at = _ok(_app())
+    at = _ok(at.button(key="demo-ready").click().run())
+    box = at.selectbox(key="defend.defense")
+    assert box.options == [e.title for e in DEFENSES.values()] and box.value == "sau"
+    at = _ok(box.set_value("fp").run())
+    assert at.number_input(key="fp.digits.max_acc_drop").value == 0.1
+    assert at.number_input(key="fp.digits.batch_size").value == 64  # digits' measured setting
+    assert any(e.label.startswith("What FP does, and where it fails") for e in at.expander)
+    assert any("Where it is known to fail" in m.value for m in at.markdown)
+    assert not any("Before you run: where SAU" in w.value for w in at.warning)
+    assert at.button(key="purify.go").label == "Run FP"
+    # a setting out of range is named and blocks the run
+    at = _ok(at.number_input(key="fp.digits.max_prune").set_value(1.5).run())
+    assert any("max prune" in e.value or "max_prune" in e.value for e in at.error)
+    assert at.button(key="purify.go").disabled
+
+
+def test_defend_runs_a_baseline_and_shows_its_own_numbers(env):
+    at = _ok(_app())
+    at = _ok(at.button(key="demo-ready").click().run())
+    at = _ok(at.selectbox(key="defend.defense").set_value("fp").run())
+    at.number_input(key="fp.digits.rounds").set_value(2)
+    at = _ok(at.button(key="purify.go").click().run())
+    run_id = _wait_finished(env)
+    assert RunStore(env).get(run_id).status()["state"] == "finished"
+    at = _ok(at.run())
+    assert "Before and after FP" in [h.value for h in at.subheader]
+    assert any(c.value.startswith("Pruned: **") for c in at.caption)
+    assert not any("Shared adversarial examples in the last round" in c.value for c in at.caption)
+    # its report is FP's: its lesson and curves, none of SAU's own sections
+    from dashboard.report import build_report
+
+    html = build_report(RunStore(env).get(run_id), n_images=1)
+    assert "Before and after FP" in html and "Fine-Pruning" in html
+    assert "Shared adversarial examples" not in html and "Where the models look" in html
+    # a fresh page opened on the run's link shows the run's defence
+    other = _ok(_app("app_pages/purify.py", run=run_id))
+    assert other.selectbox(key="defend.defense").value == "fp"
+    assert "Before and after FP" in [h.value for h in other.subheader]
+
+
+def test_run_every_defence_queues_what_fits_and_the_rest_as_room_frees(env):
+    from dashboard import state
+
+    at = _ok(_app())
+    at = _ok(at.button(key="demo-ready").click().run())
+    at = _ok(at.button(key="purify.every").click().run())
+    runner = state._runner(str(Path(env).absolute()))
+    try:
+        runs = RunStore(env).scan()[0]
+        assert 1 <= len(runs) < 6  # a session may have only a few waiting at once
+        waiting = [i for i in at.info if "Waiting for room in the queue" in i.value]
+        assert waiting and "ANP" in waiting[0].value and "i-BAU" in waiting[0].value
+        labels = {r.label.split(" on ")[0] for r in runs}
+        assert labels <= {"SAU", "FT", "FP", "NAD", "ANP", "i-BAU"}
+    finally:
+        for r in RunStore(env).scan()[0]:
+            runner.stop(r.id)
+        at.session_state["pending_jobs"] = []
+    for r in RunStore(env).scan()[0]:
+        assert runner.wait(r.id, timeout=120)

@@ -82,7 +82,7 @@ else:
                 )
                 items.append((components.strip([e.clean, e.triggered]), caption))
             components.images(items, columns=4)
-        if st.button("Purify this model", type="primary"):
+        if st.button("Defend this model", type="primary"):
             try:
                 st.session_state[state.MODEL] = state.model_from_run(run)
             except RunError as err:

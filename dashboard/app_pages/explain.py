@@ -75,8 +75,8 @@ try:
     if kind == kinds[0]:
         if not purify:
             st.info("No finished SAU run yet: purify a model first, or explain a single model.")
-            st.page_link("app_pages/purify.py", label="Go to Purify",
-                         icon=":material/cleaning_services:")  # fmt: skip
+            st.page_link("app_pages/purify.py", label="Go to Defend",
+                         icon=":material/shield:")  # fmt: skip
             st.stop()
         ids = [r.id for r in purify]
         current = state.current_run("purify")

@@ -16,14 +16,27 @@ st.caption(HELP["h0_h"])
 
 store = state.store()
 state.linked_run()
-purify_runs = [r for r in state.visible_runs()[0] if r.kind == "purify"]
+
+
+def _is_sau(run_id: str) -> bool:
+    """Shared adversarial examples are SAU's: other defences keep no probe batch."""
+    try:
+        return (store.get(run_id).config().get("job") or {}).get("defense", "sau") == "sau"
+    except RunError:
+        return False
+
+
+purify_runs = [r for r in state.visible_runs()[0] if r.kind == "purify" and _is_sau(r.id)]
 current = state.current_run("purify")
+if current is not None and not _is_sau(current):
+    st.caption(f"Run {current} is not a SAU run: shared adversarial examples are SAU's.")
+    current = None
 ids = [r.id for r in purify_runs]
 if current is not None and current not in ids:
     ids.insert(0, current)
 if not ids:
-    st.info("No SAU run yet: start one on *Purify*.")
-    st.page_link("app_pages/purify.py", label="Go to Purify", icon=":material/cleaning_services:")
+    st.info("No SAU run yet: start one on *Defend*.")
+    st.page_link("app_pages/purify.py", label="Go to Defend", icon=":material/shield:")
     st.stop()
 labels = {r.id: f"{r.label or r.id} ({r.state})" for r in purify_runs}
 run_id = st.selectbox("SAU run", ids, index=ids.index(current) if current in ids else 0,

@@ -63,7 +63,7 @@ c1, c2, c3 = st.columns(3)
 if page is not None:
     c1.page_link(page, label="Open", icon=":material/open_in_new:", query_params={"run": info.id})
 else:  # an uploaded model: purify it
-    c1.page_link("app_pages/purify.py", label="Purify this model", icon=":material/cleaning_services:",
+    c1.page_link("app_pages/purify.py", label="Defend this model", icon=":material/shield:",
                  query_params={"run": info.id})  # fmt: skip
 c2.download_button(
     "Download (zip)",

@@ -131,7 +131,7 @@ with st.container(border=True):
 current = state.model()
 if current is not None:
     st.info(
-        f"Current model: **{current['title']}**. Go to *Purify* to clean it.",
+        f"Current model: **{current['title']}**. Go to *Defend* to clean it.",
         icon=":material/info:",
     )
 

@@ -11,8 +11,10 @@ the model changes. The settings are the paper's (eps 0.4, one perturbation step,
 mask learning rate 0.2 with momentum 0.9, threshold 0.2).
 
 The masks act on each BatchNorm's output: with scale g and shift b, an output y becomes
-``(y - b) * (m + delta) + b * (1 + xi)``, the paper's layer, exact in eval mode (the
-BatchNorm statistics stay as the backdoored model has them).
+``(y - b) * (m + delta) + b * (1 + xi)``, the paper's layer. As in the authors' code the masks
+are optimised with BatchNorm on batch statistics (training mode); the running statistics are
+never updated (momentum 0), so the live evaluation and the pruned model use the backdoored
+model's own.
 """
 
 from __future__ import annotations
@@ -163,14 +165,23 @@ def adversarial_prune(
     config, device, h0 = setup(model, clean, config or ANPConfig(), device)
     k = clean.info.num_classes
     before = full_eval(h0, test, backdoor, k, device)
-    # eval mode throughout: BatchNorm keeps the backdoored model's statistics (evaluating a
-    # module in training mode would switch it, and with it every module inside, back)
+    # eval mode except inside a step (evaluating a module in training mode would switch it, and
+    # every module inside, back); BatchNorm's running statistics frozen: momentum 0
     masks = NeuronMasks(frozen_copy(h0, device)).to(device).eval()
+    for bn in masks.bns:
+        bn.momentum = 0.0
     masks.threshold = config.threshold
     opt_masks = torch.optim.SGD(list(masks.masks), lr=config.lr, momentum=0.9)
     pruned_view = _Pruned(masks).eval()
 
     def step(x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, dict]:
+        masks.model.train()  # batch statistics (running ones frozen)
+        try:
+            return _step(x, y, gen)
+        finally:
+            masks.model.eval()
+
+    def _step(x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, dict]:
         if config.eps > 0:  # random start in the eps box, then ascend the loss
             with torch.no_grad():
                 for p in masks.noise():

@@ -109,18 +109,18 @@ def test_demo_end_to_end(server, page, context, workdir):
     expect(page.get_by_text("The demo preset:")).to_be_visible(timeout=PAGE)
     page.get_by_role("button", name="Use the demo preset").click()
 
-    # Purify: two rounds, from the form; an out-of-range value is named, not silently ignored
-    expect(page.get_by_role("heading", name="Purify with SAU")).to_be_visible()
+    # Defend (SAU): two rounds, from the form; an out-of-range value is named, not silently ignored
+    expect(page.get_by_role("heading", name="Defend the model")).to_be_visible()
     rounds = page.get_by_label("rounds", exact=True)
     rounds.fill("0")
     rounds.press("Tab")
     expect(page.get_by_text("rounds: must be at least 1.")).to_be_visible()
     expect(page.get_by_text("Fix these settings first")).to_be_visible()
-    expect(page.get_by_role("button", name="Purify", exact=True)).to_be_disabled()
+    expect(page.get_by_role("button", name="Run SAU", exact=True)).to_be_disabled()
     rounds.fill("2")
     rounds.press("Tab")
     expect(page.get_by_text("Fix these settings first")).to_have_count(0)
-    page.get_by_role("button", name="Purify", exact=True).click()
+    page.get_by_role("button", name="Run SAU", exact=True).click()
     expect(page.get_by_text("ACC, ASR and RA per round").first).to_be_visible(timeout=LONG)
     expect(page.get_by_text("Before and after SAU")).to_be_visible(timeout=LONG)
     assert "?run=" in page.url
@@ -194,7 +194,7 @@ def test_demo_end_to_end(server, page, context, workdir):
             files=[{"name": name, "mimeType": "image/png", "buffer": _png(patch)}])  # fmt: skip
         _settle(page)
     page.get_by_role("button", name="Check and use this model").click()
-    expect(page.get_by_role("heading", name="Purify with SAU")).to_be_visible(timeout=LONG)
+    expect(page.get_by_role("heading", name="Defend the model")).to_be_visible(timeout=LONG)
     expect(page.get_by_text("uploaded model.safetensors").first).to_be_visible()
 
     # Runs: the three runs of this session are listed, and still after a reload (a cookie)
@@ -329,7 +329,7 @@ def test_a_link_lets_another_browser_watch_but_not_stop(server, browser):
         rounds = page.get_by_label("rounds", exact=True)
         rounds.fill("5000")
         rounds.press("Tab")
-        page.get_by_role("button", name="Purify", exact=True).click()
+        page.get_by_role("button", name="Run SAU", exact=True).click()
         stop = page.get_by_role("button", name="Stop", exact=True)
         expect(stop).to_be_visible(timeout=LONG)
         assert "?run=" in page.url
