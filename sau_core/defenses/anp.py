@@ -19,7 +19,6 @@ model's own.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -27,19 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._config import ParamConfig, param
-from ..data import ImageData
-from ..events import Callback, StopFlag
-from .base import (
-    Defense,
-    DefenseResult,
-    DefenseState,
-    Paper,
-    RoundLoop,
-    finish,
-    frozen_copy,
-    full_eval,
-    setup,
-)
+from .base import Defense, DefenseResult, Paper, RoundLoop, RunContext, defense_run, frozen_copy
 
 __all__ = ["ANPConfig", "DEFENSE", "NeuronMasks", "prune_by_threshold", "adversarial_prune"]
 
@@ -146,25 +133,13 @@ def prune_by_threshold(model: nn.Module, masks: list[Tensor], threshold: float) 
     return counts
 
 
-def adversarial_prune(
-    model: nn.Module,
-    clean: ImageData,
-    config: ANPConfig | None = None,
-    *,
-    test: ImageData | None = None,
-    backdoor=None,
-    device: str | torch.device | None = None,
-    callback: Callback | None = None,
-    stop: StopFlag | None = None,
-    resume: DefenseState | None = None,
-    on_state: Callable[[DefenseState], None] | None = None,
-) -> DefenseResult:
-    """Adversarial Neuron Pruning of ``model`` (arguments as :func:`~sau_core.defenses.sau.purify`);
-    the live evaluation and the result are the model pruned at ``threshold``. ``notes``: the
-    neurons pruned per BatchNorm layer and the final masks' summary."""
-    config, device, h0 = setup(model, clean, config or ANPConfig(), device)
-    k = clean.info.num_classes
-    before = full_eval(h0, test, backdoor, k, device)
+@defense_run("anp", ANPConfig)
+def adversarial_prune(ctx: RunContext) -> DefenseResult:
+    """Adversarial Neuron Pruning of the backdoored model (the arguments are every defence's:
+    :func:`~sau_core.defenses.base.defense_run`); the live evaluation and the result are the
+    model pruned at ``threshold``. ``notes``: the neurons pruned per BatchNorm layer and the
+    final masks' summary."""
+    config, device, h0 = ctx.config, ctx.device, ctx.h0
     # eval mode except inside a step (evaluating a module in training mode would switch it, and
     # every module inside, back); BatchNorm's running statistics frozen: momentum 0
     masks = NeuronMasks(frozen_copy(h0, device)).to(device).eval()
@@ -220,12 +195,9 @@ def adversarial_prune(
         return {"below_threshold": int((values < config.threshold).sum()),
                 "neurons": int(values.numel())}  # fmt: skip
 
-    loop = RoundLoop("anp", config, masks, opt_masks, step, lambda: pruned_view, extras=extras)
+    loop = RoundLoop(masks, opt_masks, step, lambda: pruned_view, extras=extras)
     try:
-        history, done, stopped, elapsed = loop.run(
-            h0, clean, test=test, backdoor=backdoor, device=device, callback=callback,
-            stop=stop, resume=resume, on_state=on_state,
-        )  # fmt: skip
+        looped = loop.run(ctx)
         final_masks = [m.detach().cpu() for m in masks.masks]
     finally:
         masks.close()
@@ -234,8 +206,7 @@ def adversarial_prune(
     values = torch.cat(final_masks)
     notes = {"pruned_per_layer": counts, "pruned": sum(counts), "neurons": int(values.numel()),
              "mask_min": float(values.min()), "mask_mean": float(values.mean())}  # fmt: skip
-    return finish("anp", out, before, history, done, stopped, elapsed, config, test=test,
-                  backdoor=backdoor, device=device, callback=callback, notes=notes)  # fmt: skip
+    return ctx.finish(out, looped, notes)
 
 
 def _check(model: nn.Module) -> None:

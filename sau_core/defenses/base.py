@@ -13,6 +13,7 @@ completed round, and ``resume`` continues from one.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -44,7 +45,10 @@ __all__ = [
     "DefenseResult",
     "DefenseState",
     "Paper",
+    "Looped",
     "RoundLoop",
+    "RunContext",
+    "defense_run",
     "frozen_copy",
     "full_eval",
     "live_eval",
@@ -227,8 +231,6 @@ class RoundLoop:
     returned now). The loop shuffles, stops, evaluates, reports, and saves and restores state.
     """
 
-    defense: str
-    config: Any  # has rounds, batch_size, seed, eval_size
     trainable: nn.Module
     optimizer: torch.optim.Optimizer
     step: Callable[[Tensor, Tensor, torch.Generator], tuple[Tensor, dict[str, Tensor]]]
@@ -237,27 +239,17 @@ class RoundLoop:
     after_step: Callable[[], None] | None = None  # e.g. keep pruned weights at zero
     extras: Callable[[int], dict] | None = None  # the defence's numbers for round r's event
 
-    def run(
-        self,
-        h0: nn.Module,
-        clean: ImageData,
-        *,
-        test: ImageData | None,
-        backdoor,
-        device: torch.device,
-        callback: Callback | None,
-        stop: StopFlag | None,
-        resume: DefenseState | None,
-        on_state: Callable[[DefenseState], None] | None,
-        before: Evaluation | None = None,
-    ) -> tuple[list[DefenseRound], int, bool, float]:
-        """Run the rounds; returns (history, rounds_done, stopped, elapsed)."""
-        cfg, k = self.config, clean.info.num_classes
+    def run(self, ctx: RunContext) -> Looped:
+        """Run the rounds of ``ctx`` (its clean set, evaluation sets, stop flag, resume state)."""
+        h0, clean, device, callback, stop = ctx.h0, ctx.clean, ctx.device, ctx.callback, ctx.stop
+        resume, on_state = ctx.resume, ctx.on_state
+        # the config has rounds, batch_size, seed and eval_size
+        cfg, k, name = ctx.config, clean.info.num_classes, ctx.defense
         gen = torch.Generator().manual_seed(cfg.seed)
         history: list[DefenseRound] = []
         done_before, elapsed_before = 0, 0.0
         if resume is not None:
-            check_state(resume, self.defense, cfg, cfg.rounds)
+            check_state(resume, name, cfg, cfg.rounds)
             try:
                 self.trainable.load_state_dict(resume.h)
                 self.optimizer.load_state_dict(resume.optimizer)
@@ -270,9 +262,9 @@ class RoundLoop:
         n = len(y_all)
         batches = math.ceil(n / cfg.batch_size)
         total = batches * cfg.rounds
-        live = live_sets(test, backdoor, cfg.eval_size, cfg.seed)
+        live = live_sets(ctx.test, ctx.backdoor, cfg.eval_size, cfg.seed)
         h0_pred = predict(h0, live[0], device=device) if live else None
-        emit(callback, Started(self.defense, total, describe(device), cfg.to_dict(), done_before))
+        emit(callback, Started(name, total, describe(device), cfg.to_dict(), done_before))
 
         start, stopped = time.perf_counter() - elapsed_before, False
         step, rounds_done = done_before * batches, done_before
@@ -303,7 +295,7 @@ class RoundLoop:
                 break
             rounds_done = rnd if not stopped else rnd - 1
             means = {key: float(v) / count for key, v in sums.items()}
-            check_finite(self.defense, rnd, means)
+            check_finite(name, rnd, means)
             elapsed = time.perf_counter() - start
             ev = live_eval(self.evaluated(), live, h0_pred, k, device)
             rec = DefenseRound(
@@ -312,7 +304,7 @@ class RoundLoop:
                 elapsed=elapsed, eta=elapsed / step * (total - step) if not stopped else 0.0,
                 stopped=stopped, losses=means,
                 extras=self.extras(rnd) if self.extras is not None else {},
-                defense=self.defense,
+                defense=name,
             )  # fmt: skip
             history.append(rec)
             emit(callback, rec)
@@ -328,47 +320,92 @@ class RoundLoop:
                         history=list(history),
                         elapsed=time.perf_counter() - start,
                         config=cfg.to_dict(),
-                        defense=self.defense,
+                        defense=name,
                     )
                 )
-        return history, rounds_done, stopped, time.perf_counter() - start
+        return Looped(history, rounds_done, stopped, time.perf_counter() - start)
 
 
-def finish(
-    defense: str,
-    model: nn.Module,
-    before: Evaluation,
-    history: list[DefenseRound],
-    rounds_done: int,
-    stopped: bool,
-    elapsed: float,
-    config,
-    *,
-    test,
-    backdoor,
-    device: torch.device,
-    callback: Callback | None,
-    notes: dict | None = None,
-) -> DefenseResult:
-    """Evaluate the defended ``model`` on the full sets, send :class:`Finished`, build the result."""
-    model = model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    k = model.info.num_classes if hasattr(model, "info") else None
-    after = full_eval(model, test, backdoor, k, device)
-    emit(callback, Finished(defense, stopped, elapsed,
-                            Evaluated(after.acc, after.asr, after.ra, after.per_class_asr)))  # fmt: skip
-    return DefenseResult(model, before, after, history, rounds_done, stopped, elapsed, config,
-                         describe(device), defense, notes or {})  # fmt: skip
+@dataclass
+class Looped:
+    """What the rounds left: their records, how many completed, whether Stop ended them."""
+
+    history: list[DefenseRound]
+    rounds_done: int
+    stopped: bool
+    elapsed: float
 
 
-def setup(model: nn.Module, clean: ImageData, config, device) -> tuple:
-    """The common start of a baseline: the config validated, the device picked, a frozen h0."""
-    config = config.validate()
-    if len(clean) == 0:
-        raise ValueError("the clean set is empty")
-    device = pick_device(device)
-    return config, device, frozen_copy(model, device)
+@dataclass
+class RunContext:
+    """One run of a defence: its arguments (the shared signature's), the validated config, the
+    device, the frozen backdoored model h0 and its full evaluation before the defence."""
+
+    defense: str
+    config: Any
+    clean: ImageData
+    test: ImageData | None
+    backdoor: Any
+    device: torch.device
+    callback: Callback | None
+    stop: StopFlag | None
+    resume: DefenseState | None
+    on_state: Callable[[DefenseState], None] | None
+    h0: nn.Module
+    before: Evaluation
+
+    @property
+    def num_classes(self) -> int:
+        return self.clean.info.num_classes
+
+    def finish(self, model: nn.Module, looped: Looped, notes: dict | None = None) -> DefenseResult:
+        """Evaluate the defended ``model`` on the full sets, send :class:`Finished`, build the
+        result."""
+        model = model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        after = full_eval(model, self.test, self.backdoor, self.num_classes, self.device)
+        emit(self.callback, Finished(self.defense, looped.stopped, looped.elapsed,
+                                     Evaluated(after.acc, after.asr, after.ra,
+                                               after.per_class_asr)))  # fmt: skip
+        return DefenseResult(model, self.before, after, looped.history, looped.rounds_done,
+                             looped.stopped, looped.elapsed, self.config, describe(self.device),
+                             self.defense, notes or {})  # fmt: skip
+
+
+def defense_run(name: str, config_cls: type):
+    """Make ``body(ctx) -> DefenseResult`` a defence's run function with the shared signature
+    ``(model, clean, config=None, *, test, backdoor, device, callback, stop, resume, on_state)``:
+    the config validated (None: ``config_cls()``), the device picked, h0 frozen on it and
+    evaluated before the body runs."""
+
+    def wrap(body: Callable[[RunContext], DefenseResult]) -> Callable[..., DefenseResult]:
+        @functools.wraps(body)
+        def run(
+            model: nn.Module,
+            clean: ImageData,
+            config=None,
+            *,
+            test: ImageData | None = None,
+            backdoor=None,
+            device: str | torch.device | None = None,
+            callback: Callback | None = None,
+            stop: StopFlag | None = None,
+            resume: DefenseState | None = None,
+            on_state: Callable[[DefenseState], None] | None = None,
+        ) -> DefenseResult:
+            config = (config if config is not None else config_cls()).validate()
+            if len(clean) == 0:
+                raise ValueError("the clean set is empty")
+            dev = pick_device(device)
+            h0 = frozen_copy(model, dev)
+            before = full_eval(h0, test, backdoor, clean.info.num_classes, dev)
+            return body(RunContext(name, config, clean, test, backdoor, dev, callback, stop,
+                                   resume, on_state, h0, before))  # fmt: skip
+
+        return run
+
+    return wrap
 
 
 def trainable_copy(h0: nn.Module) -> nn.Module:

@@ -14,7 +14,6 @@ convolution's output (PreAct-ResNets, whose last convolution feeds a residual su
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -22,18 +21,8 @@ from torch import Tensor, nn
 
 from .._config import param
 from ..data import ImageData
-from ..events import Callback, StopFlag
 from ..metrics import predict
-from .base import (
-    Defense,
-    DefenseResult,
-    DefenseState,
-    RoundLoop,
-    finish,
-    full_eval,
-    setup,
-    trainable_copy,
-)
+from .base import Defense, DefenseResult, RoundLoop, RunContext, defense_run, trainable_copy
 from .ft import DEFENSE as FT
 from .ft import FTConfig, augment_mode, ce_step, lr_schedule, sgd
 
@@ -169,47 +158,25 @@ def prune_order(model, layer, clean: ImageData, config, device) -> tuple[list[in
     return order[:keep], trace
 
 
-def fine_prune(
-    model: nn.Module,
-    clean: ImageData,
-    config: FPConfig | None = None,
-    *,
-    test: ImageData | None = None,
-    backdoor=None,
-    device: str | torch.device | None = None,
-    callback: Callback | None = None,
-    stop: StopFlag | None = None,
-    resume: DefenseState | None = None,
-    on_state: Callable[[DefenseState], None] | None = None,
-) -> DefenseResult:
+@defense_run("fp", FPConfig)
+def fine_prune(ctx: RunContext) -> DefenseResult:
     """Prune the last convolution's dormant channels within the accuracy bound, then fine-tune
-    with them held at zero. ``notes`` of the result: the channels pruned (in order), the layer,
-    and the accuracy trace of the pruning search."""
-    config, device, h0 = setup(model, clean, config or FPConfig(), device)
-    k = clean.info.num_classes
-    layer0 = last_conv(h0, clean.x[:2].to(device))
-    before = full_eval(h0, test, backdoor, k, device)
-    h = trainable_copy(h0)
-    layer = last_conv(h, clean.x[:2].to(device))
-    pruned, trace = prune_order(h, layer, clean, config, device)  # deterministic from h0 and clean
+    with them held at zero (the arguments are every defence's:
+    :func:`~sau_core.defenses.base.defense_run`). ``notes`` of the result: the channels pruned
+    (in order), the layer, and the accuracy trace of the pruning search."""
+    config, clean = ctx.config, ctx.clean
+    h = trainable_copy(ctx.h0)
+    layer = last_conv(h, clean.x[:2].to(ctx.device))
+    pruned, trace = prune_order(h, layer, clean, config, ctx.device)  # from h0 and clean alone
     _mask_channels(layer, pruned)
     optimizer = sgd(h.parameters(), config)
-
-    def keep_pruned() -> None:
-        _mask_channels(layer, pruned)
-
     loop = RoundLoop(
-        "fp", config, h, optimizer, ce_step(h, optimizer, config, augment_mode(config, clean)),
-        lambda: h, lr_schedule(config), after_step=keep_pruned,
+        h, optimizer, ce_step(h, optimizer, config, augment_mode(config, clean)), lambda: h,
+        lr_schedule(config), after_step=lambda: _mask_channels(layer, pruned),
         extras=lambda r: {"pruned": len(pruned), "channels": layer.channels},
     )  # fmt: skip
-    history, done, stopped, elapsed = loop.run(
-        h0, clean, test=test, backdoor=backdoor, device=device, callback=callback, stop=stop,
-        resume=resume, on_state=on_state,
-    )  # fmt: skip
-    notes = {"layer": layer0.name, "channels": layer0.channels, "pruned": pruned, "trace": trace}
-    return finish("fp", h, before, history, done, stopped, elapsed, config, test=test,
-                  backdoor=backdoor, device=device, callback=callback, notes=notes)  # fmt: skip
+    notes = {"layer": layer.name, "channels": layer.channels, "pruned": pruned, "trace": trace}
+    return ctx.finish(h, loop.run(ctx), notes)
 
 
 def _check(model: nn.Module) -> None:

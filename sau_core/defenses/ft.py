@@ -16,19 +16,16 @@ from torch import Tensor, nn
 
 from .._config import ParamConfig, param
 from ..data import ImageData
-from ..events import Callback, StopFlag
 from ..train import augment
 from .base import (
     Defense,
     DefenseResult,
-    DefenseState,
     Paper,
     RoundLoop,
+    RunContext,
     cosine_lr,
     cross_entropy,
-    finish,
-    full_eval,
-    setup,
+    defense_run,
     trainable_copy,
 )
 
@@ -96,34 +93,15 @@ def ce_step(model: nn.Module, optimizer, config, mode: str):
     return step
 
 
-def fine_tune(
-    model: nn.Module,
-    clean: ImageData,
-    config: FTConfig | None = None,
-    *,
-    test: ImageData | None = None,
-    backdoor=None,
-    device: str | torch.device | None = None,
-    callback: Callback | None = None,
-    stop: StopFlag | None = None,
-    resume: DefenseState | None = None,
-    on_state: Callable[[DefenseState], None] | None = None,
-) -> DefenseResult:
-    """Fine-tune a copy of ``model`` on ``clean`` (the arguments are :func:`~sau_core.defenses.
-    sau.purify`'s); returns the fine-tuned model with full-set evaluations before and after."""
-    config, device, h0 = setup(model, clean, config or FTConfig(), device)
-    k = clean.info.num_classes
-    before = full_eval(h0, test, backdoor, k, device)
-    h = trainable_copy(h0)
-    optimizer = sgd(h.parameters(), config)
-    loop = RoundLoop("ft", config, h, optimizer, ce_step(h, optimizer, config,
-                     augment_mode(config, clean)), lambda: h, lr_schedule(config))  # fmt: skip
-    history, done, stopped, elapsed = loop.run(
-        h0, clean, test=test, backdoor=backdoor, device=device, callback=callback, stop=stop,
-        resume=resume, on_state=on_state,
-    )  # fmt: skip
-    return finish("ft", h, before, history, done, stopped, elapsed, config, test=test,
-                  backdoor=backdoor, device=device, callback=callback)  # fmt: skip
+@defense_run("ft", FTConfig)
+def fine_tune(ctx: RunContext) -> DefenseResult:
+    """Fine-tune a copy of the backdoored model on the clean set (the arguments are every
+    defence's: :func:`~sau_core.defenses.base.defense_run`)."""
+    h = trainable_copy(ctx.h0)
+    optimizer = sgd(h.parameters(), ctx.config)
+    step = ce_step(h, optimizer, ctx.config, augment_mode(ctx.config, ctx.clean))
+    looped = RoundLoop(h, optimizer, step, lambda: h, lr_schedule(ctx.config)).run(ctx)
+    return ctx.finish(h, looped)
 
 
 DEFENSE = Defense(

@@ -23,22 +23,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from .._config import ParamConfig, param
-from ..data import ImageData
-from ..events import Callback, StopFlag
-from .base import (
-    Defense,
-    DefenseResult,
-    DefenseState,
-    Paper,
-    RoundLoop,
-    finish,
-    full_eval,
-    setup,
-    trainable_copy,
-)
+from .base import Defense, DefenseResult, Paper, RoundLoop, RunContext, defense_run, trainable_copy
 
 __all__ = ["DEFENSE", "IBAUConfig", "fixed_point_hypergradient", "implicit_unlearn"]
 
@@ -104,24 +92,12 @@ def _project_l2(delta: Tensor, eps: float) -> Tensor:
     return delta * min(1.0, eps / max(float(norm), 1e-12))
 
 
-def implicit_unlearn(
-    model: nn.Module,
-    clean: ImageData,
-    config: IBAUConfig | None = None,
-    *,
-    test: ImageData | None = None,
-    backdoor=None,
-    device: str | torch.device | None = None,
-    callback: Callback | None = None,
-    stop: StopFlag | None = None,
-    resume: DefenseState | None = None,
-    on_state: Callable[[DefenseState], None] | None = None,
-) -> DefenseResult:
-    """i-BAU on ``model`` (arguments as :func:`~sau_core.defenses.sau.purify`)."""
-    config, device, h0 = setup(model, clean, config or IBAUConfig(), device)
-    k = clean.info.num_classes
-    before = full_eval(h0, test, backdoor, k, device)
-    h = trainable_copy(h0)
+@defense_run("ibau", IBAUConfig)
+def implicit_unlearn(ctx: RunContext) -> DefenseResult:
+    """i-BAU on the backdoored model (the arguments are every defence's:
+    :func:`~sau_core.defenses.base.defense_run`)."""
+    config = ctx.config
+    h = trainable_copy(ctx.h0)
     params = [p for p in h.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr, betas=(0.9, 0.999))
     norms: list[float] = []
@@ -164,13 +140,8 @@ def implicit_unlearn(
         norms.clear()
         return {"delta_norm": last}
 
-    loop = RoundLoop("ibau", config, h, optimizer, step, lambda: h, extras=extras)
-    history, done, stopped, elapsed = loop.run(
-        h0, clean, test=test, backdoor=backdoor, device=device, callback=callback, stop=stop,
-        resume=resume, on_state=on_state,
-    )  # fmt: skip
-    return finish("ibau", h, before, history, done, stopped, elapsed, config, test=test,
-                  backdoor=backdoor, device=device, callback=callback)  # fmt: skip
+    looped = RoundLoop(h, optimizer, step, lambda: h, extras=extras).run(ctx)
+    return ctx.finish(h, looped)
 
 
 DEFENSE = Defense(

@@ -15,7 +15,6 @@ train the student; the two are one module, so an interrupted run resumes in eith
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -23,22 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._config import param
-from ..data import ImageData
-from ..events import Callback, StopFlag
 from ..train import augment
-from .base import (
-    Defense,
-    DefenseResult,
-    DefenseState,
-    Paper,
-    RoundLoop,
-    cosine_lr,
-    finish,
-    full_eval,
-    setup,
-    trainable_copy,
-)
-from .ft import FTConfig, augment_mode, sgd
+from .base import Defense, DefenseResult, Paper, RoundLoop, RunContext, defense_run, trainable_copy
+from .ft import FTConfig, augment_mode, lr_schedule, sgd
 
 __all__ = ["DEFENSE", "NADConfig", "attention_layers", "attention_map", "distill"]
 
@@ -134,41 +120,25 @@ class _Features:
             h.remove()
 
 
-def distill(
-    model: nn.Module,
-    clean: ImageData,
-    config: NADConfig | None = None,
-    *,
-    test: ImageData | None = None,
-    backdoor=None,
-    device: str | torch.device | None = None,
-    callback: Callback | None = None,
-    stop: StopFlag | None = None,
-    resume: DefenseState | None = None,
-    on_state: Callable[[DefenseState], None] | None = None,
-) -> DefenseResult:
-    """Neural Attention Distillation of ``model`` on ``clean`` (arguments as
-    :func:`~sau_core.defenses.sau.purify`). ``notes``: the layers distilled."""
-    config, device, h0 = setup(model, clean, config or NADConfig(), device)
-    k = clean.info.num_classes
-    layers = attention_layers(h0, clean.x[:1].to(device))
+@defense_run("nad", NADConfig)
+def distill(ctx: RunContext) -> DefenseResult:
+    """Neural Attention Distillation of the backdoored model (the arguments are every
+    defence's: :func:`~sau_core.defenses.base.defense_run`). ``notes``: the layers distilled."""
+    config = ctx.config
+    layers = attention_layers(ctx.h0, ctx.clean.x[:1].to(ctx.device))
     betas = [config.beta_1, config.beta_2, config.beta_3][-len(layers) :]
-    before = full_eval(h0, test, backdoor, k, device)
-    pair = _Pair(trainable_copy(h0), trainable_copy(h0)).eval()
+    pair = _Pair(trainable_copy(ctx.h0), trainable_copy(ctx.h0)).eval()
     optimizer = sgd(pair.parameters(), config)
-    mode = augment_mode(config, clean)
-    t_rounds, s_rounds = config.teacher_rounds, config.rounds - config.teacher_rounds
+    mode = augment_mode(config, ctx.clean)
+    t_rounds = config.teacher_rounds
+    teacher_lr = lr_schedule(config, 1, t_rounds)
+    student_lr = lr_schedule(config, t_rounds + 1, config.rounds - t_rounds)
     feats_s, feats_t = _Features(pair.student, layers), _Features(pair.teacher, layers)
     state = {"round": 0}
 
     def lr_at(r: int) -> float:
         state["round"] = r
-        if r <= t_rounds:
-            return (
-                cosine_lr(config.lr, r - 1, t_rounds) if config.schedule == "cosine" else config.lr
-            )
-        return cosine_lr(config.lr, r - 1 - t_rounds, s_rounds) if config.schedule == "cosine" \
-            else config.lr  # fmt: skip
+        return teacher_lr(r) if r <= t_rounds else student_lr(r)
 
     def step(x: Tensor, y: Tensor, gen: torch.Generator) -> tuple[Tensor, dict]:
         x = augment(x, mode, gen, config.crop_pad)
@@ -196,20 +166,15 @@ def distill(
     def evaluated() -> nn.Module:
         return pair.teacher if state["round"] <= t_rounds else pair.student
 
-    loop = RoundLoop("nad", config, pair, optimizer, step, evaluated, lr_at,
+    loop = RoundLoop(pair, optimizer, step, evaluated, lr_at,
                      extras=lambda r: {"phase": "teacher" if r <= t_rounds else "student"})  # fmt: skip
     try:
-        history, done, stopped, elapsed = loop.run(
-            h0, clean, test=test, backdoor=backdoor, device=device, callback=callback,
-            stop=stop, resume=resume, on_state=on_state,
-        )  # fmt: skip
+        looped = loop.run(ctx)
     finally:
         feats_s.close()
         feats_t.close()
     # stopped in the teacher's phase: the student is still the backdoored model
-    return finish("nad", pair.student, before, history, done, stopped, elapsed, config, test=test,
-                  backdoor=backdoor, device=device, callback=callback,
-                  notes={"layers": layers, "betas": betas})  # fmt: skip
+    return ctx.finish(pair.student, looped, {"layers": layers, "betas": betas})
 
 
 def _check(model: nn.Module) -> None:
