@@ -318,7 +318,6 @@ def defence_rows(runs: list[tuple[str, dict | None]]) -> list[dict]:
         if r["pull_class"] is not None:
             pull += f" to {r['pull_class']}"
         out.append({
-            "run": label,
             "defence": r["defense"],
             "ACC": pct(r["acc"]),
             "ASR": "not measured" if r["asr"] is None else pct(r["asr"]),
@@ -327,6 +326,7 @@ def defence_rows(runs: list[tuple[str, dict | None]]) -> list[dict]:
             "DER": _num(r["der"]),
             "seconds": "–" if r["seconds"] is None else f"{r['seconds']:.1f}",
             "rounds": "–" if r["rounds"] is None else str(r["rounds"]),
+            "run": label,  # last: long, and the numbers matter first on a projector
         })  # fmt: skip
     return out
 

@@ -132,6 +132,39 @@ def test_a_dying_worker_fails_only_its_job(ckpt, tiny, tmp_path, sig):
     assert runner.view(run_id).state == "stopped"
 
 
+@pytest.mark.parametrize("defense", ["fp", "anp"])
+def test_a_baseline_killed_in_its_worker_resumes_from_its_run_directory(ckpt, tiny, tmp_path,
+                                                                         defense):  # fmt: skip
+    """A defence other than SAU runs in a worker too: killed, its run is interrupted after its
+    last saved round and Resume continues it to the end (FP: a pruned model being fine-tuned;
+    ANP: masks, perturbations and their optimiser in one state)."""
+    from sau_core.defenses import get_defense
+
+    settings = get_defense(defense).config.from_dict({"rounds": 400, "batch_size": 64,
+                                                      "eval_size": 50})  # fmt: skip
+    runner = JobRunner(RunStore(tmp_path))
+    run_id = runner.submit(PurifyJob(ckpt, settings, 0.2, attack=SPEC, defense=defense),
+                           split=tiny)  # fmt: skip
+    pid = _worker_pid(runner, run_id)
+    assert _until(lambda: len(runner.view(run_id).rounds) >= 2)
+    os.kill(pid, signal.SIGKILL)
+    assert runner.wait(run_id, timeout=WAIT)
+    assert runner.view(run_id).state == "interrupted"
+    run = runner.store.get(run_id)
+    saved = run.resume_round()
+    assert saved >= 1 and run.resume_state().defense == defense
+    runner.resume(run_id, split=tiny)
+    assert _until(lambda: len(runner.view(run_id).rounds) > saved + 1)
+    rounds = [r["round"] for r in runner.view(run_id).rounds]
+    assert rounds == list(range(1, len(rounds) + 1))  # no round twice, none missing
+    assert all(r["event"] == "DefenseRound" and r["defense"] == defense
+               for r in runner.view(run_id).rounds)  # fmt: skip
+    runner.stop(run_id)
+    assert runner.wait(run_id, timeout=WAIT)
+    view = runner.view(run_id)
+    assert view.state == "stopped" and view.metrics["defense"] == defense
+
+
 def test_the_servers_death_ends_its_workers(ckpt, tmp_path):
     """A server killed with SIGKILL takes its workers with it (no job runs on unseen), and the
     run then reads as interrupted."""

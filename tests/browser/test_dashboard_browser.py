@@ -215,9 +215,10 @@ def test_demo_end_to_end(server, page, context, workdir):
     expect(page.get_by_text("After SAU, h puts")).to_be_visible(timeout=LONG)
     expect(page.get_by_text("h0 →").first).to_be_visible()
 
-    # Compare: the SAU run's table row and its curves
+    # Compare: the SAU run's table row beside the backdoored model's, and its curves
     page.get_by_role("link", name="Compare").first.click()
-    expect(page.get_by_role("heading", name="Compare runs")).to_be_visible()
+    expect(page.get_by_role("heading", name="Compare defences")).to_be_visible()
+    expect(page.locator("[data-testid='stDataFrame']")).to_be_visible(timeout=LONG)
     expect(page.get_by_text("ACC and ASR per round").first).to_be_visible(timeout=LONG)
 
     # Every page at both widths: no clipped text, a screenshot each
