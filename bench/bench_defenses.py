@@ -14,6 +14,7 @@ class that is neither their own nor the target (sau_core.metrics.off_target_pull
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import time
@@ -55,16 +56,34 @@ def main() -> None:
     ap.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
     ap.add_argument("--defenses", nargs="+", default=list_defenses(), choices=list_defenses())
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--set", action="append", default=[], metavar="DEFENCE.KEY=VALUE",
+                    help="a setting of one defence over its defaults, e.g. anp.rounds=500")  # fmt: skip
+    ap.add_argument("--paper", action="store_true",
+                    help="each defence with its paper's settings, not digits' (sau_core.defaults)")  # fmt: skip
     add_threads(ap)
     add_markdown(ap)
     args = ap.parse_args()
     use_threads(args)
+    overrides: dict[str, dict] = {}
+    for item in args.set:
+        name, _, rest = item.partition(".")
+        key, _, value = rest.partition("=")
+        if name not in DEFENSES or not key or not value:
+            ap.error(
+                f"--set {item!r}: expected DEFENCE.KEY=VALUE with DEFENCE one of {list(DEFENSES)}"
+            )
+        try:
+            overrides.setdefault(name, {})[key] = json.loads(value)
+        except json.JSONDecodeError:  # a word: augment=crop
+            overrides.setdefault(name, {})[key] = value
     md = Markdown("Six defences on the same backdoored digits models")
     print(machine_line())
     md.print(
         "Setting: the demo's (digits 16x16, 10% poisoning, all-to-one target 0, 30% clean data; "
-        "each attack on its ready-made model's architecture). Each defence with its digits "
-        "defaults. *pull*: the largest share of triggered images sent to one class that is "
+        "each attack on its ready-made model's architecture). Each defence with its "
+        + ("paper's settings" if args.paper else "digits defaults")
+        + (f", with {', '.join(args.set)}." if args.set else ".")
+        + " *pull*: the largest share of triggered images sent to one class that is "
         "neither their own nor the target. Times: seconds per run, with the 1-minute load "
         "average when the run ended."
     )
@@ -86,7 +105,9 @@ def main() -> None:
             before = None
             for name in args.defenses:
                 entry = DEFENSES[name]
-                config = entry.default_config("digits", seed=seed)
+                extra = {"seed": seed, **overrides.get(name, {})}
+                config = (entry.config.from_dict(extra) if args.paper
+                          else entry.default_config("digits", **extra))  # fmt: skip
                 t = time.perf_counter()
                 res = entry.run(run.model, clean, config, test=split.test, backdoor=bd,
                                 device="cpu")  # fmt: skip

@@ -52,7 +52,7 @@ RECIPES: dict[str, Recipe] = {
         sau={"batch_size": 64, "rounds": 60},
         clean_ratio=0.3,
         # the fine-tuning family as the model was trained (crops) and with SAU's batch of 64:
-        # the clean set holds 431 images, so batches of 256 make two steps a round
+        # the clean set holds 404 images, so batches of 256 make two steps a round
         # (bench/bench_defenses.py; docs/results/defenses.md)
         defenses={name: {"batch_size": 64, "augment": "crop"} for name in ("ft", "fp", "nad")},
         why="the embedded demo: measured to plant and remove BadNets and Blended on digits",
