@@ -157,7 +157,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     from sau_core.ready import list_ready
-    from sau_core.runs import RunStore
+    from sau_core.serving.runs import RunStore
 
     print(machine_line())
     ready, problem = list_ready()
@@ -165,7 +165,7 @@ def main() -> None:
     if not demo:
         raise SystemExit(f"no ready-made BadNets checkpoint: {problem}")
     ckpt = demo[0].path
-    from sau_core.workers import warm_up
+    from sau_core.serving.workers import warm_up
 
     t = time.perf_counter()
     warm_up()  # this process's fork server: what the dashboard starts at launch

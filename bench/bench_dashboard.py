@@ -28,7 +28,7 @@ import torch
 from dashboard.charts import before_after_rows
 from sau_core.pipeline import DEMO
 from sau_core.ready import default_dir, list_ready
-from sau_core.runs import RunStore
+from sau_core.serving.runs import RunStore
 from tests.browser.server import (
     launch_browser,
     screenshot,

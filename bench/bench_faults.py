@@ -3,7 +3,7 @@ random points.
 
 Each trial starts a driver process (``python bench/bench_faults.py --driver ROOT CKPT``, the
 server) that runs digits purify jobs one after the other through
-:class:`sau_core.jobs.JobRunner` (8x8 images, a few rounds), each in a worker process, waits
+:class:`sau_core.serving.JobRunner` (8x8 images, a few rounds), each in a worker process, waits
 until its first job has started and sleeps a random time. Then it kills the server, or (every
 other trial, ``--kill both``) first the worker of the job under way (the pid its status.json
 names), waits a second for the server to start its next job, and kills the server. Then, in
@@ -16,7 +16,7 @@ this process, once the killed server's workers have ended (they end within half 
   its last completed round (status.json) is compared with the last ``SAURound`` line of its
   ``events.jsonl``;
 - the run list must still load (a torn file is skipped, not a crash);
-- every interrupted run is resumed (:meth:`sau_core.jobs.JobRunner.resume`, one thread) from the
+- every interrupted run is resumed (:meth:`sau_core.serving.JobRunner.resume`, one thread) from the
   state its last completed round saved, must finish, load as a checkpoint, hold each SAURound
   exactly once, and give the same weights, bit for bit, as a reference run of the same job that
   nothing interrupted.
@@ -50,9 +50,9 @@ def driver(root: str, ckpt: str) -> None:
     import torch
 
     torch.set_num_threads(1)
-    from sau_core.jobs import JobRunner
-    from sau_core.runs import RunStore
-    from sau_core.workers import warm_up
+    from sau_core.serving import JobRunner
+    from sau_core.serving.runs import RunStore
+    from sau_core.serving.workers import warm_up
 
     warm_up()  # the fork server, as the dashboard starts it at launch
     runner = JobRunner(RunStore(root))
@@ -65,7 +65,7 @@ def driver(root: str, ckpt: str) -> None:
 
 def _job(ckpt: str):
     from sau_core.defenses.sau import SAUConfig
-    from sau_core.jobs import PurifyJob
+    from sau_core.serving import PurifyJob
 
     config = SAUConfig(rounds=ROUNDS, batch_size=64, eval_size=200, probe_size=8)
     return PurifyJob(ckpt, settings=config, clean_ratio=0.2, device="cpu")
@@ -76,8 +76,8 @@ def reference(root: Path, ckpt: str) -> dict:
     import torch
 
     from sau_core.checkpoint import load_checkpoint
-    from sau_core.jobs import JobRunner
-    from sau_core.runs import RunStore
+    from sau_core.serving import JobRunner
+    from sau_core.serving.runs import RunStore
 
     torch.set_num_threads(1)
     runner = JobRunner(RunStore(root))
@@ -91,8 +91,8 @@ def resume_all(root: Path, ids: list[str], expected: dict | None) -> list[tuple[
     import torch
 
     from sau_core.checkpoint import load_checkpoint
-    from sau_core.jobs import JobRunner
-    from sau_core.runs import RunStore
+    from sau_core.serving import JobRunner
+    from sau_core.serving.runs import RunStore
 
     torch.set_num_threads(1)
     runner = JobRunner(RunStore(root))
@@ -126,7 +126,7 @@ def _last_event_round(run) -> int | None:
 def settle(root: Path, timeout: float = 30.0) -> float:
     """Wait until no run under ``root`` reads as queued or running (a dead server's workers end
     within half a second); the seconds it took."""
-    from sau_core.runs import ACTIVE_STATES, RunStore
+    from sau_core.serving.runs import ACTIVE_STATES, RunStore
 
     t = time.perf_counter()
     while time.perf_counter() - t < timeout:
@@ -138,7 +138,7 @@ def settle(root: Path, timeout: float = 30.0) -> float:
 
 def kill_worker(root: Path) -> bool:
     """SIGKILL the worker of the run under way (status.json names its pid); whether one was."""
-    from sau_core.runs import RunStore
+    from sau_core.serving.runs import RunStore
 
     for info in RunStore(root).scan()[0]:
         if info.state == "running":
@@ -155,7 +155,7 @@ def kill_worker(root: Path) -> bool:
 def check(root: Path) -> dict:
     """What a restarted server sees under ``root``: finished runs verified, the rest classified."""
     from sau_core.checkpoint import load_checkpoint
-    from sau_core.runs import RunStore
+    from sau_core.serving.runs import RunStore
 
     settle(root)
     store = RunStore(root)

@@ -1,7 +1,7 @@
 """Hostile uploads: what each costs the server in memory, and the message it gets.
 
 Each case is a file a student (or an attacker) could upload on *Set up*. Each is handed to
-``sau_core.jobs.import_checkpoint`` (what the upload form calls) in a fresh child process that
+``sau_core.serving.import_checkpoint`` (what the upload form calls) in a fresh child process that
 reports its peak resident memory (``VmHWM``) above its resident set just before the call, and
 the one-line message (or "accepted"). Nothing is asserted.
 
@@ -94,9 +94,9 @@ def child(path: str, options: str) -> None:
     import tempfile as tf
 
     from bench.bench_sau_speed import rss_kib
-    from sau_core.jobs import import_checkpoint
     from sau_core.pipeline import DataSpec
-    from sau_core.runs import RunStore
+    from sau_core.serving import import_checkpoint
+    from sau_core.serving.runs import RunStore
 
     opts = json.loads(options)
     data = DataSpec.from_dict(DATA8)

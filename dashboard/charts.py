@@ -1,6 +1,6 @@
 """Plotly figure builders: plain functions of lists and dicts (event records), no Streamlit.
 
-Every builder takes the records a :class:`sau_core.jobs.JobView` holds (``rounds``: SAURound
+Every builder takes the records a :class:`sau_core.serving.JobView` holds (``rounds``: SAURound
 records, ``epochs``: TrainEpoch records, ``batches``: thinned batch records, ``before``: the
 backdoored model's metrics) and returns a ``plotly.graph_objects.Figure``. ``uirevision`` is
 fixed so a chart that is redrawn every few seconds keeps the user's zoom and hidden legend entries.

@@ -1,6 +1,6 @@
 """Drawing pieces several pages share: progress, metric rows, image grids, the live job views.
 
-They draw what a :class:`sau_core.jobs.JobView` holds; nothing here computes a metric.
+They draw what a :class:`sau_core.serving.JobView` holds; nothing here computes a metric.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import numpy as np
 import streamlit as st
 
 from sau_core.defenses import DEFENSES
-from sau_core.jobs import JobRunner, JobView
 from sau_core.pipeline import (
     landing_summary,
     run_caveats,
     trigger_caveats,
     unknown_trigger_report,
 )
+from sau_core.serving import JobRunner, JobView
 from sau_core.visual import to_uint8
 
 from . import charts

@@ -101,7 +101,7 @@ def duration(seconds: float | None) -> str:
 def progress_label(view, p) -> str:
     """The progress bar's text: 'round 3 of 20 · 45% · 12 s left · on cpu (2 threads)'.
 
-    ``view`` is a :class:`sau_core.jobs.JobView`, ``p`` its :class:`~sau_core.jobs.Progress`.
+    ``view`` is a :class:`sau_core.serving.JobView`, ``p`` its :class:`~sau_core.serving.Progress`.
     """
     if view.state == "queued":
         return "waiting for another job to finish"

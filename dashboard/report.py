@@ -28,9 +28,9 @@ from sau_core.attacks import AttackSpec
 from sau_core.checkpoint import sidecar_of
 from sau_core.data import DatasetInfo
 from sau_core.defenses import DEFENSES
-from sau_core.jobs import view_of
 from sau_core.pipeline import trigger_caveats, unknown_trigger_report
-from sau_core.runs import Run, RunError, RunStore
+from sau_core.serving import view_of
+from sau_core.serving.runs import Run, RunError, RunStore
 from sau_core.visual import (
     best_round,
     diverging_legend,

@@ -16,9 +16,9 @@ import streamlit as st
 
 from sau_core.checkpoint import SIDECAR, CheckpointError, load_checkpoint, sidecar_of
 from sau_core.data import DatasetInfo, Split
-from sau_core.jobs import AttackJob, JobRunner, PurifyJob, QueueFull
 from sau_core.pipeline import DataSpec
-from sau_core.runs import Run, RunError, RunInfo, RunStore, default_root, valid_run_id
+from sau_core.serving import AttackJob, JobRunner, PurifyJob, QueueFull
+from sau_core.serving.runs import Run, RunError, RunInfo, RunStore, default_root, valid_run_id
 
 MODEL = "model"  # the chosen backdoored model: a dict, see choose_model
 ATTACK_RUN = "attack_run"  # the attack run this session watches
@@ -69,7 +69,7 @@ def _runner(root: str) -> JobRunner:
     import os
     import threading
 
-    from sau_core.workers import warm_up
+    from sau_core.serving.workers import warm_up
 
     settings = runner_settings(dict(os.environ))
     store = RunStore(root)
@@ -123,7 +123,7 @@ def owner() -> str:
 def submit(job: AttackJob | PurifyJob, label: str = "", split: Split | None = None) -> str:
     """Queue ``job`` in the app's runner on behalf of this session; its run id.
 
-    Raises ValueError for a bad job, :class:`~sau_core.jobs.QueueFull` when the queue is full."""
+    Raises ValueError for a bad job, :class:`~sau_core.serving.QueueFull` when the queue is full."""
     return runner().submit(job, label, split=split, owner=owner())
 
 

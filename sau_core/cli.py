@@ -678,7 +678,7 @@ def cmd_demo(args) -> int:
         write_attack_outputs,
         write_purify_outputs,
     )
-    from .runs import default_root
+    from .serving.runs import default_root
 
     preset = TEACHING_PRESETS[args.preset]
     setup = preset.setup
@@ -870,8 +870,8 @@ def cmd_jobs(args) -> int:
     """List the active runs under a runs folder, or ask some (or all) of them to stop."""
     import time
 
-    from .runs import ACTIVE_STATES, RunStore, default_root
-    from .workers import request_stop
+    from .serving.runs import ACTIVE_STATES, RunStore, default_root
+    from .serving.workers import request_stop
 
     store = RunStore(args.runs or default_root())
     if not store.root.is_dir():

@@ -23,7 +23,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .data import DatasetInfo, ImageData
 from .events import ProbeSnapshot
 from .pipeline import DataSpec
-from .runs import Run, RunError
+from .serving.runs import Run, RunError
 from .visual import sample_images
 
 __all__ = [

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from sau_core.jobs import JobRunner, PurifyJob
 from sau_core.pipeline import DEMO, DataSpec
 from sau_core.ready import list_ready, make_ready
-from sau_core.runs import RunStore
+from sau_core.serving import JobRunner, PurifyJob
+from sau_core.serving.runs import RunStore
 
 DATA8 = DataSpec("digits", None, {**DEMO.data.kwargs, "resolution": 8})
 TINY = replace(DEMO, data=DATA8, train=replace(DEMO.train, epochs=1))

@@ -731,8 +731,8 @@ def test_demo_overwrite_without_out_uses_the_runs_folder(
 def test_jobs_lists_and_stops_a_servers_jobs(tmp_path: Path) -> None:
     """`sau jobs` lists queued and running runs; `sau jobs stop` writes their stop files, which
     a server's worker reads before every batch and its queue before a job starts."""
-    from sau_core.runs import RunStore
-    from sau_core.workers import STOP_FILE, StopFile
+    from sau_core.serving.runs import RunStore
+    from sau_core.serving.workers import STOP_FILE, StopFile
 
     store = RunStore(tmp_path)
     running = store.create("purify", {}, "alice's run", owner="a" * 16)

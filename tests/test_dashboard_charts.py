@@ -8,7 +8,7 @@ from dashboard import charts
 from dashboard.glossary import HELP, duration, pct, progress_label
 from dashboard.widgets import field_schema, float_step, help_of
 from sau_core.defenses.sau import SAUConfig
-from sau_core.jobs import JobView
+from sau_core.serving import JobView
 from sau_core.train import TrainConfig, default_train_config
 
 BEFORE = {"acc": 0.95, "asr": 1.0, "ra": 0.0, "per_class_asr": {"1": 1.0, "2": 0.9}}

@@ -140,7 +140,7 @@ def test_purify_and_report_say_when_the_trigger_steers_elsewhere(env, lab, pull,
     import json
 
     from dashboard.report import build_report
-    from sau_core.runs import RunStore
+    from sau_core.serving.runs import RunStore
 
     run = RunStore(lab[1]).get(env[0])
     path = run.path / "metrics.json"
@@ -220,8 +220,8 @@ def test_a_preset_on_another_model_trains_instead_of_taking_the_ready_made_one(e
     """The lab's ready-made BadNets model is a wide_cnn: a BadNets preset on preact_resnet10
     must train its own model, not hand out that one."""
     from dashboard import state
-    from sau_core.jobs import QueueFull
     from sau_core.pipeline import DEMO, TEACHING_PRESETS, TeachingPreset
+    from sau_core.serving import QueueFull
 
     wide = TeachingPreset("wide BadNets", "test", replace(DEMO, arch="preact_resnet10"))
     monkeypatch.setitem(TEACHING_PRESETS, "wide", wide)

@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from sau_core.pipeline import DEMO
 from sau_core.ready import make_ready
-from sau_core.runs import RunStore
+from sau_core.serving.runs import RunStore
 from tests.lab import TINY
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
@@ -166,7 +166,7 @@ def test_purify_form_runs_a_tiny_sau_to_completion(env, monkeypatch):
 
 
 def test_a_failing_run_shows_its_message(env, monkeypatch):
-    import sau_core.jobs as jobs
+    import sau_core.serving.work as jobs
 
     def boom(*args, **kwargs):
         raise RuntimeError("the device went away")
@@ -211,8 +211,8 @@ def test_an_interrupted_run_resumes_from_the_purify_page(env, ready_dir, monkeyp
 
     from sau_core.defenses.sau import SAUConfig
     from sau_core.events import SAUBatch
-    from sau_core.jobs import JobRunner, PurifyJob
-    from sau_core.runs import Run
+    from sau_core.serving import JobRunner, PurifyJob
+    from sau_core.serving.runs import Run
 
     original = Run.append_event
 
@@ -400,7 +400,7 @@ def test_an_unreadable_upload_names_the_file_and_what_to_do(env):
 def test_an_unknown_trigger_run_says_what_it_measured(env, ready_dir):
     """A run without a trigger, opened by its link in a fresh session: no 'choose a model'
     message, ACC only, the landing evidence and the suspected target, no dashes as results."""
-    from sau_core.jobs import JobRunner, PurifyJob
+    from sau_core.serving import JobRunner, PurifyJob
 
     runner = JobRunner(RunStore(env))
     job = PurifyJob(checkpoint=str(ready_dir / "badnets"), settings=replace(DEMO.sau, rounds=2),
@@ -445,7 +445,7 @@ def test_a_link_shows_a_run_but_only_its_owner_may_stop_it(env):
     """Bob opens Alice's running job by its link: he watches it, with no Stop; Alice has Stop.
     The engine refuses Bob's stop too."""
     from dashboard import state
-    from sau_core.runs import RunError
+    from sau_core.serving.runs import RunError
 
     alice = _start_purify(_ok(_app()), rounds=500)
     run_id = alice.query_params["run"]
@@ -504,8 +504,8 @@ def test_an_interrupted_attack_training_resumes_from_the_attack_page(env, monkey
     import sys
 
     from sau_core.events import TrainBatch
-    from sau_core.jobs import AttackJob, JobRunner
-    from sau_core.runs import Run
+    from sau_core.serving import AttackJob, JobRunner
+    from sau_core.serving.runs import Run
 
     original = Run.append_event
 

@@ -137,7 +137,7 @@ def test_a_stop_before_the_first_batch_returns_the_model_unchanged(name, tiny):
 def test_a_resumed_run_equals_the_uninterrupted_run(name, tiny, tmp_path):
     """3 rounds straight == 1 round, its state through the run directory's file, then resumed
     (bit for bit on the CPU with one thread)."""
-    from sau_core.runs import load_resume_state, save_resume_state
+    from sau_core.serving.runs import load_resume_state, save_resume_state
 
     torch.set_num_threads(1)
     model, clean, test, bd = tiny

@@ -19,7 +19,7 @@ from dashboard.report import build_report, main, write_report
 from sau_core import explore
 from sau_core.data import DatasetInfo
 from sau_core.explain import compare_focus, explain_grid
-from sau_core.runs import RunStore
+from sau_core.serving.runs import RunStore
 from sau_core.visual import heat_legend, heat_to_uint8, hstack
 from tests.lab import make_lab
 

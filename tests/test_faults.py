@@ -23,7 +23,7 @@ from sau_core.checkpoint import save_checkpoint
 from sau_core.data import load_digits
 from sau_core.models import create_model
 from sau_core.pipeline import DataSpec
-from sau_core.runs import RunStore
+from sau_core.serving.runs import RunStore
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -28,9 +28,9 @@ from PIL import Image
 from sau_core import data as sau_data
 from sau_core.checkpoint import SIDECAR, WEIGHTS, CheckpointError, load_checkpoint, save_checkpoint
 from sau_core.cli import main
-from sau_core.jobs import import_checkpoint
 from sau_core.models import create_model
-from sau_core.runs import RunError, RunStore
+from sau_core.serving import import_checkpoint
+from sau_core.serving.runs import RunError, RunStore
 from tests.hostile_corpus import (
     INFO,
     Payload,

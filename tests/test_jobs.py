@@ -20,7 +20,8 @@ from sau_core.checkpoint import load_checkpoint
 from sau_core.data import Split
 from sau_core.defenses.sau import SAUConfig
 from sau_core.events import SAUBatch
-from sau_core.jobs import (
+from sau_core.pipeline import DataSpec
+from sau_core.serving import (
     MAX_BATCH_POINTS,
     AttackJob,
     JobRunner,
@@ -32,8 +33,7 @@ from sau_core.jobs import (
     job_from_config,
     view_of,
 )
-from sau_core.pipeline import DataSpec
-from sau_core.runs import RESUME_FILE, Run, RunError, RunStore
+from sau_core.serving.runs import RESUME_FILE, Run, RunError, RunStore
 from sau_core.train import default_train_config
 
 DATA8 = DataSpec("digits", None, {"resolution": 8, "seed": 0})
@@ -260,7 +260,7 @@ def test_concurrent_jobs_per_device_are_configurable(tmp_path):
 
 def _fake_purify(monkeypatch, seen: list, release: threading.Event) -> None:
     """Purify jobs record the device they were given and hold their slot until ``release``."""
-    import sau_core.jobs as jobs
+    import sau_core.serving.work as jobs
 
     def hold(job, run, callback, stop, split, resume=None):
         seen.append(job.device)
@@ -436,7 +436,7 @@ def test_failing_job_is_recorded_and_the_runner_carries_on(attacked, tiny, tmp_p
 def test_out_of_memory_fails_the_job_with_a_hint_and_frees_the_cache(
     attacked, tiny, tmp_path, monkeypatch
 ):
-    import sau_core.jobs as jobs
+    import sau_core.serving.work as jobs
 
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
@@ -462,7 +462,7 @@ def test_out_of_memory_fails_the_job_with_a_hint_and_frees_the_cache(
 
 
 def test_failure_messages():
-    from sau_core.jobs import failure_message, is_out_of_memory
+    from sau_core.serving import failure_message, is_out_of_memory
 
     assert is_out_of_memory(torch.cuda.OutOfMemoryError("x"))
     assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from sau_core.events import ProbeSnapshot, SAURound, Started
-from sau_core.runs import Run, RunError, RunStore, RunWarning, owner_alive, valid_run_id
+from sau_core.serving.runs import Run, RunError, RunStore, RunWarning, owner_alive, valid_run_id
 
 
 @pytest.fixture

@@ -500,7 +500,7 @@ def _numbers(r: SAURound) -> dict:
 def test_resumed_run_equals_the_uninterrupted_run(digits8, tmp_path, extra):
     """3 rounds straight through == 3 rounds stopped in round 2, resumed from round 1's state
     (through the run directory's file), bit for bit on the CPU with one thread."""
-    from sau_core.runs import load_resume_state, save_resume_state
+    from sau_core.serving.runs import load_resume_state, save_resume_state
 
     torch.set_num_threads(1)
     model, clean = _untrained8(digits8), clean_set(digits8, 0.1)  # 135 images, 3 batches of 64

@@ -21,17 +21,17 @@ import torch
 from sau_core.attacks import AttackSpec
 from sau_core.data import Split
 from sau_core.defenses.sau import SAUConfig
-from sau_core.jobs import AttackJob, JobRunner, OwnerLimit, PurifyJob, QueueFull, view_of
 from sau_core.pipeline import DataSpec
-from sau_core.runs import RunError, RunStore, process_alive
-from sau_core.train import default_train_config
-from sau_core.workers import (
+from sau_core.serving import AttackJob, JobRunner, OwnerLimit, PurifyJob, QueueFull, view_of
+from sau_core.serving.runs import RunError, RunStore, process_alive
+from sau_core.serving.workers import (
     STOP_FILE,
     EventTail,
     StopFile,
     exit_reason,
     request_stop,
 )
+from sau_core.train import default_train_config
 
 DATA8 = DataSpec("digits", None, {"resolution": 8, "seed": 0})
 SPEC = AttackSpec("badnets", target=0, poison_ratio=0.1)
@@ -170,8 +170,8 @@ def test_the_servers_death_ends_its_workers(ckpt, tmp_path):
     run then reads as interrupted."""
     script = textwrap.dedent(f"""
         import json, sys, time
-        from sau_core.jobs import JobRunner, PurifyJob
-        from sau_core.runs import RunStore
+        from sau_core.serving import JobRunner, PurifyJob
+        from sau_core.serving.runs import RunStore
         from sau_core.defenses.sau import SAUConfig
         if __name__ == "__main__":
             runner = JobRunner(RunStore({str(tmp_path)!r}))

@@ -8,8 +8,8 @@ import streamlit as st
 from dashboard import charts, components, state
 from dashboard.glossary import HELP
 from sau_core.defenses import DEFENSES
-from sau_core.jobs import view_of
-from sau_core.runs import RunError
+from sau_core.serving import view_of
+from sau_core.serving.runs import RunError
 
 st.title("Compare defences")
 st.markdown(

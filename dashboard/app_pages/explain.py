@@ -20,7 +20,7 @@ from sau_core.explain import (
     make_method_config,
     method_schema,
 )
-from sau_core.runs import RunError, RunStore
+from sau_core.serving.runs import RunError, RunStore
 from sau_core.visual import heat_legend, heat_to_uint8, to_uint8
 
 st.title("Explain: where do the models look?")

@@ -7,7 +7,7 @@ import streamlit as st
 from dashboard import components, state
 from dashboard.glossary import ATTACK_NAMES, HELP
 from sau_core.attacks import AttackSpec
-from sau_core.runs import RunError
+from sau_core.serving.runs import RunError
 from sau_core.visual import best_round, diverging_legend, probe_tiles, trigger_picture
 
 st.title("Shared adversarial examples")

@@ -13,9 +13,9 @@ from dashboard.report import build_report
 from sau_core.attacks import AttackSpec
 from sau_core.defaults import recipe
 from sau_core.defenses import DEFENSES
-from sau_core.jobs import PurifyJob
 from sau_core.pipeline import DataSpec, sau_caveats, stored_train_caveats
-from sau_core.runs import RunError
+from sau_core.serving import PurifyJob
+from sau_core.serving.runs import RunError
 
 st.title("Defend the model")
 components.pending_panel()

@@ -14,10 +14,10 @@ from sau_core.checkpoint import parse_sidecar
 from sau_core.data import DIGITS_RESOLUTIONS, available, list_datasets
 from sau_core.defaults import recipe
 from sau_core.defenses.sau import default_sau_config
-from sau_core.jobs import AttackJob, QueueFull, import_checkpoint
 from sau_core.models import MODELS
 from sau_core.pipeline import DEMO, TEACHING_PRESETS, DataSpec, sau_caveats, train_caveats
-from sau_core.runs import RunError
+from sau_core.serving import AttackJob, QueueFull, import_checkpoint
+from sau_core.serving.runs import RunError
 from sau_core.train import TrainConfig, default_train_config
 from sau_core.visual import sample_images, trigger_preview
 

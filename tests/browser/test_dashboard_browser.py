@@ -266,7 +266,7 @@ def test_the_report_opens_offline(workdir, browser):
     from playwright.sync_api import expect
 
     from dashboard.report import write_report
-    from sau_core.runs import RunStore
+    from sau_core.serving.runs import RunStore
 
     store = RunStore(workdir / "runs")
     done = [r for r in store.scan()[0] if r.kind == "purify" and r.metrics]

@@ -15,7 +15,7 @@ A run directory ``<root>/<run id>/`` holds, written as the job goes:
   after the last completed round, with the round, the elapsed time, the SAU settings and the
   round records in its metadata (one file, replaced atomically every round, so the weights and
   the round they belong to can never disagree); :meth:`Run.resume_state` reads it back and
-  :meth:`sau_core.jobs.JobRunner.resume` continues an interrupted run from it.
+  :meth:`sau_core.serving.JobRunner.resume` continues an interrupted run from it.
 
 JSON is written atomically (temporary file, then rename); nothing is pickled. Run ids are made
 here from the time, the kind and random hex digits, never from user text, and every id that comes
@@ -42,8 +42,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_json_atomic
-from .events import ProbeSnapshot, to_record
+from ..checkpoint import write_json_atomic
+from ..events import ProbeSnapshot, to_record
 
 __all__ = [
     "ACTIVE_STATES",
@@ -281,7 +281,7 @@ class Run:
         Used when a run resumes from ``last_round``: what an interrupted process wrote after its
         last saved state is redone. Returns the number of lines dropped.
         """
-        from .checkpoint import write_bytes_atomic
+        from ..checkpoint import write_bytes_atomic
 
         path = self._file("events.jsonl")
         kept, dropped = [], 0
@@ -406,7 +406,7 @@ def save_probe(path: Path, probe: ProbeSnapshot) -> None:
     """A probe snapshot as safetensors (tensors by field name; the round in the metadata)."""
     from safetensors.torch import save
 
-    from .checkpoint import write_bytes_atomic
+    from ..checkpoint import write_bytes_atomic
 
     tensors = {name: getattr(probe, name).detach().cpu().clone() for name in _PROBE_TENSORS}
     write_bytes_atomic(Path(path), save(tensors, metadata={"round": str(probe.round)}))
@@ -485,7 +485,7 @@ def _history(records, parse) -> list:
 
 
 def _train_epoch(rec):
-    from .events import TrainEpoch
+    from ..events import TrainEpoch
 
     names = {f.name for f in fields(TrainEpoch)}
     d = {k: v for k, v in rec.items() if k != "event"} if isinstance(rec, dict) else {}
@@ -499,7 +499,7 @@ def save_resume_state(path: Path, state) -> None:
     as one safetensors file (atomic)."""
     from safetensors.torch import save
 
-    from .checkpoint import write_bytes_atomic
+    from ..checkpoint import write_bytes_atomic
 
     train = hasattr(state, "epoch")
     weights = state.model if train else state.h
@@ -548,9 +548,9 @@ def load_resume_state(path: Path):
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    from .defenses.base import DefenseState
-    from .events import round_from_record
-    from .train import TrainState
+    from ..defenses.base import DefenseState
+    from ..events import round_from_record
+    from ..train import TrainState
 
     path = Path(path)
     if path.stat().st_size > MAX_RESUME_BYTES:

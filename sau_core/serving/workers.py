@@ -1,6 +1,6 @@
 """Jobs in worker processes: the stop file, the child's entry point and the parent's monitor.
 
-A :class:`~sau_core.jobs.JobRunner` with ``workers="process"`` (the dashboard's) runs each job
+A :class:`~sau_core.serving.JobRunner` with ``workers="process"`` (the dashboard's) runs each job
 in a fresh ``spawn`` process, so training and SAU never share the web server's interpreter (its
 GIL, its garbage collector, its memory): a job that crashes, even with a native fault or an
 out-of-memory kill, ends only its own process, and the server keeps serving.
@@ -161,7 +161,7 @@ def worker_context():
     ctx = mp.get_context("forkserver")
     # torch and the engine, scikit-learn's loaders (the embedded digits) and what the first
     # optimizer imports lazily (torch._dynamo): 3 s and 4 s per worker on this 2-core machine
-    ctx.set_forkserver_preload(["sau_core.jobs", "sklearn.datasets", "torch._dynamo"])
+    ctx.set_forkserver_preload(["sau_core.serving.work", "sklearn.datasets", "torch._dynamo"])
     return ctx
 
 
@@ -191,8 +191,9 @@ def child_main(
     _watch_server(*server)
     import torch
 
-    from .jobs import execute, job_from_config, release_device_memory
     from .runs import RunStore
+    from .specs import job_from_config
+    from .work import execute, release_device_memory
 
     if threads:
         torch.set_num_threads(threads)
