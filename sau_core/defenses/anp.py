@@ -11,10 +11,9 @@ the model changes. The settings are the paper's (eps 0.4, one perturbation step,
 mask learning rate 0.2 with momentum 0.9, threshold 0.2).
 
 The masks act on each BatchNorm's output: with scale g and shift b, an output y becomes
-``(y - b) * (m + delta) + b * (1 + xi)``, the paper's layer. As in the authors' code the masks
-are optimised with BatchNorm on batch statistics (training mode); the running statistics are
-never updated (momentum 0), so the live evaluation and the pruned model use the backdoored
-model's own.
+``(y - b) * (m + delta) + b * (1 + xi)``, the paper's layer. The masks are optimised with
+BatchNorm on batch statistics (training mode); the running statistics are never updated
+(momentum 0), so the live evaluation and the pruned model use the backdoored model's own.
 """
 
 from __future__ import annotations
