@@ -539,6 +539,14 @@ def _defense_config(args, data_name: str):
     return entry, config
 
 
+def _clean_ratio(args, data_name: str) -> float:
+    """``--clean-ratio``, else the data set's; CLIError outside (0, 1]."""
+    ratio = args.clean_ratio if args.clean_ratio is not None else defaults.recipe(data_name).clean_ratio  # fmt: skip
+    if not 0 < ratio <= 1:
+        raise CLIError(f"--clean-ratio must be in (0, 1], got {ratio}")
+    return ratio
+
+
 def cmd_purify(args) -> int:
     from .pipeline import (
         purify_checkpoint,
@@ -556,9 +564,7 @@ def cmd_purify(args) -> int:
             entry.check_model(ckpt.model)
         except ValueError as err:
             raise CLIError(f"--defense {entry.name}: {err}") from None
-    ratio = args.clean_ratio if args.clean_ratio is not None else defaults.recipe(data.name).clean_ratio  # fmt: skip
-    if not 0 < ratio <= 1:
-        raise CLIError(f"--clean-ratio must be in (0, 1], got {ratio}")
+    ratio = _clean_ratio(args, data.name)
     clean_n = round(ratio * len(split.train))
     stored = (ckpt.meta.get("attack") or {}).get("name")  # what the model was made with
     notes = []
@@ -597,9 +603,7 @@ def cmd_compare(args) -> int:
     _check_out(args.out, args.overwrite, tuple(names))
     ckpt, split, data = _load(args)
     spec = _attack_spec(args, ckpt.meta.get("attack"), split.info)
-    ratio = args.clean_ratio if args.clean_ratio is not None else defaults.recipe(data.name).clean_ratio  # fmt: skip
-    if not 0 < ratio <= 1:
-        raise CLIError(f"--clean-ratio must be in (0, 1], got {ratio}")
+    ratio = _clean_ratio(args, data.name)
     configs = {}
     for name in names:  # every defence's settings and model check before any work
         entry = get_defense(name)

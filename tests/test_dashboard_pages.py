@@ -203,26 +203,23 @@ class _Crash(BaseException):
     """Ends a worker thread the way a killed server ends its job."""
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
-def test_an_interrupted_run_resumes_from_the_purify_page(env, ready_dir, monkeypatch):
+def _interrupted_run(env, monkeypatch, job, crashes) -> str:
+    """``job`` run in a thread whose server "dies" at the first event ``crashes(event)`` is
+    true, left owned by a process that no longer exists: an interrupted run; its id."""
     import socket
     import subprocess
     import sys
 
-    from sau_core.defenses.sau import SAUConfig
-    from sau_core.events import SAUBatch
-    from sau_core.serving import JobRunner, PurifyJob
+    from sau_core.serving import JobRunner
     from sau_core.serving.runs import Run
 
     original = Run.append_event
 
-    def append_event(self, event, t=None):  # the server dies in round 2
-        if isinstance(event, SAUBatch) and event.round == 2:
+    def append_event(self, event, t=None):
+        if crashes(event):
             raise _Crash
         return original(self, event, t)
 
-    sau = SAUConfig(rounds=2, batch_size=64, probe_size=4, eval_size=100)
-    job = PurifyJob(str(ready_dir / "badnets"), sau, 0.1, data=TINY.data, device="cpu")
     runner = JobRunner(RunStore(env), workers="thread")  # the patch lives in this process
     with monkeypatch.context() as m:
         m.setattr(Run, "append_event", append_event)
@@ -231,6 +228,20 @@ def test_an_interrupted_run_resumes_from_the_purify_page(env, ready_dir, monkeyp
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     RunStore(env).get(run_id).update_status(owner={"host": socket.gethostname(), "pid": dead.pid})
+    return run_id
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_an_interrupted_run_resumes_from_the_purify_page(env, ready_dir, monkeypatch):
+    from sau_core.defenses.sau import SAUConfig
+    from sau_core.events import SAUBatch
+    from sau_core.serving import PurifyJob
+
+    sau = SAUConfig(rounds=2, batch_size=64, probe_size=4, eval_size=100)
+    job = PurifyJob(str(ready_dir / "badnets"), sau, 0.1, data=TINY.data, device="cpu")
+    run_id = _interrupted_run(  # the server dies in round 2
+        env, monkeypatch, job, lambda e: isinstance(e, SAUBatch) and e.round == 2
+    )
 
     at = _ok(_app("app_pages/purify.py", run=run_id))
     assert any("was interrupted" in i.value for i in at.info)
@@ -499,31 +510,14 @@ def test_runner_settings_from_the_environment():
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_an_interrupted_attack_training_resumes_from_the_attack_page(env, monkeypatch):
-    import socket
-    import subprocess
-    import sys
-
     from sau_core.events import TrainBatch
-    from sau_core.serving import AttackJob, JobRunner
-    from sau_core.serving.runs import Run
-
-    original = Run.append_event
-
-    def append_event(self, event, t=None):  # the server dies in epoch 2
-        if isinstance(event, TrainBatch) and event.epoch == 2:
-            raise _Crash
-        return original(self, event, t)
+    from sau_core.serving import AttackJob
 
     job = AttackJob(TINY.data, "small_cnn", DEMO.attack, replace(TINY.train, epochs=2),
                     device="cpu")  # fmt: skip
-    runner = JobRunner(RunStore(env), workers="thread")  # the patch lives in this process
-    with monkeypatch.context() as m:
-        m.setattr(Run, "append_event", append_event)
-        run_id = runner.submit(job)
-        assert runner.wait(run_id, timeout=120)
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
-    RunStore(env).get(run_id).update_status(owner={"host": socket.gethostname(), "pid": dead.pid})
+    run_id = _interrupted_run(  # the server dies in epoch 2
+        env, monkeypatch, job, lambda e: isinstance(e, TrainBatch) and e.epoch == 2
+    )
 
     other = _ok(_app("app_pages/attack.py", run=run_id))  # a run made outside any session:
     at = _ok(_app("app_pages/attack.py", run=run_id))  # every session may resume it

@@ -17,7 +17,7 @@ import functools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -423,7 +423,3 @@ def cross_entropy(model: nn.Module, x: Tensor, y: Tensor, train_mode: bool = Fal
         return F.cross_entropy(model(x), y)
     finally:
         model.eval()
-
-
-def config_fields(cls) -> list[str]:
-    return [f.name for f in fields(cls)]
