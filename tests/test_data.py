@@ -683,8 +683,8 @@ class TestImageFolder:
     def test_feature_stats_from_train(self, tmp_path: Path) -> None:
         write_image_folder(tmp_path)
         split = load_dataset("imagefolder", tmp_path)
-        assert split.info.mean == data._stats(split.train.x)[0]
-        assert split.info.std == data._stats(split.train.x)[1]
+        assert split.info.mean == data.core._stats(split.train.x)[0]
+        assert split.info.std == data.core._stats(split.train.x)[1]
 
     def test_feature_ignores_hidden_and_other_files(self, tmp_path: Path) -> None:
         write_image_folder(tmp_path)
@@ -736,7 +736,7 @@ class TestImageFolder:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         write_image_folder(tmp_path, size=(12, 9))
-        monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 100)  # 12 x 9 = 108 pixels
+        monkeypatch.setattr(data.safe_io, "MAX_IMAGE_PIXELS", 100)  # 12 x 9 = 108 pixels
         with pytest.raises(ValueError, match="more than the limit"):
             load_dataset("imagefolder", tmp_path)
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sau_core.checkpoint import SIDECAR, WEIGHTS, CheckpointError, load_checkpoint
-from sau_core.data import _read_image
+from sau_core.data.safe_io import _read_image
 from tests.hostile_corpus import (
     INFO,
     jpeg_bytes,

@@ -333,7 +333,7 @@ def test_hostile_image(tmp_path: Path, case: str) -> None:
     path.write_bytes(raw)
     pil_limit = Image.MAX_IMAGE_PIXELS
     with pytest.raises(ValueError, match="cannot read image"):
-        sau_data._read_image(path, 8, 1)
+        sau_data.safe_io._read_image(path, 8, 1)
     assert pil_limit == Image.MAX_IMAGE_PIXELS  # PIL's global state untouched
     assert not marker.exists()
 
@@ -344,7 +344,7 @@ def test_image_limit_is_ours_not_pils(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "big.png"
     path.write_bytes(_bomb())
     with pytest.raises(ValueError, match="more than the limit"):
-        sau_data._read_image(path, 8, 1)
+        sau_data.safe_io._read_image(path, 8, 1)
 
 
 def test_imagefolder_names_the_bad_file(tmp_path: Path) -> None:
@@ -393,7 +393,7 @@ def test_hostile_cifar_meta(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / sau_data.CIFAR10_META_FILE).write_bytes(payload_pickle(marker))
     with pytest.raises(ValueError, match="batches.meta"):
-        sau_data._cifar10_classes(folder)
+        sau_data.cifar10._cifar10_classes(folder)
     assert not marker.exists()
 
 
