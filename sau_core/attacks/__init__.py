@@ -1,0 +1,104 @@
+"""Backdoor attacks: triggers, label rules and the poisoning of data sets.
+
+An attack is two separate things:
+
+- a :class:`Trigger`, a batched, device-agnostic function on images in pixel space
+  (``(B, C, H, W)`` float in [0, 1] -> a new tensor of the same shape, dtype and device), built
+  from a frozen config dataclass and a :class:`~sau_core.data.DatasetInfo`;
+- a label rule (:func:`target_labels`): ``all2one`` sends every poisoned image to ``target``,
+  ``all2all`` sends class ``y`` to ``(y + 1) mod K``.
+
+:class:`AttackSpec` holds everything that defines one poisoning (attack name, config overrides,
+target, rule, ratio, seed) and is JSON-serialisable. :func:`poison_train` makes the poisoned
+training set and :func:`backdoor_test` the triggered test set for the attack success rate (ASR)
+and the robust accuracy (RA).
+
+Registered attacks (:data:`ATTACKS` in :mod:`.registry`; adding one is one module and one entry):
+
+- ``badnets``: a small pixel patch stamped on the image (Gu et al., 2017, arXiv 1708.06733).
+- ``blended``: a key image alpha-blended into the image (Chen et al., 2017, arXiv 1712.05526).
+- ``sig``: a horizontal sinusoid added to target-class images, labels kept, i.e. clean-label
+  (Barni et al., ICIP 2019, arXiv 1902.11237).
+- ``wanet``: a fixed smooth warping field (Nguyen & Tran, ICLR 2021, arXiv 2102.10369), with
+  "noise mode" cross samples that teach the model to ignore other warps.
+- ``custom``: your own trigger, an image and a mask (PNG files or ``data:`` URIs), stamped or
+  blended where the mask says: ``(1 - alpha m) x + alpha m image``.
+
+Each config field carries ``metadata`` for forms: ``help`` (text), and where they apply ``min``,
+``max`` (inclusive), ``exclusive_min`` (``min`` itself not allowed) and ``choices``. Bounds that
+depend on the image size (BadNets' ``size``, ...) come from the config's ``limits(info)``;
+:func:`param_schema` resolves both for one data set.
+"""
+
+from .badnets import BADNETS_LOCATIONS, BADNETS_PATTERNS, BadNetsConfig, BadNetsTrigger
+from .base import (
+    DATA_URI,
+    DEFAULT_BLENDED_TRIGGER,
+    MAX_TRIGGER_FILE,
+    MAX_TRIGGER_SIDE,
+    MAX_TRIGGER_URI,
+    Trigger,
+    trigger_uri,
+)
+from .blended import BlendedConfig, BlendedTrigger
+from .custom import CustomConfig, CustomTrigger
+from .poison import (
+    LABEL_RULES,
+    AttackSpec,
+    BackdoorTest,
+    PoisonedTrain,
+    backdoor_test,
+    poison_indices,
+    poison_train,
+    target_labels,
+)
+from .registry import (
+    ATTACKS,
+    AttackEntry,
+    create_trigger,
+    example_params,
+    list_attacks,
+    make_config,
+    param_schema,
+    path_params,
+)
+from .sig import SIGConfig, SIGTrigger
+from .wanet import WaNetConfig, WaNetTrigger
+
+__all__ = [
+    "ATTACKS",
+    "AttackEntry",
+    "AttackSpec",
+    "BADNETS_LOCATIONS",
+    "BADNETS_PATTERNS",
+    "BackdoorTest",
+    "BadNetsConfig",
+    "BadNetsTrigger",
+    "BlendedConfig",
+    "BlendedTrigger",
+    "CustomConfig",
+    "CustomTrigger",
+    "DATA_URI",
+    "DEFAULT_BLENDED_TRIGGER",
+    "LABEL_RULES",
+    "MAX_TRIGGER_FILE",
+    "MAX_TRIGGER_SIDE",
+    "MAX_TRIGGER_URI",
+    "PoisonedTrain",
+    "SIGConfig",
+    "SIGTrigger",
+    "Trigger",
+    "WaNetConfig",
+    "WaNetTrigger",
+    "backdoor_test",
+    "create_trigger",
+    "example_params",
+    "list_attacks",
+    "make_config",
+    "param_schema",
+    "path_params",
+    "poison_indices",
+    "poison_train",
+    "target_labels",
+    "trigger_uri",
+]
