@@ -1,7 +1,7 @@
 """Make the ready-made backdoored checkpoints the dashboard offers, under ``assets/checkpoints/``.
 
 One small model per attack (BadNets, Blended, SIG, WaNet), trained with the embedded demo preset
-(``sau_core.pipeline.DEMO``: data, model, training settings, target, poison ratio and seed), plus
+(``sau_core.lab.presets.DEMO``: data, model, training settings, target, poison ratio and seed), plus
 ``manifest.json`` with each model's ACC/ASR/RA and the SHA-256 of its files. Usage::
 
     bash .ci/venv python assets/make_checkpoints.py                      # all four, the preset
@@ -21,8 +21,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from sau_core.attacks import list_attacks
-from sau_core.pipeline import DEMO, DataSpec
-from sau_core.ready import DEFAULT_DIR, make_ready
+from sau_core.data import DataSpec
+from sau_core.lab.presets import DEMO
+from sau_core.lab.ready import DEFAULT_DIR, make_ready
 
 
 def main(argv: list[str] | None = None) -> int:

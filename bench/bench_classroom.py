@@ -156,7 +156,7 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from sau_core.ready import list_ready
+    from sau_core.lab.ready import list_ready
     from sau_core.serving.runs import RunStore
 
     print(machine_line())

@@ -1,5 +1,5 @@
 """SAU on the ready-made digits models with smaller clean sets: the figures behind the warning for
-a clean ratio under the digits default (``sau_core.pipeline.sau_caveats``, ``_DIGITS_CLEAN``).
+a clean ratio under the digits default (``sau_core.lab.caveats.sau_caveats``, ``_DIGITS_CLEAN``).
 
 Each ready-made model (BadNets and Blended by default; the shipped checkpoints, so the backdoored
 model is the same every time) is purified with the digits defaults except the clean ratio.
@@ -23,9 +23,10 @@ from bench.common import (
     use_threads,
 )
 from sau_core.attacks import AttackSpec
-from sau_core.checkpoint import load_checkpoint
-from sau_core.pipeline import DEMO, purify_checkpoint
-from sau_core.ready import list_ready
+from sau_core.io.checkpoint import load_checkpoint
+from sau_core.lab.presets import DEMO
+from sau_core.lab.ready import list_ready
+from sau_core.pipeline import purify_checkpoint
 
 
 def main() -> None:

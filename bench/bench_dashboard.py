@@ -3,7 +3,7 @@
 1. From starting ``streamlit run dashboard/app.py`` to the first page fully drawn (the Set up
    page's script run has ended and its quick-start button is on screen).
 2. From clicking "Purify" on the digits BadNets demo preset (the ready-made checkpoint, SAU
-   settings as the form pre-fills them from ``sau_core.pipeline.DEMO``) to the finished
+   settings as the form pre-fills them from ``sau_core.lab.presets.DEMO``) to the finished
    before/after table on screen.
 
 Usage::
@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 from dashboard.charts import before_after_rows
-from sau_core.pipeline import DEMO
-from sau_core.ready import default_dir, list_ready
+from sau_core.lab.presets import DEMO
+from sau_core.lab.ready import default_dir, list_ready
 from sau_core.serving.runs import RunStore
 from tests.browser.server import (
     launch_browser,

@@ -1,8 +1,8 @@
 """Every defence on the same backdoored digits models: ACC, ASR, RA, pull, DER and seconds.
 
 The demo setting (digits 16x16, 10% poisoning, target 0, 30% clean data, each attack on its
-ready-made model's architecture: sau_core.pipeline.attack_setup), each defence with its digits
-defaults (sau_core.defaults; the papers' settings otherwise). Per attack and seed it trains the
+ready-made model's architecture: sau_core.lab.presets.attack_setup), each defence with its digits
+defaults (sau_core.lab.recipes; the papers' settings otherwise). Per attack and seed it trains the
 backdoored model (seed = the poisoning's, the training's and the clean subset's), then runs
 every defence on it; prints one line per run with the load beside its time, then the table of
 means (and the spread over seeds). ``pull``: the largest share of triggered images sent to one
@@ -36,8 +36,9 @@ from bench.common import (
 from sau_core.attacks import backdoor_test
 from sau_core.defenses import DEFENSES, list_defenses
 from sau_core.defenses.compare import largest_pull
+from sau_core.lab.presets import attack_setup
 from sau_core.metrics import der
-from sau_core.pipeline import attack_setup, clean_set, plant_backdoor
+from sau_core.pipeline import clean_set, plant_backdoor
 
 ATTACKS = ("badnets", "blended", "sig", "wanet")
 
@@ -59,7 +60,7 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="DEFENCE.KEY=VALUE",
                     help="a setting of one defence over its defaults, e.g. anp.rounds=500")  # fmt: skip
     ap.add_argument("--paper", action="store_true",
-                    help="each defence with its paper's settings, not digits' (sau_core.defaults)")  # fmt: skip
+                    help="each defence with its paper's settings, not digits' (sau_core.lab.recipes)")  # fmt: skip
     add_threads(ap)
     add_markdown(ap)
     args = ap.parse_args()

@@ -48,7 +48,7 @@ def _table(stdout: str) -> str:
 
 
 def main() -> None:
-    from sau_core.pipeline import TEACHING_PRESETS
+    from sau_core.lab.presets import TEACHING_PRESETS
 
     ap = parser(__doc__)
     ap.add_argument("--presets", nargs="*", default=["badnets"], choices=list(TEACHING_PRESETS))

@@ -25,8 +25,9 @@ from sau_core.attacks import AttackSpec
 from sau_core.cli import CLIError, _parse_params
 from sau_core.data import load_digits
 from sau_core.defenses.sau import purify, shared_pgd
+from sau_core.lab.presets import DEMO
 from sau_core.models import list_models
-from sau_core.pipeline import DEMO, clean_set, plant_backdoor
+from sau_core.pipeline import clean_set, plant_backdoor
 
 
 def target_share(model, clean, cfg, target: int) -> tuple[float, float]:

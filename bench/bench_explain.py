@@ -1,7 +1,7 @@
 """Explain figures: time of the Explain grid per method, and trigger focus before/after SAU.
 
 For each attack (BadNets and Blended by default) this plants a backdoor in the demo's model and
-purifies it with SAU, all with the embedded demo's settings (``sau_core.pipeline.DEMO``: data,
+purifies it with SAU, all with the embedded demo's settings (``sau_core.lab.presets.DEMO``: data,
 model, training, clean ratio, SAU; the attack's name is swapped in, its target, poisoning ratio
 and seed kept), then prints:
 
@@ -34,7 +34,8 @@ import torch
 from bench.common import add_threads, use_threads
 from sau_core.defenses.sau import purify
 from sau_core.explain import compare_focus, explain, list_methods
-from sau_core.pipeline import DEMO, clean_set, plant_backdoor
+from sau_core.lab.presets import DEMO
+from sau_core.pipeline import clean_set, plant_backdoor
 
 
 def grid_seconds(h0, h, x, x_triggered, method: str, repeats: int) -> float:

@@ -75,7 +75,7 @@ def reference(root: Path, ckpt: str) -> dict:
     """The weights of the driver's job run to the end in this process (one thread)."""
     import torch
 
-    from sau_core.checkpoint import load_checkpoint
+    from sau_core.io.checkpoint import load_checkpoint
     from sau_core.serving import JobRunner
     from sau_core.serving.runs import RunStore
 
@@ -90,7 +90,7 @@ def resume_all(root: Path, ids: list[str], expected: dict | None) -> list[tuple[
     """Resume each interrupted run; (id, outcome) with outcome "equal", "differs" or the error."""
     import torch
 
-    from sau_core.checkpoint import load_checkpoint
+    from sau_core.io.checkpoint import load_checkpoint
     from sau_core.serving import JobRunner
     from sau_core.serving.runs import RunStore
 
@@ -154,7 +154,7 @@ def kill_worker(root: Path) -> bool:
 
 def check(root: Path) -> dict:
     """What a restarted server sees under ``root``: finished runs verified, the rest classified."""
-    from sau_core.checkpoint import load_checkpoint
+    from sau_core.io.checkpoint import load_checkpoint
     from sau_core.serving.runs import RunStore
 
     settle(root)
@@ -196,10 +196,9 @@ def main() -> int:
 
     import random
 
-    from sau_core.checkpoint import save_checkpoint
-    from sau_core.data import load_digits
+    from sau_core.data import DataSpec, load_digits
+    from sau_core.io.checkpoint import save_checkpoint
     from sau_core.models import create_model
-    from sau_core.pipeline import DataSpec
 
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="sau-faults-"))

@@ -31,8 +31,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sau_core.checkpoint import SIDECAR, WEIGHTS, CheckpointError, load_checkpoint  # noqa: E402
 from sau_core.data.safe_io import _read_image  # noqa: E402
+from sau_core.io.checkpoint import SIDECAR, WEIGHTS, CheckpointError, load_checkpoint  # noqa: E402
 from tests.hostile_corpus import (  # noqa: E402
     INFO,
     jpeg_bytes,

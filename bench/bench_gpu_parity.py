@@ -1,6 +1,6 @@
 """Digits on a CUDA GPU against the CPU: does the demo give the same answer on both?
 
-The demo's setting (``sau_core.pipeline.DEMO``: BadNets 10% on 16x16 digits, ``wide_cnn``, 30%
+The demo's setting (``sau_core.lab.presets.DEMO``: BadNets 10% on 16x16 digits, ``wide_cnn``, 30%
 clean data, SAU 64 x 60 rounds), run in one process on the CPU and on the GPU, with the GPU in
 three numeric modes:
 
@@ -40,7 +40,8 @@ from bench.common import add_threads, load_now, machine_line, parser, use_thread
 from sau_core.attacks import backdoor_test
 from sau_core.defenses.sau import purify, sau_step
 from sau_core.device import describe
-from sau_core.pipeline import DEMO, clean_set, plant_backdoor
+from sau_core.lab.presets import DEMO
+from sau_core.pipeline import clean_set, plant_backdoor
 
 MODES = ("cpu fp32", "cuda fp32 strict", "cuda fp32", "cuda default")
 

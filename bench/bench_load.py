@@ -3,7 +3,7 @@
 ``--clients`` threads (default 20) each play one browser session: a random owner id, like
 ``dashboard.state.owner``, and one digits purify job (8x8 images, 2 SAU rounds) submitted at
 the same moment to one :class:`sau_core.serving.JobRunner` with ``max_active=1``, as the dashboard
-runs it. The checkpoint is a tiny ready-made one (:func:`sau_core.ready.make_ready`, one
+runs it. The checkpoint is a tiny ready-made one (:func:`sau_core.lab.ready.make_ready`, one
 training epoch) built in a temporary folder. Each client then polls its job's view until it
 ends and lists its runs (``runner.runs(owner)``).
 
@@ -41,9 +41,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from sau_core.data import DataSpec  # noqa: E402
 from sau_core.defenses.sau import SAUConfig  # noqa: E402
-from sau_core.pipeline import DEMO, DataSpec  # noqa: E402
-from sau_core.ready import make_ready  # noqa: E402
+from sau_core.lab.presets import DEMO  # noqa: E402
+from sau_core.lab.ready import make_ready  # noqa: E402
 from sau_core.serving import JobRunner, PurifyJob  # noqa: E402
 from sau_core.serving.runs import RunStore  # noqa: E402
 

@@ -63,8 +63,9 @@ from sau_core.attacks import AttackSpec, backdoor_test
 from sau_core.data import DatasetInfo, ImageData, load_digits
 from sau_core.defenses.sau import SAUConfig, purify, sau_step
 from sau_core.device import describe, pick_device
+from sau_core.lab.presets import DEMO
 from sau_core.models import create_model, list_models
-from sau_core.pipeline import DEMO, clean_set, plant_backdoor
+from sau_core.pipeline import clean_set, plant_backdoor
 from sau_core.train import default_train_config
 
 H200_BF16_DENSE_TFLOPS = 989.0  # NVIDIA's dense (no sparsity) bf16 Tensor Core peak, H100/H200 SXM

@@ -2,8 +2,8 @@
 
 For each attack (all-to-one, target 0, 10% poisoning, the attack's default parameters): plant it
 in the demo's model with the demo's training settings, purify with the demo's SAU settings
-(``sau_core.pipeline.DEMO``; every SAU number the reference's except the digits batch size, see
-``sau_core.defaults``) and print ACC/ASR/RA before and after on the full test sets, DER,
+(``sau_core.lab.presets.DEMO``; every SAU number the reference's except the digits batch size, see
+``sau_core.lab.recipes``) and print ACC/ASR/RA before and after on the full test sets, DER,
 and the wall times. Two diagnostics per model say why a run works or not: *to target*, the
 share of the backdoored model's adversarial examples (one shared-PGD pass at SAU's eps) that land
 on the target class (SAU can only unlearn what its examples reach), and *saturated*, the share of
@@ -26,8 +26,9 @@ from bench.bench_demo_choice import target_share
 from bench.common import Markdown, add_markdown, add_threads, load_now, machine_line, use_threads
 from sau_core.attacks import ATTACKS, list_attacks
 from sau_core.defenses.sau import purify
+from sau_core.lab.presets import DEMO
 from sau_core.models import list_models
-from sau_core.pipeline import DEMO, clean_set, plant_backdoor
+from sau_core.pipeline import clean_set, plant_backdoor
 
 
 def main() -> None:

@@ -94,7 +94,7 @@ def child(path: str, options: str) -> None:
     import tempfile as tf
 
     from bench.bench_sau_speed import rss_kib
-    from sau_core.pipeline import DataSpec
+    from sau_core.data import DataSpec
     from sau_core.serving import import_checkpoint
     from sau_core.serving.runs import RunStore
 

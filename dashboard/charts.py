@@ -11,7 +11,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from sau_core.defenses.compare import before_row, comparison_row
-from sau_core.pipeline import landing_shares
+from sau_core.lab.caveats import landing_shares
 
 from .glossary import pct
 

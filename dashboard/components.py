@@ -12,14 +12,14 @@ import numpy as np
 import streamlit as st
 
 from sau_core.defenses import DEFENSES
-from sau_core.pipeline import (
+from sau_core.explain.pictures import to_uint8
+from sau_core.lab.caveats import (
     landing_summary,
     run_caveats,
     trigger_caveats,
     unknown_trigger_report,
 )
 from sau_core.serving import JobRunner, JobView
-from sau_core.visual import to_uint8
 
 from . import charts
 from .glossary import HELP, duration, pct, progress_label, shorten_uris

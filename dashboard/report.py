@@ -25,13 +25,9 @@ import plotly.io as pio
 from dashboard import charts
 from dashboard.glossary import HELP, duration, shorten_uris
 from sau_core.attacks import AttackSpec
-from sau_core.checkpoint import sidecar_of
 from sau_core.data import DatasetInfo
 from sau_core.defenses import DEFENSES
-from sau_core.pipeline import trigger_caveats, unknown_trigger_report
-from sau_core.serving import view_of
-from sau_core.serving.runs import Run, RunError, RunStore
-from sau_core.visual import (
+from sau_core.explain.pictures import (
     best_round,
     diverging_legend,
     heat_legend,
@@ -42,6 +38,10 @@ from sau_core.visual import (
     to_uint8,
     trigger_picture,
 )
+from sau_core.io.checkpoint import sidecar_of
+from sau_core.lab.caveats import trigger_caveats, unknown_trigger_report
+from sau_core.serving import view_of
+from sau_core.serving.runs import Run, RunError, RunStore
 
 __all__ = ["build_report", "main", "write_report"]
 
@@ -157,13 +157,12 @@ def _gallery(run: Run, job: dict) -> str:
 
 def _saliency(run: Run, method: str, n: int, split=None) -> str:
     """The Explain grid (clean and triggered test images, h0's and h's maps) as pictures."""
-    from sau_core import explore
-    from sau_core.explain import METHODS, compare_focus, explain_grid
+    from sau_core.explain import METHODS, compare_focus, explain_grid, sources
 
     try:
-        pair = explore.load_run_pair(run)
+        pair = sources.load_run_pair(run)
         split = split if split is not None else pair.data.load()
-        versions, y = explore.test_versions(split.test, pair.attack, n)
+        versions, y = sources.test_versions(split.test, pair.attack, n)
         grid = explain_grid(pair.models, versions, method)
     except (ValueError, RunError, OSError, RuntimeError) as err:
         return f"<p class='note'>No saliency grid: {_e(err)}</p>"
@@ -193,7 +192,7 @@ def _saliency(run: Run, method: str, n: int, split=None) -> str:
     ]
     if pair.attack is not None:
         try:
-            x = explore.focus_images(split.test, pair.attack, 64)
+            x = sources.focus_images(split.test, pair.attack, 64)
             focus = compare_focus(pair.h0, pair.h, x, pair.attack.trigger(pair.info), method)
             out.append("<h3>Trigger focus</h3>" + _table(charts.focus_rows(focus)))
             out.append(

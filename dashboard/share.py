@@ -14,8 +14,8 @@ from typing import Any
 
 from sau_core.attacks import ATTACKS
 from sau_core.data import DIGITS_RESOLUTIONS, list_datasets
+from sau_core.lab.presets import TEACHING_PRESETS
 from sau_core.models import MODELS
-from sau_core.pipeline import TEACHING_PRESETS
 
 # query parameter -> the Set up widget it fills
 FIELDS = {

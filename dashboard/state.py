@@ -14,9 +14,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from sau_core.checkpoint import SIDECAR, CheckpointError, load_checkpoint, sidecar_of
-from sau_core.data import DatasetInfo, Split
-from sau_core.pipeline import DataSpec
+from sau_core.data import DatasetInfo, DataSpec, Split
+from sau_core.io.checkpoint import SIDECAR, CheckpointError, load_checkpoint, sidecar_of
 from sau_core.serving import AttackJob, JobRunner, PurifyJob, QueueFull
 from sau_core.serving.runs import Run, RunError, RunInfo, RunStore, default_root, valid_run_id
 

@@ -7,7 +7,7 @@
     sau demo     (attack then purify on the embedded digits; --preset for the other lessons)
     sau list     (registered data sets, models and attacks)
 
-Every default depends on the data set (:mod:`sau_core.defaults`) and ``--help`` prints the ones
+Every default depends on the data set (:mod:`sau_core.lab.recipes`) and ``--help`` prints the ones
 used. Bad flags and missing files give one clear message and exit status 2, never a traceback.
 Only the command that runs imports torch, so ``sau --help`` answers at once.
 """
@@ -22,7 +22,7 @@ import time
 from dataclasses import MISSING, fields
 from pathlib import Path
 
-from . import defaults
+from .lab import recipes as defaults
 
 __all__ = ["main"]
 
@@ -93,7 +93,7 @@ def _fresh_dir(base: Path) -> Path:
 
 def _add_dataclass_flags(parser, cls, part: str, skip=()) -> None:
     """One ``--flag`` per dataclass field: help and bounds from the field's metadata, and the
-    default the data set's recipe uses (:func:`sau_core.defaults.default_value`)."""
+    default the data set's recipe uses (:func:`sau_core.lab.recipes.default_value`)."""
     for f in fields(cls):
         if f.name in skip:
             continue
@@ -246,7 +246,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def _data_spec(args, base=None):
     """The data set: the flags over ``base`` (a checkpoint's DataSpec), over the recipe."""
-    from .pipeline import DataSpec
+    from .data import DataSpec
 
     name = args.dataset or (base.name if base is not None else "digits")
     same = base is not None and base.name == name
@@ -387,8 +387,9 @@ def cmd_list(args) -> int:
 
 def cmd_attack(args) -> int:
     from .defenses.sau import default_sau_config
+    from .lab.caveats import sau_caveats, train_caveats
     from .models import MODELS
-    from .pipeline import plant_backdoor, sau_caveats, train_caveats, write_attack_outputs
+    from .pipeline import plant_backdoor, write_attack_outputs
     from .train import TrainConfig, default_train_config
 
     _check_out(args.out, args.overwrite)
@@ -416,8 +417,8 @@ def cmd_attack(args) -> int:
 def _load(args):
     """The checkpoint and its data set. The flags (--model, --dataset, ...) win over the
     sidecar; bare weights need --model and --dataset."""
-    from .checkpoint import load_checkpoint, sidecar_of
     from .data import DatasetInfo
+    from .io.checkpoint import load_checkpoint, sidecar_of
     from .pipeline import sidecar_data
 
     path = Path(args.checkpoint)
@@ -548,12 +549,8 @@ def _clean_ratio(args, data_name: str) -> float:
 
 
 def cmd_purify(args) -> int:
-    from .pipeline import (
-        purify_checkpoint,
-        sau_caveats,
-        stored_train_caveats,
-        write_purify_outputs,
-    )
+    from .lab.caveats import sau_caveats, stored_train_caveats
+    from .pipeline import purify_checkpoint, write_purify_outputs
 
     _check_out(args.out, args.overwrite)
     ckpt, split, data = _load(args)
@@ -658,7 +655,7 @@ def _print_table(metrics: dict) -> None:
 
 
 def _print_caveats(history, metrics: dict, target: int | None = None) -> None:
-    from .pipeline import landing_summary, run_caveats, trigger_caveats, unknown_trigger_report
+    from .lab.caveats import landing_summary, run_caveats, trigger_caveats, unknown_trigger_report
 
     after, before = metrics.get("after") or {}, metrics.get("before") or {}
     if after.get("asr") is None and before.get("asr") is None:
@@ -673,10 +670,10 @@ def _print_caveats(history, metrics: dict, target: int | None = None) -> None:
 
 
 def cmd_demo(args) -> int:
-    from .checkpoint import load_checkpoint
     from .defenses.sau import SAUConfig
+    from .io.checkpoint import load_checkpoint
+    from .lab.presets import TEACHING_PRESETS
     from .pipeline import (
-        TEACHING_PRESETS,
         plant_backdoor,
         purify_checkpoint,
         write_attack_outputs,
@@ -848,7 +845,7 @@ def _p_compare(p: argparse.ArgumentParser) -> None:
 
 
 def _p_demo(p: argparse.ArgumentParser) -> None:
-    from .pipeline import TEACHING_PRESETS
+    from .lab.presets import TEACHING_PRESETS
 
     p.add_argument(
         "--out",
@@ -987,8 +984,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in COMMANDS else ""
     args = build_parser(command).parse_args(argv)
-    from .checkpoint import CheckpointError
     from .data import DataUnavailable
+    from .io.checkpoint import CheckpointError
 
     try:
         if getattr(args, "device", None):  # a device that is not here fails before any work

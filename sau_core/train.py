@@ -18,9 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._config import check_fields
+from .config import check_fields
 from .data import ImageData
-from .defaults import recipe
 from .device import autocast, cpu_copy, describe, memory_format, pick_device
 from .events import (
     Callback,
@@ -33,6 +32,7 @@ from .events import (
     TrainEpoch,
     emit,
 )
+from .lab.recipes import recipe
 from .metrics import Evaluation, evaluate
 
 __all__ = ["TrainConfig", "TrainResult", "TrainState", "augment", "default_train_config", "train"]
@@ -103,7 +103,7 @@ class TrainConfig:
 
 
 def default_train_config(dataset: str, **overrides) -> TrainConfig:
-    """The training defaults of a data set (its :class:`~sau_core.defaults.Recipe`), with
+    """The training defaults of a data set (its :class:`~sau_core.lab.recipes.Recipe`), with
     ``overrides`` applied and validated."""
     base = dict(recipe(dataset).train)
     base.update(overrides)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from sau_core.pipeline import DEMO, DataSpec
-from sau_core.ready import list_ready, make_ready
+from sau_core.data import DataSpec
+from sau_core.lab.presets import DEMO
+from sau_core.lab.ready import list_ready, make_ready
 from sau_core.serving import JobRunner, PurifyJob
 from sau_core.serving.runs import RunStore
 

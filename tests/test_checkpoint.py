@@ -1,4 +1,4 @@
-"""Tests for ``sau_core.checkpoint``: safetensors + JSON sidecar, bare state dicts, refusals.
+"""Tests for ``sau_core.io.checkpoint``: safetensors + JSON sidecar, bare state dicts, refusals.
 
 Checkpoints are never unpickled: a ``.pt`` file is read with ``weights_only=True``, and one that
 carries code (a ``__reduce__`` payload) must be refused without running it. Every broken input
@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from sau_core import __version__
-from sau_core.checkpoint import (
+from sau_core.data import DatasetInfo
+from sau_core.io.checkpoint import (
     SIDECAR,
     WEIGHTS,
     Checkpoint,
@@ -26,7 +27,6 @@ from sau_core.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from sau_core.data import DatasetInfo
 from sau_core.models import Classifier, create_model
 from tests.hostile_corpus import INFO  # digits at 8x8, the geometry of load_digits(resolution=8)
 
@@ -327,7 +327,7 @@ def _deflated_pt(path: Path, state: dict) -> Path:
 
 
 def test_a_pt_that_would_unpack_far_beyond_its_size_is_refused_unread(tmp_path: Path) -> None:
-    from sau_core.checkpoint import UNPACK_SLACK
+    from sau_core.io.checkpoint import UNPACK_SLACK
 
     big = {"w": torch.zeros(UNPACK_SLACK // 4 + (8 << 20))}  # 96 MiB of zeros
     path = _deflated_pt(tmp_path / "bomb.pt", big)

@@ -295,9 +295,9 @@ def test_demo_runs_the_chosen_preset(
     is checked is that the command follows it."""
     from dataclasses import replace
 
-    from sau_core import pipeline
+    from sau_core.lab import presets
 
-    real = pipeline.TEACHING_PRESETS[preset]
+    real = presets.TEACHING_PRESETS[preset]
     setup = real.setup
     small = replace(
         setup,
@@ -305,7 +305,7 @@ def test_demo_runs_the_chosen_preset(
         train=replace(setup.train, epochs=1),
         sau=replace(setup.sau, rounds=1, eval_size=64),
     )
-    monkeypatch.setitem(pipeline.TEACHING_PRESETS, preset, replace(real, setup=small))
+    monkeypatch.setitem(presets.TEACHING_PRESETS, preset, replace(real, setup=small))
     rc, stdout, stderr = _run(
         ["demo", "--preset", preset, "--out", str(tmp_path), "--device", "cpu", "--quiet"]
     )
@@ -345,7 +345,7 @@ def test_demo_refuses_an_out_that_is_a_file_before_training(
 
 def test_demo_defaults_to_the_demo_preset() -> None:
     from sau_core.cli import build_parser
-    from sau_core.pipeline import DEMO, TEACHING_PRESETS
+    from sau_core.lab.presets import DEMO, TEACHING_PRESETS
 
     args = build_parser().parse_args(["demo"])
     assert TEACHING_PRESETS[args.preset].setup == DEMO
@@ -367,8 +367,8 @@ def test_help_needs_no_torch() -> None:
 
 
 def test_help_prints_the_defaults_used(capsys: pytest.CaptureFixture[str]) -> None:
-    from sau_core.defaults import recipe
-    from sau_core.pipeline import DEMO
+    from sau_core.lab.presets import DEMO
+    from sau_core.lab.recipes import recipe
 
     with pytest.raises(SystemExit):
         main(["purify", "--help"])
@@ -385,9 +385,9 @@ def test_help_prints_the_defaults_used(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_digits_defaults_are_the_demo() -> None:
     """`sau attack` and `sau purify` with no flags on digits run the measured demo setting."""
-    from sau_core.defaults import recipe
     from sau_core.defenses.sau import default_sau_config
-    from sau_core.pipeline import DEMO
+    from sau_core.lab.presets import DEMO
+    from sau_core.lab.recipes import recipe
     from sau_core.train import default_train_config
 
     r = recipe("digits")
@@ -397,7 +397,7 @@ def test_digits_defaults_are_the_demo() -> None:
 
 
 def test_attack_without_model_uses_the_data_sets_model(tmp_path: Path) -> None:
-    from sau_core.defaults import recipe
+    from sau_core.lab.recipes import recipe
 
     out = tmp_path / "a"
     rc, _, stderr = _run(["attack", "--resolution", "8", "--epochs", "1", "--out", str(out),
@@ -700,7 +700,7 @@ def test_a_hostile_sidecar_data_block_is_one_line(ckpt: Path, tmp_path: Path, da
 def test_a_minimal_sidecar_takes_the_data_sets_defaults(tmp_path: Path) -> None:
     """{"arch", "data": {"name": "digits"}} means digits at the recipe's 16x16, as --help says:
     the shipped wide_cnn BadNets model loads and scores its manifest's ACC."""
-    from sau_core.ready import list_ready
+    from sau_core.lab.ready import list_ready
 
     entry = next(e for e in list_ready()[0] if e.name == "badnets")
     shutil.copy(entry.path / "model.safetensors", tmp_path / "model.safetensors")

@@ -101,7 +101,7 @@ def test_an_upload_is_validated(env):
     # AppTest cannot drive st.file_uploader; the decoding and its checks are tested in
     # tests/test_explore.py, and the page's path through them here:
     from sau_core.data import DatasetInfo
-    from sau_core.explore import decode_image
+    from sau_core.explain.sources import decode_image
 
     buf = io.BytesIO()
     Image.new("RGB", (20, 20)).save(buf, format="PNG")
@@ -220,7 +220,7 @@ def test_a_preset_on_another_model_trains_instead_of_taking_the_ready_made_one(e
     """The lab's ready-made BadNets model is a wide_cnn: a BadNets preset on preact_resnet10
     must train its own model, not hand out that one."""
     from dashboard import state
-    from sau_core.pipeline import DEMO, TEACHING_PRESETS, TeachingPreset
+    from sau_core.lab.presets import DEMO, TEACHING_PRESETS, TeachingPreset
     from sau_core.serving import QueueFull
 
     wide = TeachingPreset("wide BadNets", "test", replace(DEMO, arch="preact_resnet10"))

@@ -15,8 +15,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from sau_core.pipeline import DEMO
-from sau_core.ready import make_ready
+from sau_core.lab.presets import DEMO
+from sau_core.lab.ready import make_ready
 from sau_core.serving.runs import RunStore
 from tests.lab import TINY
 
@@ -154,7 +154,7 @@ def test_purify_form_runs_a_tiny_sau_to_completion(env, monkeypatch):
     # the saturation warning is read from the run's own first round, only when it applies
     assert not any("Why this run may not move" in w.value for w in at.warning)
     with monkeypatch.context() as m:
-        m.setattr("sau_core.pipeline.SATURATION_WARNING", 0.0)
+        m.setattr("sau_core.lab.caveats.SATURATION_WARNING", 0.0)
         at = _ok(at.run())
         assert any("Why this run may not move" in w.value for w in at.warning)
     # the gallery and the run list show it
@@ -438,7 +438,7 @@ def test_the_target_class_is_checked_and_the_model_follows_the_data_set(env):
     assert next(b for b in at.button if b.label == "Train the backdoored model").disabled
     at = _ok(at.number_input(key="train.target").set_value(3).run())
     assert not any("target class" in e.value for e in at.error)
-    from sau_core.defaults import recipe
+    from sau_core.lab.recipes import recipe
 
     at = _ok(at.selectbox(key="train.dataset").set_value("cifar10").run())
     assert at.selectbox(key="train.arch").value == recipe("cifar10").arch

@@ -1,4 +1,4 @@
-"""sau_core.explore (a run's two models, images to explain, upload checks), explain_grid, the
+"""sau_core.explain.sources (a run's two models, images to explain, upload checks), explain_grid, the
 heat-map pictures, the comparison chart builders and the HTML report, without Streamlit."""
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from torch import nn
 
 from dashboard import charts
 from dashboard.report import build_report, main, write_report
-from sau_core import explore
 from sau_core.data import DatasetInfo
-from sau_core.explain import compare_focus, explain_grid
+from sau_core.explain import compare_focus, explain_grid, sources
+from sau_core.explain.pictures import heat_legend, heat_to_uint8, hstack
 from sau_core.serving.runs import RunStore
-from sau_core.visual import heat_legend, heat_to_uint8, hstack
 from tests.lab import make_lab
 
 GREY8 = DatasetInfo("digits", 10, (1, 8, 8), (0.5,), (0.5,))
@@ -35,7 +34,7 @@ def lab(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pair(lab):
-    return explore.load_run_pair(lab)
+    return sources.load_run_pair(lab)
 
 
 # ---------------------------------------------------------------------------- run's models
@@ -53,33 +52,33 @@ def test_load_run_pair_refuses_what_is_not_a_finished_purify_run(lab, tmp_path):
     store = RunStore(tmp_path)
     queued = store.create("purify", {"checkpoint": str(lab.path)})
     with pytest.raises(ValueError, match="no purified checkpoint"):
-        explore.load_run_pair(queued)
+        sources.load_run_pair(queued)
     with pytest.raises(ValueError, match="not a purify run"):
-        explore.load_run_pair(store.create("attack", {}))
+        sources.load_run_pair(store.create("attack", {}))
 
 
 def test_load_model_is_a_lone_h0(lab):
-    single = explore.load_model(lab.path, "h")
+    single = sources.load_model(lab.path, "h")
     assert single.h is None and single.names == ["h0"] and len(single.models) == 1
 
 
 # --------------------------------------------------------------------------------- images
 def test_test_versions_are_clean_and_triggered_outside_the_target(pair):
     split = pair.data.load()
-    versions, y = explore.test_versions(split.test, pair.attack, 5, seed=3)
+    versions, y = sources.test_versions(split.test, pair.attack, 5, seed=3)
     assert list(versions) == ["clean", "triggered"] and len(y) == 5
     assert (y != pair.attack.target).all()
     assert versions["clean"].shape == versions["triggered"].shape == (5, 1, 8, 8)
     assert not torch.equal(versions["clean"], versions["triggered"])
-    only, _ = explore.test_versions(split.test, None, 2)
+    only, _ = sources.test_versions(split.test, None, 2)
     assert list(only) == ["clean"]
     with pytest.raises(ValueError, match="number of images"):
-        explore.test_versions(split.test, None, 0)
+        sources.test_versions(split.test, None, 0)
 
 
 def test_probe_versions_are_the_gallery_examples(lab):
     probe = lab.load_probe(lab.probe_rounds()[-1])
-    versions, y = explore.probe_versions(probe, 3, shared_only=False)
+    versions, y = sources.probe_versions(probe, 3, shared_only=False)
     assert list(versions) == ["clean", "shared adversarial"] and len(y) == 3
     adv = versions["shared adversarial"]
     assert adv.min() >= 0 and adv.max() <= 1
@@ -95,29 +94,29 @@ def _png(w, h, mode="RGB", fmt="PNG") -> bytes:
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "BMP", "GIF", "WEBP"])
 def test_an_uploaded_picture_becomes_one_image_of_the_models_size(fmt):
-    x = explore.decode_image(_png(40, 30, fmt=fmt), GREY8)
+    x = sources.decode_image(_png(40, 30, fmt=fmt), GREY8)
     assert x.shape == (1, 1, 8, 8) and x.dtype == torch.float32
     assert 0 <= float(x.min()) <= float(x.max()) <= 1
 
 
 def test_uploads_are_checked_before_decoding():
     with pytest.raises(ValueError, match="empty"):
-        explore.decode_image(b"", GREY8)
+        sources.decode_image(b"", GREY8)
     with pytest.raises(ValueError, match="supported format"):
-        explore.decode_image(b"<html>not a picture</html>", GREY8)
+        sources.decode_image(b"<html>not a picture</html>", GREY8)
     with pytest.raises(ValueError, match="MiB"):
-        explore.decode_image(_png(8, 8), GREY8, max_bytes=10)
+        sources.decode_image(_png(8, 8), GREY8, max_bytes=10)
     # a small file that claims many pixels (a decompression bomb) is refused before decoding
     bomb = _png(3000, 3000, mode="L")
     assert len(bomb) < 100_000
     with pytest.raises(ValueError, match="pixels"):
-        explore.decode_image(bomb, GREY8, max_pixels=1000 * 1000)
+        sources.decode_image(bomb, GREY8, max_pixels=1000 * 1000)
     tif = io.BytesIO()
     Image.new("L", (8, 8)).save(tif, format="TIFF")
     with pytest.raises(ValueError, match="supported format"):
-        explore.decode_image(tif.getvalue(), GREY8)
+        sources.decode_image(tif.getvalue(), GREY8)
     with pytest.raises(ValueError, match="decoded"):
-        explore.decode_image(_png(64, 64)[:80], GREY8)  # truncated
+        sources.decode_image(_png(64, 64)[:80], GREY8)  # truncated
 
 
 # ---------------------------------------------------------------------------- explain_grid
@@ -153,12 +152,12 @@ def test_explain_grid_shares_one_scale_per_row_across_models_and_versions():
 
 def test_explain_grid_on_the_run_and_its_trigger_focus(pair):
     split = pair.data.load()
-    versions, _ = explore.test_versions(split.test, pair.attack, 2)
+    versions, _ = sources.test_versions(split.test, pair.attack, 2)
     for method in ("saliency", "grad_cam", "occlusion"):
         grid = explain_grid(pair.models, versions, method)
         assert [m.shape for m in grid.maps[1]] == [(2, 8, 8)] * 2
         assert all(float(m.min()) >= 0 and float(m.max()) <= 1 for r in grid.maps for m in r)
-    x = explore.focus_images(split.test, pair.attack, 16)
+    x = sources.focus_images(split.test, pair.attack, 16)
     focus = compare_focus(pair.h0, pair.h, x, pair.attack.trigger(pair.info), "saliency")
     rows = charts.focus_rows(focus)
     assert [r["model"] for r in rows] == ["h0 (backdoored)", "h (purified)"]

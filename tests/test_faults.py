@@ -19,10 +19,9 @@ from pathlib import Path
 import pytest
 
 from bench.bench_faults import ROUNDS, check, resume_all
-from sau_core.checkpoint import save_checkpoint
-from sau_core.data import load_digits
+from sau_core.data import DataSpec, load_digits
+from sau_core.io.checkpoint import save_checkpoint
 from sau_core.models import create_model
-from sau_core.pipeline import DataSpec
 from sau_core.serving.runs import RunStore
 
 REPO = Path(__file__).resolve().parent.parent

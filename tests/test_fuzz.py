@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sau_core.checkpoint import SIDECAR, WEIGHTS, CheckpointError, load_checkpoint
 from sau_core.data.safe_io import _read_image
+from sau_core.io.checkpoint import SIDECAR, WEIGHTS, CheckpointError, load_checkpoint
 from tests.hostile_corpus import (
     INFO,
     jpeg_bytes,

@@ -26,8 +26,14 @@ import torch
 from PIL import Image
 
 from sau_core import data as sau_data
-from sau_core.checkpoint import SIDECAR, WEIGHTS, CheckpointError, load_checkpoint, save_checkpoint
 from sau_core.cli import main
+from sau_core.io.checkpoint import (
+    SIDECAR,
+    WEIGHTS,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from sau_core.models import create_model
 from sau_core.serving import import_checkpoint
 from sau_core.serving.runs import RunError, RunStore
@@ -215,7 +221,7 @@ def test_hostile_weights_file(tmp_path: Path, case: str) -> None:
 
 
 def test_oversized_weights_refused_before_reading(tmp_path: Path, monkeypatch) -> None:
-    from sau_core import checkpoint
+    from sau_core.io import checkpoint
 
     path = tmp_path / WEIGHTS
     path.write_bytes(safetensors_bytes())
@@ -278,7 +284,7 @@ def test_hostile_upload_weights(tmp_path: Path, digits8, case: str) -> None:
 
 
 def _digits8_spec():
-    from sau_core.pipeline import DataSpec
+    from sau_core.data import DataSpec
 
     return DataSpec("digits", None, {"resolution": 8})
 
@@ -509,7 +515,7 @@ def _assert_one_error(err: str) -> None:
 
 @pytest.fixture(scope="module")
 def cli_ckpt(tmp_path_factory, digits8) -> Path:
-    from sau_core.pipeline import DataSpec
+    from sau_core.data import DataSpec
 
     folder = tmp_path_factory.mktemp("cli") / "ckpt"
     model = create_model("small_cnn", digits8.info, seed=0)

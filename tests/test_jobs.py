@@ -16,11 +16,10 @@ import pytest
 import torch
 
 from sau_core.attacks import AttackSpec
-from sau_core.checkpoint import load_checkpoint
-from sau_core.data import Split
+from sau_core.data import DataSpec, Split
 from sau_core.defenses.sau import SAUConfig
 from sau_core.events import SAUBatch
-from sau_core.pipeline import DataSpec
+from sau_core.io.checkpoint import load_checkpoint
 from sau_core.serving import (
     MAX_BATCH_POINTS,
     AttackJob,
@@ -605,10 +604,10 @@ def test_import_refuses_what_does_not_fit(attacked, tiny, tmp_path, kwargs, mess
 
 # ----------------------------------------------------------- one set of defaults per data set
 def test_jobs_take_the_data_sets_defaults(attacked, tmp_path):
-    """A job that leaves a setting open gets its data set's defaults (sau_core.defaults), the
+    """A job that leaves a setting open gets its data set's defaults (sau_core.lab.recipes), the
     same the CLI and the dashboard use, and config.json records the numbers."""
-    from sau_core.defaults import recipe
     from sau_core.defenses.sau import default_sau_config
+    from sau_core.lab.recipes import recipe
 
     assert AttackJob().arch == recipe("digits").arch
     assert AttackJob(DataSpec("cifar10")).arch == recipe("cifar10").arch

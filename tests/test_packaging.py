@@ -46,7 +46,7 @@ def test_the_installed_package_finds_its_assets(wheel, tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
                     str(target), str(wheel)], check=True, timeout=600)  # fmt: skip
     code = (
-        "import sau_core, sau_core.attacks as a, sau_core.ready as r\n"
+        "import sau_core, sau_core.attacks as a, sau_core.lab.ready as r\n"
         "entries, note = r.list_ready()\n"
         "[r.verify(e) for e in entries]\n"
         "print(sau_core.__file__, a.DEFAULT_BLENDED_TRIGGER.is_file(), len(entries), note)\n"

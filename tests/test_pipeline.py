@@ -6,20 +6,18 @@ from dataclasses import replace
 
 import pytest
 
+from sau_core.data import DataSpec
 from sau_core.defenses.sau import SAUConfig, default_sau_config
 from sau_core.events import SAURound
-from sau_core.metrics import Evaluation
-from sau_core.pipeline import (
-    DEMO,
-    TEACHING_PRESETS,
+from sau_core.lab.caveats import (
     TRIGGER_PULL_WARNING,
-    DataSpec,
-    attack_setup,
     landing_summary,
     run_caveats,
     sau_caveats,
     trigger_caveats,
 )
+from sau_core.lab.presets import DEMO, TEACHING_PRESETS, attack_setup
+from sau_core.metrics import Evaluation
 
 
 def test_demo_preset_is_valid() -> None:
@@ -160,7 +158,7 @@ def test_trigger_caveat_when_the_trigger_steers_to_another_class() -> None:
 def test_a_search_that_misses_the_target_is_named():
     """Round 1's examples that fool h0 land 10% on the target: a note with the figures; 50%:
     none; an unknown target: none."""
-    from sau_core.pipeline import LANDING_WARNING, run_caveats
+    from sau_core.lab.caveats import LANDING_WARNING, run_caveats
 
     def rounds(on_target: int) -> list[dict]:
         counts = [0] * 10

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import pytest
 
-from sau_core.checkpoint import load_checkpoint
-from sau_core.pipeline import DEMO, attack_setup
-from sau_core.ready import DEFAULT_DIR, list_ready, make_ready, verify
+from sau_core.io.checkpoint import load_checkpoint
+from sau_core.lab.presets import DEMO, attack_setup
+from sau_core.lab.ready import DEFAULT_DIR, list_ready, make_ready, verify
 from tests.lab import TINY
 
 

@@ -31,7 +31,8 @@ from sau_core.defenses.sau import (
 )
 from sau_core.device import memory_format
 from sau_core.events import Finished, ProbeSnapshot, SAUBatch, SAURound, Started
-from sau_core.pipeline import DEMO, attack_setup, clean_set, plant_backdoor
+from sau_core.lab.presets import DEMO, attack_setup
+from sau_core.pipeline import clean_set, plant_backdoor
 from sau_core.train import TrainConfig, default_train_config
 
 

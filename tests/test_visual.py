@@ -8,7 +8,7 @@ import torch
 from sau_core.attacks import AttackSpec
 from sau_core.data import DatasetInfo, ImageData
 from sau_core.events import ProbeSnapshot
-from sau_core.visual import (
+from sau_core.explain.pictures import (
     amplify,
     best_round,
     diverging,

@@ -19,9 +19,8 @@ import pytest
 import torch
 
 from sau_core.attacks import AttackSpec
-from sau_core.data import Split
+from sau_core.data import DataSpec, Split
 from sau_core.defenses.sau import SAUConfig
-from sau_core.pipeline import DataSpec
 from sau_core.serving import AttackJob, JobRunner, OwnerLimit, PurifyJob, QueueFull, view_of
 from sau_core.serving.runs import RunError, RunStore, process_alive
 from sau_core.serving.workers import (

@@ -8,9 +8,9 @@ import streamlit as st
 
 from dashboard import components, state
 from sau_core.attacks import AttackSpec
-from sau_core.checkpoint import CheckpointError, load_checkpoint
+from sau_core.explain.pictures import triggered_examples
+from sau_core.io.checkpoint import CheckpointError, load_checkpoint
 from sau_core.serving.runs import RunError
-from sau_core.visual import triggered_examples
 
 st.title("Attack: plant a backdoor")
 st.markdown(

@@ -11,7 +11,6 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import charts, state, widgets
-from sau_core import explore, ready
 from sau_core.explain import (
     METHODS,
     compare_focus,
@@ -19,9 +18,11 @@ from sau_core.explain import (
     focus_stats,
     make_method_config,
     method_schema,
+    sources,
 )
+from sau_core.explain.pictures import heat_legend, heat_to_uint8, to_uint8
+from sau_core.lab import ready
 from sau_core.serving.runs import RunError, RunStore
-from sau_core.visual import heat_legend, heat_to_uint8, to_uint8
 
 st.title("Explain: where do the models look?")
 st.markdown(
@@ -41,12 +42,12 @@ state.linked_run()
 def _run_pair(root: str, run_id: str, stamp: float):
     """h0 and h of a purify run, loaded once per checkpoint version; shared, never mutated (the
     lock serialises attribution, which hooks into the models while it runs)."""
-    return explore.load_run_pair(RunStore(root).get(run_id)), threading.Lock()
+    return sources.load_run_pair(RunStore(root).get(run_id)), threading.Lock()
 
 
 @st.cache_resource(show_spinner="Loading the model ...", max_entries=4)
 def _one_model(path: str, stamp: float, title: str):
-    return explore.load_model(path, title), threading.Lock()
+    return sources.load_model(path, title), threading.Lock()
 
 
 def _stamp(path) -> float:
@@ -108,13 +109,13 @@ st.caption(
 )
 
 # ------------------------------------------------------------------------------ the images
-sources = ["Test images"]
+choices = ["Test images"]
 probe_rounds = run.probe_rounds() if run is not None else []
 if probe_rounds:
-    sources.append("Shared adversarial examples (gallery)")
-sources.append("Upload an image")
+    choices.append("Shared adversarial examples (gallery)")
+choices.append("Upload an image")
 c1, c2, c3 = st.columns([2, 1, 1])
-source = c1.radio("Images", sources, horizontal=True, key="explain.source",
+source = c1.radio("Images", choices, horizontal=True, key="explain.source",
                   help="Test images are shown clean and, when the trigger is known, with it.")  # fmt: skip
 n = c2.number_input("How many", 1, 8, 4, key="explain.n")
 seed = c3.number_input("Draw (seed)", 0, 10_000, 0, key="explain.seed",
@@ -128,13 +129,13 @@ def _split():
 versions, y = None, None
 try:
     if source == "Test images":
-        versions, y = explore.test_versions(_split().test, spec, int(n), int(seed))
+        versions, y = sources.test_versions(_split().test, spec, int(n), int(seed))
     elif source.startswith("Shared"):
         rnd = probe_rounds[-1]
         if len(probe_rounds) > 1:
             rnd = st.select_slider("Round", probe_rounds, value=probe_rounds[-1],
                                    key=f"explain.round.{run.id}")  # fmt: skip
-        versions, y = explore.probe_versions(run.load_probe(rnd), int(n))
+        versions, y = sources.probe_versions(run.load_probe(rnd), int(n))
         st.caption("Each row: a probe image and the shared adversarial example SAU found for it.")
     else:
         up = st.file_uploader("A picture (PNG, JPEG, BMP, GIF or WebP, at most 8 MiB)",
@@ -143,7 +144,7 @@ try:
         if up is None:
             st.info("Upload a picture to explain; it is resized to the models' image size.")
             st.stop()
-        x = explore.decode_image(up.getvalue(), info)
+        x = sources.decode_image(up.getvalue(), info)
         versions = {"uploaded": x}
         if spec is not None:
             versions["uploaded + trigger"] = spec.trigger(info)(x)
@@ -190,7 +191,7 @@ def _grid(_pair, _lock, pair_key: str, images_key: str, _versions, method: str, 
 
 @st.cache_data(max_entries=16, show_spinner="Measuring the trigger focus ...")
 def _focus(_pair, _lock, pair_key: str, methods: tuple, params_json: str, n_focus: int):
-    x = explore.focus_images(_split().test, _pair.attack, n_focus)
+    x = sources.focus_images(_split().test, _pair.attack, n_focus)
     trigger = _pair.attack.trigger(_pair.info)
     per = json.loads(params_json)
     with _lock:

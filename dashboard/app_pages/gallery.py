@@ -7,8 +7,8 @@ import streamlit as st
 from dashboard import components, state
 from dashboard.glossary import ATTACK_NAMES, HELP
 from sau_core.attacks import AttackSpec
+from sau_core.explain.pictures import best_round, diverging_legend, probe_tiles, trigger_picture
 from sau_core.serving.runs import RunError
-from sau_core.visual import best_round, diverging_legend, probe_tiles, trigger_picture
 
 st.title("Shared adversarial examples")
 st.markdown(HELP["shared"])
@@ -80,7 +80,7 @@ def _shared_counts(run_id: str, rounds: tuple[int, ...]) -> dict[int, int]:
 
 
 def _first_round(rounds: list[int]) -> int:
-    """The round with the most shared probe examples (:func:`sau_core.visual.best_round`): the
+    """The round with the most shared probe examples (:func:`sau_core.explain.pictures.best_round`): the
     last round often has none left, which teaches nothing."""
     return best_round(_shared_counts(run_id, tuple(rounds)))
 

@@ -11,9 +11,10 @@ from dashboard import charts, components, state, widgets
 from dashboard.glossary import HELP, pct
 from dashboard.report import build_report
 from sau_core.attacks import AttackSpec
-from sau_core.defaults import recipe
+from sau_core.data import DataSpec
 from sau_core.defenses import DEFENSES
-from sau_core.pipeline import DataSpec, sau_caveats, stored_train_caveats
+from sau_core.lab.caveats import sau_caveats, stored_train_caveats
+from sau_core.lab.recipes import recipe
 from sau_core.serving import PurifyJob
 from sau_core.serving.runs import RunError
 

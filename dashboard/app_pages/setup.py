@@ -8,18 +8,19 @@ import streamlit as st
 
 from dashboard import components, forms, share, state, widgets
 from dashboard.glossary import HELP, describe_attack, pct
-from sau_core import ready
 from sau_core.attacks import ATTACKS, AttackSpec, list_attacks
-from sau_core.checkpoint import parse_sidecar
-from sau_core.data import DIGITS_RESOLUTIONS, available, list_datasets
-from sau_core.defaults import recipe
+from sau_core.data import DIGITS_RESOLUTIONS, DataSpec, available, list_datasets
 from sau_core.defenses.sau import default_sau_config
+from sau_core.explain.pictures import sample_images, trigger_preview
+from sau_core.io.checkpoint import parse_sidecar
+from sau_core.lab import ready
+from sau_core.lab.caveats import sau_caveats, train_caveats
+from sau_core.lab.presets import DEMO, TEACHING_PRESETS
+from sau_core.lab.recipes import recipe
 from sau_core.models import MODELS
-from sau_core.pipeline import DEMO, TEACHING_PRESETS, DataSpec, sau_caveats, train_caveats
 from sau_core.serving import AttackJob, QueueFull, import_checkpoint
 from sau_core.serving.runs import RunError
 from sau_core.train import TrainConfig, default_train_config
-from sau_core.visual import sample_images, trigger_preview
 
 DOWNLOADABLE = ("cifar10", "mnist", "gtsrb")  # torchvision can fetch these when online
 
@@ -160,7 +161,7 @@ with tab_train:
     status = {name: available(name) for name in datasets}
 
     def _follow_dataset() -> None:
-        """A new data set brings its own model (sau_core.defaults), as in the CLI."""
+        """A new data set brings its own model (sau_core.lab.recipes), as in the CLI."""
         st.session_state["train.arch"] = recipe(st.session_state["train.dataset"]).arch
 
     ds = st.selectbox(

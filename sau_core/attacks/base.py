@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .._assets import asset_dir
-from .._config import ParamConfig
+from ..config import ParamConfig
 from ..data import DatasetInfo
 
 DEFAULT_BLENDED_TRIGGER = asset_dir() / "blended_trigger.png"

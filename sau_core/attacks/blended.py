@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from .._config import param
+from ..config import param
 from ..data import DatasetInfo
 from .base import DEFAULT_BLENDED_TRIGGER, Trigger, _Config, _load_image
 

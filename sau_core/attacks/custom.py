@@ -10,7 +10,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from .._config import param
+from ..config import param
 from ..data import DatasetInfo
 from .base import Trigger, _channels_mode, _Config, _open_image, _to_tensor, trigger_uri
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._config import config_from, config_schema
+from ..config import config_from, config_schema
 from ..data import DatasetInfo
 from .badnets import BadNetsConfig, BadNetsTrigger
 from .base import Trigger

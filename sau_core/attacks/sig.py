@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .._config import param
+from ..config import param
 from ..data import DatasetInfo
 from .base import Trigger, _Config
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._config import param
+from ..config import param
 from ..data import DatasetInfo
 from .base import Trigger, _Config
 

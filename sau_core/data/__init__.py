@@ -32,7 +32,15 @@ from .digits import DIGITS_RESOLUTIONS, load_digits
 from .gtsrb import GTSRB_CLASSES, load_gtsrb
 from .imagefolder import load_imagefolder
 from .mnist import MNIST_MEAN, MNIST_RAW_FILES, MNIST_STD, load_mnist
-from .registry import DATASETS, Loader, available, dataset_options, list_datasets, load_dataset
+from .registry import (
+    DATASETS,
+    DataSpec,
+    Loader,
+    available,
+    dataset_options,
+    list_datasets,
+    load_dataset,
+)
 from .safe_io import (
     DEFAULT_ROOT,
     IMAGE_EXTENSIONS,
@@ -54,6 +62,7 @@ __all__ = [
     "DATASETS",
     "DEFAULT_ROOT",
     "DIGITS_RESOLUTIONS",
+    "DataSpec",
     "DataUnavailable",
     "DatasetInfo",
     "GTSRB_CLASSES",

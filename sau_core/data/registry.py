@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,36 @@ def available(name: str, root: str | Path | None = None) -> tuple[bool, str]:
         raise ValueError(f"unknown data set {name!r}; choose from {', '.join(list_datasets())}")
     check = _FILE_CHECKS.get(name)
     return (True, "") if check is None else check(root)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """How to load a data set again: its name, root and loader arguments (JSON-able)."""
+
+    name: str = "digits"
+    root: str | None = None
+    kwargs: dict = field(default_factory=dict)  # e.g. {"resolution": 16, "seed": 0}
+
+    def load(self, download: bool = False) -> Split:
+        kwargs = dict(self.kwargs)
+        if download:
+            kwargs["download"] = True
+        try:
+            return load_dataset(self.name, self.root, **kwargs)
+        except TypeError as err:  # an option of the wrong kind: a message, not a traceback
+            raise ValueError(f"data set {self.name!r} cannot take the options {self.kwargs}: "
+                             f"{err}") from None  # fmt: skip
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "root": self.root, "kwargs": dict(self.kwargs)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DataSpec:
+        """Inverse of :meth:`to_dict`; the options are checked against the data set's loader
+        (:func:`~sau_core.data.dataset_options`): ValueError for anything else."""
+        if not isinstance(d, dict) or not isinstance(d.get("name"), str):
+            raise ValueError("a data block needs at least a 'name' (text)")
+        root = d.get("root")
+        if root is not None and not isinstance(root, str):
+            raise ValueError(f"a data block's 'root' must be a folder name, got {root!r}")
+        return cls(d["name"], root, dataset_options(d["name"], d.get("kwargs", {})))

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._config import ParamConfig, param
+from ..config import ParamConfig, param
 from .base import Defense, DefenseResult, Paper, RoundLoop, RunContext, defense_run, frozen_copy
 
 __all__ = ["ANPConfig", "DEFENSE", "NeuronMasks", "prune_by_threshold", "adversarial_prune"]

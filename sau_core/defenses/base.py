@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data import ImageData
-from ..defaults import recipe
 from ..device import cpu_copy, describe, pick_device
 from ..events import (
     Callback,
@@ -38,6 +37,7 @@ from ..events import (
     StopFlag,
     emit,
 )
+from ..lab.recipes import recipe
 from ..metrics import Evaluation, der, evaluate, off_target_pull, per_class_asr, predict
 
 __all__ = [
@@ -75,7 +75,7 @@ class Defense:
 
     ``summary`` and ``weakness`` are the teaching text (plain words: what it does; where it is
     known to fail). ``defaults`` maps a data set's name to settings that differ from the
-    paper's there: the data set's :class:`~sau_core.defaults.Recipe` holds them (chosen by
+    paper's there: the data set's :class:`~sau_core.lab.recipes.Recipe` holds them (chosen by
     measurement, see ``bench/bench_defenses.py``).
     """
 

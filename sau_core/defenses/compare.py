@@ -87,7 +87,7 @@ def table_csv(rows: list[dict]) -> str:
 
 def write_table(rows: list[dict], out: str | Path, stem: str = "comparison") -> tuple[Path, Path]:
     """``<out>/<stem>.csv`` and ``<out>/<stem>.json`` (atomic); returns both paths."""
-    from ..checkpoint import write_bytes_atomic
+    from ..io.atomic import write_bytes_atomic
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

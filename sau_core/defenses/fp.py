@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .._config import param
+from ..config import param
 from ..data import ImageData
 from ..metrics import predict
 from .base import Defense, DefenseResult, RoundLoop, RunContext, defense_run, trainable_copy

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .._config import ParamConfig, param
+from ..config import ParamConfig, param
 from ..data import ImageData
 from ..train import augment
 from .base import (

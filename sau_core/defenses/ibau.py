@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._config import ParamConfig, param
+from ..config import ParamConfig, param
 from .base import Defense, DefenseResult, Paper, RoundLoop, RunContext, defense_run, trainable_copy
 
 __all__ = ["DEFENSE", "IBAUConfig", "fixed_point_hypergradient", "implicit_unlearn"]

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._config import param
+from ..config import param
 from ..train import augment
 from .base import Defense, DefenseResult, Paper, RoundLoop, RunContext, defense_run, trainable_copy
 from .ft import FTConfig, augment_mode, lr_schedule, sgd

@@ -31,9 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._config import check_fields
+from ..config import check_fields
 from ..data import ImageData
-from ..defaults import recipe
 from ..device import autocast, cpu_copy, describe, memory_format, pick_device
 from ..events import (
     Callback,
@@ -47,6 +46,7 @@ from ..events import (
     StopFlag,
     emit,
 )
+from ..lab.recipes import recipe
 from ..metrics import predict
 from .base import (
     Defense,
@@ -156,7 +156,7 @@ OUTER_FORWARDS = 2
 
 def default_sau_config(dataset: str, **overrides) -> SAUConfig:
     """SAU's settings for a data set: the reference's, except where the data set's
-    :class:`~sau_core.defaults.Recipe` says otherwise (digits: a batch of 64, since the
+    :class:`~sau_core.lab.recipes.Recipe` says otherwise (digits: a batch of 64, since the
     reference's 256 is larger than a digits clean set, and 60 rounds), with ``overrides``."""
     base = dict(recipe(dataset).sau)
     base.update(overrides)

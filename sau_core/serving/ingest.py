@@ -10,22 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from ..attacks import AttackSpec, path_params
-from ..checkpoint import (
-    MAX_BYTES,
-    WEIGHTS,
-    CheckpointError,
-    load_checkpoint,
-    parse_sidecar,
-)
-from ..data import Split
+from ..data import DataSpec, Split
+from ..io.checkpoint import MAX_BYTES, WEIGHTS, CheckpointError, load_checkpoint, parse_sidecar
 from ..metrics import evaluate
 from ..models import MODELS
-from ..pipeline import (
-    DataSpec,
-    backdoor_for,
-    sidecar_data,
-    write_import_outputs,
-)
+from ..pipeline import backdoor_for, sidecar_data, write_import_outputs
 from .runs import Run, RunStore
 from .work import _now
 

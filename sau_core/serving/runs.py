@@ -42,8 +42,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import write_json_atomic
 from ..events import ProbeSnapshot, to_record
+from ..io.atomic import write_json_atomic
 
 __all__ = [
     "ACTIVE_STATES",
@@ -281,7 +281,7 @@ class Run:
         Used when a run resumes from ``last_round``: what an interrupted process wrote after its
         last saved state is redone. Returns the number of lines dropped.
         """
-        from ..checkpoint import write_bytes_atomic
+        from ..io.atomic import write_bytes_atomic
 
         path = self._file("events.jsonl")
         kept, dropped = [], 0
@@ -406,7 +406,7 @@ def save_probe(path: Path, probe: ProbeSnapshot) -> None:
     """A probe snapshot as safetensors (tensors by field name; the round in the metadata)."""
     from safetensors.torch import save
 
-    from ..checkpoint import write_bytes_atomic
+    from ..io.atomic import write_bytes_atomic
 
     tensors = {name: getattr(probe, name).detach().cpu().clone() for name in _PROBE_TENSORS}
     write_bytes_atomic(Path(path), save(tensors, metadata={"round": str(probe.round)}))
@@ -499,7 +499,7 @@ def save_resume_state(path: Path, state) -> None:
     as one safetensors file (atomic)."""
     from safetensors.torch import save
 
-    from ..checkpoint import write_bytes_atomic
+    from ..io.atomic import write_bytes_atomic
 
     train = hasattr(state, "epoch")
     weights = state.model if train else state.h

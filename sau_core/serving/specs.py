@@ -8,18 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from ..attacks import AttackSpec
-from ..checkpoint import (
-    Checkpoint,
-    sidecar_of,
-)
-from ..data import Split
-from ..defaults import recipe
+from ..data import DataSpec, Split
 from ..defenses import get_defense
+from ..io.checkpoint import Checkpoint, sidecar_of
+from ..lab.recipes import recipe
 from ..models import MODELS
-from ..pipeline import (
-    DataSpec,
-    sidecar_data,
-)
+from ..pipeline import sidecar_data
 from ..train import TrainConfig, default_train_config
 
 
@@ -35,7 +29,7 @@ class AttackJob:
     data: DataSpec = field(
         default_factory=lambda: DataSpec("digits", None, dict(recipe("digits").data))
     )
-    arch: str | None = None  # None: the data set's model (sau_core.defaults)
+    arch: str | None = None  # None: the data set's model (sau_core.lab.recipes)
     attack: AttackSpec = field(default_factory=AttackSpec)
     train: TrainConfig | None = None  # None: the data set's defaults (default_train_config)
     device: str | None = None  # None: the best available
@@ -91,7 +85,7 @@ class PurifyJob:
     :func:`~sau_core.pipeline.purify_checkpoint`).
 
     ``settings`` and ``clean_ratio`` left None take the data set's defaults
-    (:mod:`sau_core.defaults`) when the job is submitted, so ``config.json`` always records the
+    (:mod:`sau_core.lab.recipes`) when the job is submitted, so ``config.json`` always records the
     numbers used."""
 
     checkpoint: str  # a checkpoint directory: a finished attack run, a ready-made one, an import

@@ -9,13 +9,10 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from ..checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-)
 from ..data import Split
 from ..defenses import DefenseState
 from ..events import ROUND_EVENTS, NonFiniteLoss
+from ..io.checkpoint import CheckpointError, load_checkpoint
 from ..metrics import evaluate
 from ..pipeline import (
     backdoor_for,

@@ -29,8 +29,9 @@ def free_port() -> int:
 
 def tiny_ready(out: Path, epochs: int = 1, resolution: int = 8) -> Path:
     """A ready-made demo checkpoint set trained on a tiny budget (for tests)."""
-    from sau_core.pipeline import DEMO, DataSpec
-    from sau_core.ready import make_ready
+    from sau_core.data import DataSpec
+    from sau_core.lab.presets import DEMO
+    from sau_core.lab.ready import make_ready
 
     preset = replace(
         DEMO,

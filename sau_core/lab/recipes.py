@@ -6,7 +6,7 @@ how many clean images the defender holds, and which SAU settings differ from the
 the CLI's ``--help`` prints it, and the dashboard's forms start from it, so the same data set gets
 the same numbers wherever a run starts. Plain dicts and no torch, so ``sau --help`` stays fast.
 
-Digits' recipe is the embedded demo (:data:`sau_core.pipeline.DEMO`), chosen by measurement
+Digits' recipe is the embedded demo (:data:`sau_core.lab.presets.DEMO`), chosen by measurement
 (docs/results.md, "The demo setting"): ``sau attack --dataset digits`` then ``sau purify`` with no
 other flag plant and remove a BadNets backdoor. The other data sets keep the SAU paper's
 settings (5% clean data, the reference's SAU) and BackdoorBench's models; they were not tuned

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .attacks import AttackSpec, create_trigger
-from .data import DatasetInfo, ImageData
-from .events import ProbeSnapshot
-from .metrics import predict
+from ..attacks import AttackSpec, create_trigger
+from ..data import DatasetInfo, ImageData
+from ..events import ProbeSnapshot
+from ..metrics import predict
 
 __all__ = [
     "ProbeTile",
@@ -203,7 +203,7 @@ def triggered_examples(
     model: nn.Module, data: ImageData, spec: AttackSpec, n: int = 12, seed: int = 0
 ) -> list[TriggeredExample]:
     """``n`` test images outside the target class, clean and triggered, with the model's answers."""
-    from .attacks import target_labels
+    from ..attacks import target_labels
 
     keep = (
         data.y != spec.target

@@ -3,7 +3,7 @@ models (h0, the checkpoint it started from, and h, the purified one), the images
 (clean test images and their triggered versions, a probe batch's shared adversarial examples, an
 uploaded picture, checked before decoding), and the images the trigger focus is measured on.
 
-Models are read with :func:`~sau_core.checkpoint.load_checkpoint` (safetensors, never unpickled)
+Models are read with :func:`~sau_core.io.checkpoint.load_checkpoint` (safetensors, never unpickled)
 and returned in eval mode; nothing here changes them.
 """
 
@@ -18,13 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .attacks import AttackSpec
-from .checkpoint import CheckpointError, load_checkpoint
-from .data import DatasetInfo, ImageData
-from .events import ProbeSnapshot
-from .pipeline import DataSpec
-from .serving.runs import Run, RunError
-from .visual import sample_images
+from ..attacks import AttackSpec
+from ..data import DatasetInfo, DataSpec, ImageData
+from ..events import ProbeSnapshot
+from ..io.checkpoint import CheckpointError, load_checkpoint
+from ..serving.runs import Run, RunError
+from .pictures import sample_images
 
 __all__ = [
     "IMAGE_FORMATS",

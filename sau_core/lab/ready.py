@@ -1,8 +1,8 @@
 """Ready-made backdoored checkpoints: make them, list them, check them before use.
 
 ``assets/make_checkpoints.py`` trains one small backdoored model per attack with the embedded
-demo preset (:data:`sau_core.pipeline.DEMO`, on each attack's model:
-:func:`sau_core.pipeline.attack_setup`) and writes, under ``assets/checkpoints/``::
+demo preset (:data:`sau_core.lab.presets.DEMO`, on each attack's model:
+:func:`sau_core.lab.presets.attack_setup`) and writes, under ``assets/checkpoints/``::
 
     manifest.json           {"format", "preset", "checkpoints": [{name, attack, path, metrics, sha256}]}
     badnets/model.safetensors  badnets/checkpoint.json  badnets/metrics.json   (and so on)
@@ -20,11 +20,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._assets import asset_dir
-from .attacks import AttackSpec
-from .checkpoint import SIDECAR, WEIGHTS, write_json_atomic
-from .events import Callback
-from .pipeline import DEMO, DemoPreset, attack_setup, plant_backdoor, write_attack_outputs
+from .._assets import asset_dir
+from ..attacks import AttackSpec
+from ..events import Callback
+from ..io.atomic import write_json_atomic
+from ..io.checkpoint import SIDECAR, WEIGHTS
+from ..pipeline import plant_backdoor, write_attack_outputs
+from .presets import DEMO, DemoPreset, attack_setup
 
 __all__ = ["DEFAULT_DIR", "ReadyMade", "default_dir", "list_ready", "make_ready", "verify"]
 
@@ -122,7 +124,7 @@ def make_ready(
     """Train one backdoored model per attack with ``preset`` and write them and the manifest.
 
     Every attack uses the preset's data, training settings, target, poison ratio and seed, and
-    the preset's model unless the attack has its own (:func:`sau_core.pipeline.attack_setup`);
+    the preset's model unless the attack has its own (:func:`sau_core.lab.presets.attack_setup`);
     the attack's parameters are its defaults. Returns the manifest.
     """
     out = Path(out)

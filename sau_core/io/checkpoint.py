@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, replace
@@ -22,9 +20,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from . import __version__
-from .data import DatasetInfo, dataset_options
-from .models import Classifier, create_model
+from .. import __version__
+from ..data import DatasetInfo, dataset_options
+from ..models import Classifier, create_model
+from .atomic import write_bytes_atomic, write_json_atomic
 
 __all__ = [
     "Checkpoint",
@@ -73,24 +72,6 @@ def versions() -> dict:
         "torchvision": torchvision.__version__,
         "python": platform.python_version(),
     }
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: str | Path, obj) -> None:
-    write_bytes_atomic(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
 def save_checkpoint(directory: str | Path, model: Classifier, meta: dict | None = None) -> Path:
