@@ -22,7 +22,6 @@ from bench.common import (
     parser,
     use_threads,
 )
-from sau_core.attacks import AttackSpec
 from sau_core.io.checkpoint import load_checkpoint
 from sau_core.lab.presets import DEMO
 from sau_core.lab.ready import list_ready
@@ -50,7 +49,7 @@ def main() -> None:
     for name in args.attacks:
         for ratio in args.ratios:
             ckpt = load_checkpoint(entries[name].path)
-            spec = AttackSpec.from_dict(ckpt.meta["attack"])
+            spec = ckpt.sidecar.attack_spec()
             t = time.perf_counter()
             r = purify_checkpoint(ckpt, split, DEMO.sau, clean_ratio=ratio, spec=spec)
             seconds = time.perf_counter() - t

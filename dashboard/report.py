@@ -25,7 +25,6 @@ import plotly.io as pio
 from dashboard import charts
 from dashboard.glossary import HELP, duration, shorten_uris
 from sau_core.attacks import AttackSpec
-from sau_core.data import DatasetInfo
 from sau_core.defenses import DEFENSES
 from sau_core.explain.pictures import (
     best_round,
@@ -139,8 +138,10 @@ def _gallery(run: Run, job: dict) -> str:
     trigger = ""
     if job.get("attack"):
         try:
-            info = DatasetInfo.from_dict(sidecar_of(job["checkpoint"])["dataset"])
-            pic = trigger_picture(AttackSpec.from_dict(job["attack"]), info, probe.x[0])
+            side = sidecar_of(job["checkpoint"])
+            if side is None or side.dataset is None:
+                raise ValueError("the checkpoint does not give its data set's geometry")
+            pic = trigger_picture(AttackSpec.from_dict(job["attack"]), side.dataset, probe.x[0])
             trigger = (f"<figure>{_img(pic, 'the real trigger')}<figcaption>the real trigger, "
                        "its pixels outlined in orange (SAU never sees it)</figcaption></figure>")  # fmt: skip
         except (OSError, KeyError, ValueError, json.JSONDecodeError):

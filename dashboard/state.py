@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from pathlib import Path
 
 import streamlit as st
 
 from sau_core.data import DatasetInfo, DataSpec, Split
-from sau_core.io.checkpoint import SIDECAR, CheckpointError, load_checkpoint, sidecar_of
+from sau_core.io.checkpoint import SIDECAR, CheckpointError, Sidecar, load_checkpoint, sidecar_of
 from sau_core.serving import AttackJob, JobRunner, PurifyJob, QueueFull
 from sau_core.serving.runs import Run, RunError, RunInfo, RunStore, default_root, valid_run_id
 
@@ -218,19 +217,21 @@ def model_from_run(run: Run) -> dict:
     if not run.has_checkpoint():
         raise RunError(f"run {run.id} has no checkpoint (yet)")
     try:
-        meta = json.loads((run.path / SIDECAR).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        side = sidecar_of(run.path)
+        if side is None:
+            raise CheckpointError(f"it has no {SIDECAR}")
+        data = side.data if side.data is not None else {
+            "name": side.dataset.name, "root": None, "kwargs": dict(side.dataset.params)}  # fmt: skip
+    except CheckpointError as err:
         raise RunError(f"run {run.id}: unreadable {SIDECAR} ({err})") from None
     label = run.config().get("label") or run.id
-    data = meta.get("data") or {"name": meta["dataset"]["name"], "root": None,
-                                "kwargs": dict(meta["dataset"].get("params", {}))}  # fmt: skip
     return {
         "path": str(run.path),
         "title": f"{run.kind} run: {label}",
-        "arch": meta.get("arch", "?"),
+        "arch": side.arch,
         "data": data,
-        "attack": meta.get("attack"),
-        "metrics": meta.get("metrics"),
+        "attack": side.attack,
+        "metrics": side.metrics,
         "source": run.kind,
     }
 
@@ -242,12 +243,12 @@ def load_model(path: str):
     return load_checkpoint(path).model
 
 
-def checkpoint_meta(path: str) -> dict:
-    """A checkpoint directory's checked sidecar ({} when it is missing or unreadable)."""
+def checkpoint_sidecar(path: str) -> Sidecar | None:
+    """A checkpoint directory's checked sidecar (None when it is missing or unreadable)."""
     try:
         return sidecar_of(path)
     except CheckpointError:
-        return {}
+        return None
 
 
 @st.cache_resource(show_spinner=False)
@@ -276,10 +277,12 @@ def has_cuda() -> bool:
 def checkpoint_info(path: str) -> DatasetInfo:
     """The data set geometry a checkpoint directory's sidecar records; ValueError if unreadable."""
     try:
-        meta = json.loads((Path(path) / SIDECAR).read_text())
-        return DatasetInfo.from_dict(meta["dataset"])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        side = sidecar_of(path)
+    except CheckpointError as err:
         raise ValueError(f"cannot read {SIDECAR} in {path}: {err}") from None
+    if side is None or side.dataset is None:
+        raise ValueError(f"{SIDECAR} in {path} does not record the data set's geometry")
+    return side.dataset
 
 
 # ------------------------------------------------------------------------------- the URL

@@ -19,7 +19,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, fields, replace
 from pathlib import Path
 
 from .lab import recipes as defaults
@@ -417,14 +417,12 @@ def cmd_attack(args) -> int:
 def _load(args):
     """The checkpoint and its data set. The flags (--model, --dataset, ...) win over the
     sidecar; bare weights need --model and --dataset."""
-    from .data import DatasetInfo
     from .io.checkpoint import load_checkpoint, sidecar_of
-    from .pipeline import sidecar_data
 
     path = Path(args.checkpoint)
-    meta = sidecar_of(path)
-    base = sidecar_data(meta)
-    missing = [f for f, v in (("--model", args.model or meta.get("arch")),
+    side = sidecar_of(path)
+    base = None if side is None else side.data_spec()
+    missing = [f for f, v in (("--model", args.model or (side and side.arch)),
                               ("--dataset", args.dataset or base)) if not v]  # fmt: skip
     if missing:
         raise CLIError(
@@ -434,13 +432,14 @@ def _load(args):
         )
     data = _data_spec(args, base)
     split = data.load(download=args.download)
-    if "dataset" in meta and (args.dataset is None or args.dataset == base.name):
-        saved = DatasetInfo.from_dict(meta["dataset"])
-        if tuple(saved.shape) != tuple(split.info.shape) or saved.num_classes != split.info.num_classes:  # fmt: skip
-            raise CLIError(
-                f"the checkpoint expects {saved.num_classes} classes of {tuple(saved.shape)} "
-                f"images, the data set gives {split.info.num_classes} of {tuple(split.info.shape)}"
-            )
+    saved = None if side is None else side.dataset
+    same = saved is not None and (args.dataset is None or args.dataset == base.name)
+    if same and (tuple(saved.shape) != tuple(split.info.shape)
+                 or saved.num_classes != split.info.num_classes):  # fmt: skip
+        raise CLIError(
+            f"the checkpoint expects {saved.num_classes} classes of {tuple(saved.shape)} "
+            f"images, the data set gives {split.info.num_classes} of {tuple(split.info.shape)}"
+        )
     ckpt = load_checkpoint(path, arch=args.model, info=split.info, device="cpu",
                            mean=args.mean, std=args.std, label="--mean and --std")  # fmt: skip
     info = ckpt.info
@@ -454,7 +453,7 @@ def _load(args):
               f"the data set's mean {_short(info.mean)} and std {_short(info.std)}. If your model "
               "was trained with others, give them with --mean and --std (a wrong pair shows as a "
               "low ACC).", file=sys.stderr)  # fmt: skip
-    ckpt.meta["data"] = data.to_dict()
+    ckpt.sidecar = replace(ckpt.sidecar, data=data.to_dict())
     return ckpt, split, data
 
 
@@ -467,7 +466,7 @@ def cmd_evaluate(args) -> int:
     from .pipeline import backdoor_for
 
     ckpt, split, _ = _load(args)
-    spec = _attack_spec(args, ckpt.meta.get("attack"), split.info)
+    spec = _attack_spec(args, ckpt.sidecar.attack, split.info)
     ev = evaluate(ckpt.model, split.test.x, split.test.y, backdoor_for(split, spec),
                   num_classes=split.info.num_classes)  # fmt: skip
     d = ev.to_dict()
@@ -476,7 +475,7 @@ def cmd_evaluate(args) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        line = f"{ckpt.meta['arch']} on {split.info.name}: ACC {_fmt(ev.acc)}"
+        line = f"{ckpt.sidecar.arch} on {split.info.name}: ACC {_fmt(ev.acc)}"
         if spec is None:
             line += ("  (ASR and RA not measured: the trigger is unknown; name it with --attack "
                      "and --param, or --trigger-image)")  # fmt: skip
@@ -493,11 +492,11 @@ def cmd_import(args) -> int:
     _check_out(args.out, args.overwrite)
     args.checkpoint = args.weights
     ckpt, split, data = _load(args)
-    spec = _attack_spec(args, ckpt.meta.get("attack"), split.info)
+    spec = _attack_spec(args, ckpt.sidecar.attack, split.info)
     ev = evaluate(ckpt.model, split.test.x, split.test.y, backdoor_for(split, spec),
                   num_classes=split.info.num_classes, confusion=False)  # fmt: skip
     write_import_outputs(args.out, ckpt.model, data, spec, ev, Path(args.weights).name)
-    line = f"imported {ckpt.meta['arch']} on {data.name}: ACC {_fmt(ev.acc)}"
+    line = f"imported {ckpt.sidecar.arch} on {data.name}: ACC {_fmt(ev.acc)}"
     if spec is None:
         line += "  (trigger unknown: ASR not measured)"
     else:
@@ -554,7 +553,7 @@ def cmd_purify(args) -> int:
 
     _check_out(args.out, args.overwrite)
     ckpt, split, data = _load(args)
-    spec = None if args.unknown_trigger else _attack_spec(args, ckpt.meta.get("attack"), split.info)
+    spec = None if args.unknown_trigger else _attack_spec(args, ckpt.sidecar.attack, split.info)
     entry, config = _defense_config(args, data.name)
     if entry.check_model is not None:
         try:
@@ -563,12 +562,12 @@ def cmd_purify(args) -> int:
             raise CLIError(f"--defense {entry.name}: {err}") from None
     ratio = _clean_ratio(args, data.name)
     clean_n = round(ratio * len(split.train))
-    stored = (ckpt.meta.get("attack") or {}).get("name")  # what the model was made with
+    stored = (ckpt.sidecar.attack or {}).get("name")  # what the model was made with
     notes = []
     if entry.name == "sau":
         notes = sau_caveats(data, clean_n, config, spec.name if spec else stored,
-                            ckpt.meta["arch"], clean_ratio=ratio)  # fmt: skip
-    _warn(stored_train_caveats(ckpt.meta, data) + notes)
+                            ckpt.sidecar.arch, clean_ratio=ratio)  # fmt: skip
+    _warn(stored_train_caveats(ckpt.sidecar, data) + notes)
     if spec is None and not args.quiet:
         print(f"note: the trigger is unknown, so ASR and RA cannot be measured; {entry.name} runs "
               "all the same (it never needs the trigger)", file=sys.stderr)  # fmt: skip
@@ -599,7 +598,7 @@ def cmd_compare(args) -> int:
             raise CLIError(f"--defenses: {err}") from None
     _check_out(args.out, args.overwrite, tuple(names))
     ckpt, split, data = _load(args)
-    spec = _attack_spec(args, ckpt.meta.get("attack"), split.info)
+    spec = _attack_spec(args, ckpt.sidecar.attack, split.info)
     ratio = _clean_ratio(args, data.name)
     configs = {}
     for name in names:  # every defence's settings and model check before any work

@@ -1,8 +1,8 @@
-"""Shared checks for the frozen config dataclasses (bounds and choices live in field metadata).
-
-Two families use them: the training/SAU configs (:func:`check_fields`), and the per-entry
-parameter configs of the attack and explanation-method registries (:class:`ParamConfig`,
-:func:`param`, :func:`config_from`, :func:`config_schema`), whose forms the dashboard builds.
+"""One config regime: every setting of SAU Lab (training, each defence, each attack, each
+explanation method) is a frozen dataclass deriving from :class:`ParamConfig`, whose fields are
+:func:`param` fields (a default, a help line, bounds and choices in the metadata). A config is
+coerced and checked on construction, reads and writes itself as a dict (:meth:`ParamConfig.to_dict`,
+:meth:`ParamConfig.from_dict`), and gives the dashboard its form (:func:`config_schema`).
 """
 
 from __future__ import annotations
@@ -20,35 +20,6 @@ import numpy as np
 def _type_name(f) -> str:
     """The field's annotation as text (``from __future__ import annotations`` keeps it a str)."""
     return f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-
-
-def check_fields(config, label: str) -> None:
-    """Raise ValueError for a field outside its metadata's ``choices``, ``min`` or ``max``.
-
-    Numeric fields (annotated ``int`` or ``float``) must hold a number of that kind (a bool is
-    not one; an ``int`` is accepted where a ``float`` is asked), a float must be finite (NaN
-    passes every ``<``/``>`` comparison unnoticed, and inf would reach the maths as it is), and a
-    ``bool`` field must hold a bool.
-    """
-    for f in fields(config):
-        value, meta, kind = getattr(config, f.name), f.metadata, _type_name(f)
-        if kind in ("int", "float"):
-            allowed = int if kind == "int" else (int, float)
-            if isinstance(value, bool) or not isinstance(value, allowed):
-                raise ValueError(
-                    f"{label} {f.name} must be {'an integer' if kind == 'int' else 'a number'}, "
-                    f"got {value!r}"
-                )
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"{label} {f.name} must be a finite number, got {value!r}")
-        elif kind == "bool" and not isinstance(value, bool):
-            raise ValueError(f"{label} {f.name} must be true or false, got {value!r}")
-        if "choices" in meta and value not in meta["choices"]:
-            raise ValueError(f"{label} {f.name} must be one of {meta['choices']}, got {value!r}")
-        if "min" in meta and value < meta["min"]:
-            raise ValueError(f"{label} {f.name} must be >= {meta['min']}, got {value}")
-        if "max" in meta and value > meta["max"]:
-            raise ValueError(f"{label} {f.name} must be <= {meta['max']}, got {value}")
 
 
 def config_from(kind: str, name: str, cls: type, params: Mapping[str, Any] | Any | None) -> Any:
@@ -101,12 +72,15 @@ def coerce(what: str, value: Any, kind: type) -> Any:
             return value
     else:  # pragma: no cover - configs only use the four kinds above
         return value
-    raise ValueError(f"{what} must be of type {kind.__name__}, got {value!r}")
+    wanted = {bool: "true or false", int: "an integer", float: "a number", str: "text"}[kind]
+    raise ValueError(f"{what} must be {wanted}, got {value!r}")
 
 
 def check_bounds(what: str, value: Any, bounds: Mapping[str, Any]) -> None:
     """ValueError naming ``what`` when ``value`` breaks ``choices``/``min``/``max`` or is not
     finite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{what} must be a finite number, got {value!r}")
     if "choices" in bounds and value not in bounds["choices"]:
         raise ValueError(f"{what} must be one of {list(bounds['choices'])}, got {value!r}")
     lo, hi = bounds.get("min"), bounds.get("max")
@@ -117,8 +91,6 @@ def check_bounds(what: str, value: Any, bounds: Mapping[str, Any]) -> None:
             raise ValueError(f"{what} must be >= {lo}, got {value!r}")
     if hi is not None and not value <= hi:
         raise ValueError(f"{what} must be <= {hi}, got {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{what} must be finite, got {value!r}")
 
 
 class ParamConfig:
@@ -129,7 +101,8 @@ class ParamConfig:
     and the rules of :meth:`check`. Subclasses name themselves in messages through ``label``.
     """
 
-    label: ClassVar[str] = ""
+    label: ClassVar[str] = ""  # how messages name the config ("SAU", "train", "badnets")
+    kind: ClassVar[str] = "config"  # what messages call its owner ("defence", "attack", ...)
 
     def _what(self, name: str) -> str:
         return f"{self.label} parameter {name!r}"
@@ -168,8 +141,7 @@ class ParamConfig:
     def from_dict(cls, d: Mapping[str, Any] | None) -> ParamConfig:
         """The config from a dict of settings (None: the defaults); ValueError names an unknown
         setting, one of the wrong kind or out of its bounds."""
-        return config_from("defence" if cls.label else "config", cls.label or cls.__name__,
-                           cls, d)  # fmt: skip
+        return config_from(cls.kind, cls.label or cls.__name__, cls, d)
 
 
 def config_schema(cls: type[ParamConfig], geometry: Any = None) -> list[dict[str, Any]]:

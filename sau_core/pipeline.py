@@ -19,7 +19,6 @@ from .defenses import DefenseResult, DefenseState, get_defense
 from .events import Callback, StopFlag, to_record
 from .io.atomic import write_json_atomic
 from .io.checkpoint import Checkpoint, save_checkpoint
-from .lab.recipes import recipe
 from .metrics import Evaluation, der
 from .models import create_model
 from .train import TrainConfig, TrainResult, TrainState, default_train_config, train
@@ -27,7 +26,6 @@ from .train import TrainConfig, TrainResult, TrainState, default_train_config, t
 __all__ = [
     "AttackRun",
     "backdoor_for",
-    "sidecar_data",
     "clean_set",
     "plant_backdoor",
     "purify_checkpoint",
@@ -35,22 +33,6 @@ __all__ = [
     "write_attack_outputs",
     "write_purify_outputs",
 ]
-
-
-def sidecar_data(meta: dict) -> DataSpec | None:
-    """The data set a checkpoint's sidecar names: its ``data`` block, else its geometry's name
-    and parameters, with the data set's recipe (:mod:`sau_core.lab.recipes`) for every option the
-    sidecar leaves out (a minimal sidecar for digits means 16x16, as ``--help`` says). None when
-    it names none; ValueError for options its loader does not take."""
-    if isinstance(meta.get("data"), dict):
-        d = meta["data"]
-        name, root, kwargs = d.get("name"), d.get("root"), d.get("kwargs", {})
-    elif isinstance(meta.get("dataset"), dict) and isinstance(meta["dataset"].get("name"), str):
-        name, root, kwargs = meta["dataset"]["name"], None, meta["dataset"].get("params", {})
-    else:
-        return None
-    spec = DataSpec.from_dict({"name": name, "root": root, "kwargs": kwargs})
-    return DataSpec(spec.name, spec.root, {**recipe(spec.name).data, **spec.kwargs})
 
 
 @dataclass
@@ -239,7 +221,7 @@ def write_purify_outputs(
     }
     if result.defense == "sau":  # the key SAU's outputs have always had
         metrics["config"]["sau"] = settings
-    meta = {k: v for k, v in source.meta.items()
+    meta = {k: v for k, v in source.sidecar.to_dict().items()
             if k not in ("versions", "created", "format", "sau", "defense")}  # fmt: skip
     meta.update({"purified_from": str(source.path),
                  "defense": {"name": result.defense, "settings": settings}})  # fmt: skip

@@ -12,13 +12,13 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import check_fields
+from .config import ParamConfig
 from .data import ImageData
 from .device import autocast, cpu_copy, describe, memory_format, pick_device
 from .events import (
@@ -34,12 +34,18 @@ from .events import (
 )
 from .lab.recipes import recipe
 from .metrics import Evaluation, evaluate
+from .state import TrainState
 
 __all__ = ["TrainConfig", "TrainResult", "TrainState", "augment", "default_train_config", "train"]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(ParamConfig):
+    """How ``sau attack`` trains a model (SGD or Adam, a schedule, on-device augmentation)."""
+
+    label = "train"
+    kind = "training"
+
     epochs: int = field(
         default=30, metadata={"help": "passes over the training set", "min": 1, "max": 1000}
     )
@@ -93,13 +99,6 @@ class TrainConfig:
     eval_every: int = field(
         default=1, metadata={"help": "epochs between evaluations (0: only at the end)", "min": 0}
     )
-
-    def validate(self) -> TrainConfig:
-        check_fields(self, "train")
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def default_train_config(dataset: str, **overrides) -> TrainConfig:
@@ -300,21 +299,6 @@ def train(
         )
     emit(callback, Finished("train", stopped, elapsed, None if final is None else _ev(final)))
     return TrainResult(model, history, stopped, final, elapsed, seen / max(elapsed, 1e-9))
-
-
-@dataclass
-class TrainState:
-    """What :func:`train` needs to continue after ``epoch`` completed epochs with the numbers an
-    uninterrupted run would give. Every tensor is a CPU copy."""
-
-    epoch: int  # epochs completed
-    model: dict[str, Tensor]  # model.state_dict()
-    optimizer: dict  # the optimizer's state_dict() (its state and param groups)
-    scheduler: dict | None  # the LR schedule's state_dict() (plain numbers), None without one
-    generator: Tensor  # (N,) uint8: torch.Generator.get_state() (shuffling, crops)
-    history: list[TrainEpoch]  # the TrainEpoch records of epochs 1..epoch
-    elapsed: float  # seconds of work before the interruption
-    config: dict  # TrainConfig.to_dict() of the run that made it (checked on resume)
 
 
 def _ev(e: Evaluation) -> Evaluated:

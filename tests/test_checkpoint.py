@@ -20,10 +20,12 @@ import torch
 from sau_core import __version__
 from sau_core.data import DatasetInfo
 from sau_core.io.checkpoint import (
+    FORMAT,
     SIDECAR,
     WEIGHTS,
     Checkpoint,
     CheckpointError,
+    Sidecar,
     load_checkpoint,
     save_checkpoint,
 )
@@ -87,7 +89,7 @@ def test_round_trip_directory(saved: tuple[Path, Classifier]) -> None:
 def test_round_trip_via_weights_file(saved: tuple[Path, Classifier]) -> None:
     directory, model = saved
     ckpt = load_checkpoint(directory / WEIGHTS)
-    assert ckpt.meta["seed"] == 7  # the sidecar beside the file was found
+    assert ckpt.sidecar.seed == 7  # the sidecar beside the file was found
     assert torch.equal(_outputs(ckpt.model), _outputs(model))
     # a str path works as well as a Path
     assert torch.equal(_outputs(load_checkpoint(str(directory)).model), _outputs(model))
@@ -108,7 +110,10 @@ def test_sidecar_contents(saved: tuple[Path, Classifier]) -> None:
     for k, v in META.items():
         assert side[k] == v
     assert "created" in side
-    assert load_checkpoint(directory).meta == side
+    assert load_checkpoint(directory).sidecar.to_dict() == side
+    typed = load_checkpoint(directory).sidecar
+    assert typed.attack == META["attack"] and typed.extra["extra"] == META["extra"]
+    assert typed.dataset == INFO and typed.arch == "small_cnn"
 
 
 def test_save_leaves_no_temporary_files(saved: tuple[Path, Classifier]) -> None:
@@ -121,7 +126,7 @@ def test_save_overwrites(saved: tuple[Path, Classifier]) -> None:
     other = _model(seed=3)
     save_checkpoint(directory, other, {"seed": 3})
     ckpt = load_checkpoint(directory)
-    assert ckpt.meta["seed"] == 3 and "extra" not in ckpt.meta
+    assert ckpt.sidecar.seed == 3 and "extra" not in ckpt.sidecar.extra
     assert torch.equal(_outputs(ckpt.model), _outputs(other))
 
 
@@ -139,7 +144,7 @@ def test_bare_state_dict(tmp_path: Path, suffix: str, layout: str) -> None:
     torch.save(state, path)
     ckpt = load_checkpoint(path, arch="small_cnn", info=INFO)
     assert ckpt.model.arch == "small_cnn" and ckpt.info == INFO
-    assert ckpt.meta["arch"] == "small_cnn" and ckpt.meta["dataset"] == INFO.to_dict()
+    assert ckpt.sidecar.arch == "small_cnn" and ckpt.sidecar.dataset == INFO
     assert torch.equal(_outputs(ckpt.model), _outputs(model))
 
 
@@ -353,3 +358,46 @@ def test_huge_finite_weights_whose_outputs_overflow_are_refused(tmp_path: Path) 
     torch.save(state, path)
     with pytest.raises(CheckpointError, match=r"outputs are not finite on \d+ of 8 .*overflow"):
         load_checkpoint(path, arch="small_cnn", info=INFO)
+
+
+# ------------------------------------------------------------------------------ typed sidecar
+def test_sidecar_is_typed_and_round_trips() -> None:
+    raw = {"format": FORMAT, "arch": "small_cnn", "dataset": INFO.to_dict(), "seed": 3,
+           "attack": {"name": "badnets", "target": 1}, "train": {"epochs": 2},
+           "created": "2026-11-30", "purified_from": "runs/x"}  # fmt: skip
+    side = Sidecar.parse(json.dumps(raw).encode())
+    assert side.arch == "small_cnn" and side.dataset == INFO and side.seed == 3
+    assert side.extra == {"format": FORMAT, "created": "2026-11-30", "purified_from": "runs/x"}
+    assert side.to_dict() == raw
+    assert side.attack_spec().target == 1 and side.attack_spec().name == "badnets"
+    assert side.train_config().epochs == 2
+    # the data set: the geometry's name and parameters, the recipe's options for the rest
+    spec = side.data_spec()
+    assert spec.name == "digits" and spec.kwargs["resolution"] == 8 and "seed" in spec.kwargs
+
+
+def test_sidecar_data_block_wins_and_minimal_digits_means_the_recipe() -> None:
+    side = Sidecar.from_dict({"arch": "wide_cnn", "data": {"name": "digits", "kwargs": {}}})
+    assert side.dataset is None and side.data_spec().kwargs["resolution"] == 16
+    assert Sidecar.from_dict({"arch": "x", "dataset": INFO.to_dict(),
+                              "data": {"name": "digits", "kwargs": {"resolution": 32}}}
+                             ).data_spec().kwargs["resolution"] == 32  # fmt: skip
+    assert Sidecar.from_dict({"arch": "x", "data": {"name": "digits"},
+                              "train": {"epochs": "many"}}).train_config() is None  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "meta, needle",
+    [
+        ({"arch": "x", "dataset": {}, "seed": "7"}, "malformed 'dataset'"),
+        ({"arch": "x", "data": {"name": "digits"}, "seed": "7"}, "'seed' must be an integer"),
+        ({"arch": "x", "data": {"name": "digits"}, "seed": True}, "'seed' must be an integer"),
+        ({"arch": "x", "data": {"name": "digits"}, "attack": "badnets"}, "'attack' must be"),
+        ({"arch": "x", "data": {"name": "digits"}, "train": [1]}, "'train' must be"),
+        ({"arch": "x", "data": {"name": "nope"}}, "unknown data set"),
+        ({"arch": 3, "data": {"name": "digits"}}, "'arch' must be a model name"),
+    ],
+)
+def test_sidecar_refuses_malformed_blocks(meta: dict, needle: str) -> None:
+    with pytest.raises(CheckpointError, match=needle):
+        Sidecar.from_dict(meta, "checkpoint.json")

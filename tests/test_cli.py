@@ -199,7 +199,7 @@ def test_purified_checkpoint_evaluates(
         (["--param", "size=99"], ["'size' must be <= 8, got 99"]),
         (["--target", "42"], ["target class must be an int in [0, 9], got 42"]),
         (["--poison-ratio", "2"], ["poison_ratio must be in (0, 1]"]),
-        (["--epochs", "0"], ["epochs must be >= 1, got 0"]),
+        (["--epochs", "0"], ["'epochs' must be >= 1, got 0"]),
     ],
     ids=["dataset", "attack", "param-no-eq", "param-size", "target", "poison-ratio", "epochs"],
 )
@@ -778,7 +778,7 @@ def test_list_names_every_defence_with_its_settings():
         (["--defense", "ft", "--set", "nope=1"], "--set nope: ft has no such setting"),
         (["--defense", "ft", "--set", "lr"], "--set expects NAME=VALUE"),
         (["--defense", "nad", "--set", "rounds=5"], "'teacher_rounds' (10) must be smaller"),
-        (["--defense", "anp", "--set", "threshold=yes"], "'threshold' must be of type float"),
+        (["--defense", "anp", "--set", "threshold=yes"], "'threshold' must be a number"),
     ],
 )
 def test_purify_refuses_bad_defence_settings_before_any_work(ckpt, tmp_path, flags, message):

@@ -200,15 +200,15 @@ class TestExceptions:
         ("method", "params", "message"),
         [
             ("integrated_gradients", {"n_steps": 0}, "'n_steps' must be >= 1"),
-            ("integrated_gradients", {"n_steps": "8"}, "'n_steps' must be of type int"),
-            ("integrated_gradients", {"n_steps": True}, "'n_steps' must be of type int"),
+            ("integrated_gradients", {"n_steps": "8"}, "'n_steps' must be an integer"),
+            ("integrated_gradients", {"n_steps": True}, "'n_steps' must be an integer"),
             ("integrated_gradients", {"baseline": 1.5}, "'baseline' must be <= 1"),
             ("integrated_gradients", {"integration": "simpson"}, "'integration' must be one of"),
-            ("saliency", {"abs": 1}, "'abs' must be of type bool"),
+            ("saliency", {"abs": 1}, "'abs' must be true or false"),
             ("grad_cam", {"upsample": "cubic"}, "'upsample' must be one of"),
             ("occlusion", {"window": 9}, "'window' must be <= 8"),
             ("occlusion", {"stride": -1}, "'stride' must be >= 0"),
-            ("occlusion", {"baseline": math.nan}, "'baseline' must be >= 0"),
+            ("occlusion", {"baseline": math.nan}, "'baseline' must be a finite number"),
         ],
     )
     def test_bad_parameter_values(self, method, params, message):

@@ -81,7 +81,7 @@ def test_attack_job_runs_to_completion(attacked):
     status = run.status()
     assert status["state"] == "finished" and status["ended"] and status["round"] == 1
     ckpt = load_checkpoint(run.path)  # the run directory is a checkpoint
-    assert ckpt.meta["attack"]["name"] == "badnets"
+    assert ckpt.sidecar.attack_spec().name == "badnets"
     kinds = [e["event"] for e in run.events()]
     assert kinds[0] == "Started" and kinds[-1] == "Finished" and kinds.count("TrainBatch") == 7
 
@@ -565,7 +565,7 @@ def test_import_a_bare_state_dict_with_named_architecture(attacked, tiny, tmp_pa
                             arch="small_cnn", data=DATA8, attack=SPEC, split=tiny)  # fmt: skip
     assert run.kind == "import" and run.status()["state"] == "finished" and run.has_checkpoint()
     assert run.metrics()["asr"] == pytest.approx(runner.view(attack_id).metrics["asr"], abs=0.05)
-    assert load_checkpoint(run.path).meta["imported_from"] == "my model.pt"
+    assert load_checkpoint(run.path).sidecar.extra["imported_from"] == "my model.pt"
 
 
 def test_import_with_its_sidecar(attacked, tiny, tmp_path):
@@ -574,8 +574,8 @@ def test_import_with_its_sidecar(attacked, tiny, tmp_path):
     run = import_checkpoint(RunStore(tmp_path), (src / "model.safetensors").read_bytes(),
                             "model.safetensors", sidecar=(src / "checkpoint.json").read_bytes(),
                             split=tiny)  # fmt: skip
-    meta = load_checkpoint(run.path).meta
-    assert meta["attack"]["name"] == "badnets" and meta["data"]["name"] == "digits"
+    side = load_checkpoint(run.path).sidecar
+    assert side.attack["name"] == "badnets" and side.data_spec().name == "digits"
     assert run.metrics()["asr"] is not None  # the trigger came from the sidecar
 
 

@@ -26,8 +26,9 @@ def test_the_shipped_checkpoints_are_the_demo_preset() -> None:
         assert entry.arch == setup.arch and entry.attack == setup.attack.to_dict()
         assert entry.data == setup.data.to_dict()
         ckpt = load_checkpoint(entry.path)
-        assert ckpt.meta["arch"] == entry.arch
-        assert ckpt.meta["train"] == DEMO.train.to_dict()
+        assert ckpt.sidecar.arch == entry.arch
+        assert ckpt.sidecar.train == DEMO.train.to_dict()
+        assert ckpt.sidecar.train_config() == DEMO.train
     archs = {e.name: e.arch for e in entries}
     assert archs == {"badnets": "wide_cnn", "blended": "wide_cnn", "sig": "wide_cnn",
                      "wanet": "small_cnn"}  # fmt: skip

@@ -88,7 +88,7 @@ _FLOAT_FIELDS = [
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 @pytest.mark.parametrize("cls,name", _FLOAT_FIELDS, ids=lambda v: getattr(v, "__name__", v))
 def test_config_rejects_non_finite_floats(cls, name, value):
-    with pytest.raises(ValueError, match=f"{name} must be a finite number"):
+    with pytest.raises(ValueError, match=f"'{name}' must be a finite number"):
         cls(**{name: value}).validate()
 
 
@@ -100,12 +100,12 @@ def test_float_fields_are_found():  # the parametrisation above is not empty by 
 @pytest.mark.parametrize(
     "cls,bad,message",
     [
-        (SAUConfig, {"rounds": 2.5}, "rounds must be an integer"),
-        (SAUConfig, {"rounds": True}, "rounds must be an integer"),
-        (SAUConfig, {"eps": "0.2"}, "eps must be a number"),
-        (SAUConfig, {"clip": "yes"}, "clip must be true or false"),
-        (TrainConfig, {"epochs": None}, "epochs must be an integer"),
-        (TrainConfig, {"lr": [0.1]}, "lr must be a number"),
+        (SAUConfig, {"rounds": 2.5}, "'rounds' must be an integer"),
+        (SAUConfig, {"rounds": True}, "'rounds' must be an integer"),
+        (SAUConfig, {"eps": "0.2"}, "'eps' must be a number"),
+        (SAUConfig, {"clip": "yes"}, "'clip' must be true or false"),
+        (TrainConfig, {"epochs": None}, "'epochs' must be an integer"),
+        (TrainConfig, {"lr": [0.1]}, "'lr' must be a number"),
     ],
 )
 def test_config_rejects_values_of_the_wrong_kind(cls, bad, message):
@@ -115,12 +115,12 @@ def test_config_rejects_values_of_the_wrong_kind(cls, bad, message):
 
 def test_config_accepts_an_int_for_a_float_and_rejects_nan_from_json():
     assert SAUConfig(eps=1).validate().eps == 1
-    with pytest.raises(ValueError, match="eps must be a finite number"):
+    with pytest.raises(ValueError, match="'eps' must be a finite number"):
         SAUConfig.from_dict(json.loads('{"eps": NaN}'))
 
 
 def test_config_from_dict_rejects_unknown_keys():
-    with pytest.raises(ValueError, match="unknown SAU settings: epochs"):
+    with pytest.raises(ValueError, match="unknown parameter\\(s\\) 'epochs' for defence 'SAU'"):
         SAUConfig.from_dict({"epochs": 3})
     assert SAUConfig.from_dict({"rounds": 3}).rounds == 3
 

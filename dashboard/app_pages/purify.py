@@ -118,7 +118,8 @@ else:
         except ValueError as err:
             problems.append(str(err))
     n_clean = round(float(clean_ratio) * n_train) if not problems else 0
-    notes = stored_train_caveats(state.checkpoint_meta(model["path"]), model["data"])
+    side = state.checkpoint_sidecar(model["path"])
+    notes = [] if side is None else stored_train_caveats(side, model["data"])
     if choice == "sau":
         notes += sau_caveats(model["data"], n_clean, config or base, attack_name,
                              model.get("arch"), clean_ratio=None if problems else float(clean_ratio))  # fmt: skip

@@ -12,7 +12,7 @@ from sau_core.attacks import ATTACKS, AttackSpec, list_attacks
 from sau_core.data import DIGITS_RESOLUTIONS, DataSpec, available, list_datasets
 from sau_core.defenses.sau import default_sau_config
 from sau_core.explain.pictures import sample_images, trigger_preview
-from sau_core.io.checkpoint import parse_sidecar
+from sau_core.io.checkpoint import Sidecar
 from sau_core.lab import ready
 from sau_core.lab.caveats import sau_caveats, train_caveats
 from sau_core.lab.presets import DEMO, TEACHING_PRESETS
@@ -319,17 +319,19 @@ with tab_upload:
     up_problems: list[str] = []
     weights = st.file_uploader("Weights", type=["safetensors", "pt", "pth"], key="up.weights")
     sidecar = st.file_uploader("checkpoint.json (optional)", type=["json"], key="up.sidecar")
-    meta: dict = {}
+    side: Sidecar | None = None
     if sidecar is not None:
         try:
-            meta = parse_sidecar(sidecar.getvalue(), sidecar.name)
+            side = Sidecar.parse(sidecar.getvalue(), sidecar.name)
         except ValueError as err:
             st.error(f"{err}. Fix the file, or remove it and name the architecture and data "
                      "set below.", icon=":material/error:")  # fmt: skip
             up_problems.append(f"{sidecar.name} is unreadable")
-    side_ds = (meta.get("data") or meta.get("dataset") or {}).get("name") if meta else None
+    side_ds = None
+    if side is not None:
+        side_ds = side.data["name"] if side.data else side.dataset.name
     c1, c2, c3 = st.columns(3)
-    up_arch = c1.selectbox("Architecture", ([FROM_SIDECAR] if meta else []) + list(MODELS),
+    up_arch = c1.selectbox("Architecture", ([FROM_SIDECAR] if side else []) + list(MODELS),
                            key="up.arch")  # fmt: skip
     ready_sets = [d for d in list_datasets() if status[d][0] and d != "imagefolder"]
     up_ds = c2.selectbox("Data set", ([FROM_SIDECAR] if side_ds else []) + ready_sets,
@@ -356,8 +358,10 @@ with tab_upload:
     up_info = None
     if ds_name in ready_sets:
         try:
-            up_info = state.load_split(up_data or DataSpec(ds_name, None, dict(
-                (meta.get("data") or {}).get("kwargs") or (meta.get("dataset") or {}).get("params") or {}))).info  # fmt: skip
+            named = up_data or side.data_spec()
+            up_info = state.load_split(
+                DataSpec(named.name, None, named.kwargs)
+            ).info  # never the sidecar's folder
         except (ValueError, RuntimeError, OSError) as err:
             st.error(f"Cannot load {ds_name}: {err}")
     c1, c2, c3 = st.columns(3)

@@ -36,6 +36,7 @@ class ANPConfig(ParamConfig):
     CIFAR-10's 5%)."""
 
     label = "ANP"
+    kind = "defence"
 
     rounds: int = param(100, "passes over the clean set optimising the masks", min=1, max=10000)
     batch_size: int = param(128, "clean images per step", min=1, max=8192)

@@ -39,6 +39,7 @@ from ..events import (
 )
 from ..lab.recipes import recipe
 from ..metrics import Evaluation, der, evaluate, off_target_pull, per_class_asr, predict
+from ..state import DefenseState
 
 __all__ = [
     "Defense",
@@ -112,22 +113,6 @@ class DefenseResult:
 
     def der(self) -> float | None:
         return None if self.before.asr is None else der(self.before, self.after)
-
-
-@dataclass
-class DefenseState:
-    """What a defence needs to continue after ``round`` completed rounds with the numbers an
-    uninterrupted run would give. Every tensor is a CPU copy; everything else a round uses is
-    rebuilt from the config's seed."""
-
-    round: int  # rounds completed, 0 <= round <= config.rounds
-    h: dict[str, Tensor]  # the state_dict of what the defence trains (h, or h with its masks)
-    optimizer: dict  # the optimiser's state_dict
-    generator: Tensor  # (N,) uint8, torch.Generator.get_state()
-    history: list[DefenseRound]  # the round records of rounds 1..round
-    elapsed: float  # seconds of work before the interruption
-    config: dict  # the config's to_dict() (checked on resume)
-    defense: str = "sau"  # the registry name of the defence that made it
 
 
 def check_state(resume: DefenseState, defense: str, config, rounds: int) -> None:

@@ -39,6 +39,7 @@ class FTConfig(ParamConfig):
     """Fine-tuning settings (BackdoorBench's for CIFAR-10)."""
 
     label = "FT"
+    kind = "defence"
 
     rounds: int = param(100, "epochs: passes over the clean set", min=1, max=10000)
     batch_size: int = param(256, "clean images per SGD step", min=1, max=8192)

@@ -36,6 +36,7 @@ class IBAUConfig(ParamConfig):
     """i-BAU's settings (the paper's; the outer rate is BackdoorBench's)."""
 
     label = "i-BAU"
+    kind = "defence"
 
     rounds: int = param(5, "passes over the clean set", min=1, max=10000)
     batch_size: int = param(256, "clean images per step (one universal perturbation each)",

@@ -25,13 +25,13 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import check_fields
+from ..config import ParamConfig, param
 from ..data import ImageData
 from ..device import autocast, cpu_copy, describe, memory_format, pick_device
 from ..events import (
@@ -84,63 +84,47 @@ CUDA_BATCHES_AHEAD = 1
 PGD_INITS = ("max", "min", "zero", "random")
 
 
-def _f(default, help: str, **meta):
-    return field(default=default, metadata={"help": help, **meta})
-
-
 @dataclass(frozen=True)
-class SAUConfig:
+class SAUConfig(ParamConfig):
     """SAU's settings; the defaults are the reference implementation's (BackdoorBench config)."""
 
+    label = "SAU"
+    kind = "defence"
+
     # the outer loop (unlearning)
-    rounds: int = _f(100, "passes over the clean set", min=1, max=10000)
-    batch_size: int = _f(256, "clean images per step", min=1, max=8192)
-    lr: float = _f(1e-4, "Adam (AMSGrad) learning rate, constant", min=0.0, max=1.0)
-    lmd_1: float = _f(1.0, "weight of L_cl, the clean loss", min=0.0, max=100.0)
-    lmd_2: float = _f(0.0, "weight of L_at, adversarial training on x+delta", min=0.0, max=100.0)
-    lmd_3: float = _f(1.0, "weight of L_shared, the shared adversarial risk", min=0.0, max=100.0)
-    outer_steps: int = _f(1, "optimiser steps per batch on the same delta", min=1, max=100)
-    train_mode: bool = _f(
+    rounds: int = param(100, "passes over the clean set", min=1, max=10000)
+    batch_size: int = param(256, "clean images per step", min=1, max=8192)
+    lr: float = param(1e-4, "Adam (AMSGrad) learning rate, constant", min=0.0, max=1.0)
+    lmd_1: float = param(1.0, "weight of L_cl, the clean loss", min=0.0, max=100.0)
+    lmd_2: float = param(0.0, "weight of L_at, adversarial training on x+delta", min=0.0, max=100.0)
+    lmd_3: float = param(1.0, "weight of L_shared, the shared adversarial risk", min=0.0, max=100.0)
+    outer_steps: int = param(1, "optimiser steps per batch on the same delta", min=1, max=100)
+    train_mode: bool = param(
         False, "BatchNorm in training mode for the update (raises ACC but also ASR)"
     )
     # the inner loop (shared adversarial examples, PGD)
-    norm: str = _f("Linf", "norm ball of delta", choices=list(NORMS))
-    eps: float = _f(0.2, "radius of the norm ball (pixel units for Linf)", min=0.0, max=1000.0)
-    pgd_steps: int = _f(5, "PGD steps", min=0, max=1000)
-    pgd_lr: float = _f(0.2, "PGD step size (signed gradient)", min=0.0, max=1000.0)
-    pgd_init: str = _f(
+    norm: str = param("Linf", "norm ball of delta", choices=list(NORMS))
+    eps: float = param(0.2, "radius of the norm ball (pixel units for Linf)", min=0.0, max=1000.0)
+    pgd_steps: int = param(5, "PGD steps", min=0, max=1000)
+    pgd_lr: float = param(0.2, "PGD step size (signed gradient)", min=0.0, max=1000.0)
+    pgd_init: str = param(
         "max", "initial delta: +eps, -eps, 0 or uniform [0, 1)", choices=list(PGD_INITS)
     )
-    beta_1: float = _f(0.01, "weight of L_adv: fool each model", min=0.0, max=100.0)
-    beta_2: float = _f(1.0, "weight of L_share: fool both the same way", min=0.0, max=100.0)
-    clip: bool = _f(False, "clip x+delta to [0, 1] (the reference does not)")
+    beta_1: float = param(0.01, "weight of L_adv: fool each model", min=0.0, max=100.0)
+    beta_2: float = param(1.0, "weight of L_share: fool both the same way", min=0.0, max=100.0)
+    clip: bool = param(False, "clip x+delta to [0, 1] (the reference does not)")
     # bookkeeping
-    shuffle: bool = _f(True, "reshuffle the clean set every round")
-    seed: int = _f(0, "seed for shuffling, the random init, the probe and eval subsets", min=0)
-    eval_size: int = _f(
+    shuffle: bool = param(True, "reshuffle the clean set every round")
+    seed: int = param(0, "seed for shuffling, the random init, the probe and eval subsets", min=0)
+    eval_size: int = param(
         1000, "test images per live evaluation each round (0: the full sets)", min=0
     )
-    probe_size: int = _f(16, "clean images in the probe batch shown every round", min=0, max=256)
+    probe_size: int = param(16, "clean images in the probe batch shown every round", min=0, max=256)
     # speed (on the CPU, channels_last=False gives the reference's perturbations bit for bit,
     # its losses and weights to float rounding: see OUTER_FORWARDS; channels-last rounds
     # differently: sau_core.device.memory_format)
-    amp: bool = _f(True, "bf16 autocast on CUDA")
-    channels_last: bool = _f(True, "channels-last memory (CUDA and CPU)")
-
-    def validate(self) -> SAUConfig:
-        check_fields(self, "SAU")
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> SAUConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown SAU settings: {', '.join(unknown)}")
-        return cls(**d).validate()
+    amp: bool = param(True, "bf16 autocast on CUDA")
+    channels_last: bool = param(True, "channels-last memory (CUDA and CPU)")
 
 
 # How exact the fast path is. The reference's outer step runs h ONCE on the concatenation

@@ -63,13 +63,6 @@ class ModelPair:
         return ["h0"] if self.h is None else ["h0", "h"]
 
 
-def _data_of(meta: dict) -> DataSpec:
-    if isinstance(meta.get("data"), dict):
-        return DataSpec.from_dict(meta["data"])
-    ds = meta.get("dataset") or {}
-    return DataSpec(str(ds.get("name", "?")), None, dict(ds.get("params", {})))
-
-
 def _spec(d) -> AttackSpec | None:
     return None if not d else AttackSpec.from_dict(d)
 
@@ -78,8 +71,8 @@ def load_model(path: str | Path, title: str = "", device: str = "cpu") -> ModelP
     """One checkpoint (a ready-made model, an attack or import run) as a pair with no h."""
     try:
         ckpt = load_checkpoint(path, device=device)
-        spec = _spec(ckpt.meta.get("attack"))
-        data = _data_of(ckpt.meta)
+        spec = ckpt.sidecar.attack_spec()
+        data = ckpt.sidecar.data_spec()
     except (CheckpointError, ValueError) as err:
         raise ValueError(f"cannot load the model at {path}: {err}") from None
     return ModelPair(ckpt.model, None, ckpt.info, data, spec, title or str(path))
@@ -100,7 +93,7 @@ def load_run_pair(run: Run, device: str = "cpu") -> ModelPair:
         h0 = load_checkpoint(source, device=device)
         h = load_checkpoint(run.path, device=device)
         spec = _spec(job.get("attack"))
-        data = DataSpec.from_dict(job["data"]) if job.get("data") else _data_of(h0.meta)
+        data = DataSpec.from_dict(job["data"]) if job.get("data") else h0.sidecar.data_spec()
     except KeyError as err:
         raise ValueError(f"run {run.id}: its config.json lacks {err}") from None
     except (CheckpointError, RunError, ValueError) as err:

@@ -14,23 +14,29 @@ import math
 import platform
 import time
 import zipfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from .. import __version__
-from ..data import DatasetInfo, dataset_options
+from ..data import DatasetInfo, DataSpec, dataset_options
+from ..lab.recipes import recipe
 from ..models import Classifier, create_model
 from .atomic import write_bytes_atomic, write_json_atomic
+
+if TYPE_CHECKING:
+    from ..attacks import AttackSpec
+    from ..train import TrainConfig
 
 __all__ = [
     "Checkpoint",
     "CheckpointError",
     "check_info",
     "load_checkpoint",
-    "parse_sidecar",
+    "Sidecar",
     "save_checkpoint",
     "sidecar_of",
     "write_json_atomic",
@@ -52,7 +58,7 @@ class CheckpointError(ValueError):
 @dataclass
 class Checkpoint:
     model: Classifier
-    meta: dict  # the sidecar's contents
+    sidecar: Sidecar  # the checked checkpoint.json (arch and geometry always set)
     path: Path
     # where the input normalisation (mean, std) came from: "weights" (normalize.* tensors) or
     # "data set" (bare network weights: the DatasetInfo's mean and std)
@@ -223,54 +229,147 @@ def check_info(info: DatasetInfo, source: str = "checkpoint") -> DatasetInfo:
     return info
 
 
-def parse_sidecar(raw: bytes, name: str = SIDECAR) -> dict:
-    """The checked contents of a sidecar's bytes; CheckpointError for anything malformed."""
-    if len(raw) > MAX_SIDECAR_BYTES:
-        raise CheckpointError(
-            f"{name} is over {MAX_SIDECAR_BYTES >> 20} MiB; it cannot be a sidecar"
-        )
-    try:
-        meta = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise CheckpointError(f"{name} is not valid JSON: {str(err)[:200]}") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{name} must hold a JSON object, got {type(meta).__name__}")
-    if "arch" not in meta:
-        raise CheckpointError(
-            f'{name} has no \'arch\': name the model\'s architecture, e.g. "arch": "wide_cnn" '
-            "(`sau list` shows them)"
-        )
-    if not isinstance(meta["arch"], str):
-        raise CheckpointError(
-            f"{name}: 'arch' must be a model name, got {type(meta['arch']).__name__}"
-        )
-    data = meta.get("data")
-    has_data = isinstance(data, dict) and isinstance(data.get("name"), str)
-    if "dataset" not in meta and not has_data:
-        raise CheckpointError(
-            f'{name} names no data set: add "data": {{"name": "digits", "kwargs": '
-            '{"resolution": 16}} (or write the sidecar with `sau import`)'
-        )
-    if data is not None:  # how to load the data set again: only options its loader takes
-        if not has_data:
-            raise CheckpointError(f'{name}: \'data\' must be {{"name": ..., "kwargs": {{...}}}}')
+# Keys a sidecar may carry beyond the typed ones are kept as written (``extra``): versions,
+# created, format, source, purified_from, imported_from, defense, sau, ...
+_TYPED = ("arch", "dataset", "data", "attack", "train", "seed", "metrics")
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """A checkpoint's ``checkpoint.json``, read once and checked (:meth:`parse`).
+
+    Every reader goes through it: the architecture, the data set's geometry and how to load the
+    data set again (:meth:`data_spec`), the trigger the model was made with (:meth:`attack_spec`)
+    and its training settings (:meth:`train_config`). Keys it does not type are kept in ``extra``
+    and written back by :meth:`to_dict` in their place.
+    """
+
+    arch: str
+    dataset: DatasetInfo | None = None  # the geometry a model is built for (checked)
+    data: dict | None = None  # {"name", "root", "kwargs"}: how to load the data set (checked)
+    attack: dict | None = None  # an AttackSpec's dict (read with attack_spec())
+    train: dict | None = None  # a TrainConfig's dict (read with train_config())
+    seed: int | None = None
+    metrics: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: bytes, name: str = SIDECAR) -> Sidecar:
+        """The checked sidecar in ``raw`` (JSON bytes); CheckpointError for anything malformed.
+        ``name`` is how messages call the file."""
+        if len(raw) > MAX_SIDECAR_BYTES:
+            raise CheckpointError(
+                f"{name} is over {MAX_SIDECAR_BYTES >> 20} MiB; it cannot be a sidecar"
+            )
         try:
-            dataset_options(data["name"], data.get("kwargs", {}))
-        except ValueError as err:
-            raise CheckpointError(f"{name}: {err}") from None
-        if data.get("root") is not None and not isinstance(data["root"], str):
-            raise CheckpointError(f"{name}: the data root must be a folder name")
-    if "dataset" not in meta:
-        return meta  # the geometry comes from the data set when it is loaded
-    try:
-        info = DatasetInfo.from_dict(meta["dataset"])
-    except (KeyError, TypeError, ValueError, OverflowError) as err:
-        raise CheckpointError(f"{name} has a malformed 'dataset' block: {str(err)[:200]}") from None
-    check_info(info, name)
-    return meta
+            meta = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            raise CheckpointError(f"{name} is not valid JSON: {str(err)[:200]}") from None
+        return cls.from_dict(meta, name)
+
+    @classmethod
+    def from_dict(cls, meta: Any, name: str = SIDECAR) -> Sidecar:
+        """The checked sidecar of a decoded JSON object; CheckpointError otherwise."""
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{name} must hold a JSON object, got {type(meta).__name__}")
+        if "arch" not in meta:
+            raise CheckpointError(
+                f'{name} has no \'arch\': name the model\'s architecture, e.g. "arch": "wide_cnn" '
+                "(`sau list` shows them)"
+            )
+        if not isinstance(meta["arch"], str):
+            raise CheckpointError(
+                f"{name}: 'arch' must be a model name, got {type(meta['arch']).__name__}"
+            )
+        data = meta.get("data")
+        has_data = isinstance(data, dict) and isinstance(data.get("name"), str)
+        if "dataset" not in meta and not has_data:
+            raise CheckpointError(
+                f'{name} names no data set: add "data": {{"name": "digits", "kwargs": '
+                '{"resolution": 16}} (or write the sidecar with `sau import`)'
+            )
+        if data is not None:  # how to load the data set again: only options its loader takes
+            if not has_data:
+                raise CheckpointError(
+                    f'{name}: \'data\' must be {{"name": ..., "kwargs": {{...}}}}'
+                )
+            try:
+                dataset_options(data["name"], data.get("kwargs", {}))
+            except ValueError as err:
+                raise CheckpointError(f"{name}: {err}") from None
+            if data.get("root") is not None and not isinstance(data["root"], str):
+                raise CheckpointError(f"{name}: the data root must be a folder name")
+        info = None
+        if "dataset" in meta:
+            try:
+                info = DatasetInfo.from_dict(meta["dataset"])
+            except (KeyError, TypeError, ValueError, OverflowError) as err:
+                raise CheckpointError(
+                    f"{name} has a malformed 'dataset' block: {str(err)[:200]}"
+                ) from None
+            check_info(info, name)
+        for key in ("attack", "train", "metrics"):
+            if meta.get(key) is not None and not isinstance(meta[key], dict):
+                raise CheckpointError(f"{name}: {key!r} must be a JSON object")
+        seed = meta.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise CheckpointError(f"{name}: 'seed' must be an integer, got {seed!r}")
+        return cls(
+            arch=meta["arch"],
+            dataset=info,
+            data=data,
+            attack=meta.get("attack"),
+            train=meta.get("train"),
+            seed=seed,
+            metrics=meta.get("metrics"),
+            extra={k: v for k, v in meta.items() if k not in _TYPED},
+        )
+
+    def to_dict(self) -> dict:
+        """The sidecar as JSON-able data (``extra`` first, as written)."""
+        typed = {"arch": self.arch, "dataset": None if self.dataset is None else self.dataset.to_dict(),
+                 "data": self.data, "attack": self.attack, "train": self.train, "seed": self.seed,
+                 "metrics": self.metrics}  # fmt: skip
+        return {**self.extra, **{k: v for k, v in typed.items() if v is not None}}
+
+    def data_spec(self) -> DataSpec | None:
+        """The data set the sidecar names: its ``data`` block, else its geometry's name and
+        parameters, with the data set's recipe (:mod:`sau_core.lab.recipes`) for every option it
+        leaves out (a minimal sidecar for digits means 16x16, as ``--help`` says). None when it
+        names none; ValueError for options its loader does not take."""
+        if self.data is not None:
+            name, root, kwargs = (
+                self.data["name"],
+                self.data.get("root"),
+                self.data.get("kwargs", {}),
+            )
+        elif self.dataset is not None:
+            name, root, kwargs = self.dataset.name, None, dict(self.dataset.params)
+        else:
+            return None
+        spec = DataSpec.from_dict({"name": name, "root": root, "kwargs": kwargs})
+        return DataSpec(spec.name, spec.root, {**recipe(spec.name).data, **spec.kwargs})
+
+    def attack_spec(self) -> AttackSpec | None:
+        """The trigger the model was made with (None: unknown); ValueError when malformed."""
+        from ..attacks import AttackSpec
+
+        return None if not self.attack else AttackSpec.from_dict(self.attack)
+
+    def train_config(self) -> TrainConfig | None:
+        """The settings the model was trained with; None when the sidecar has none or they are
+        not this version's (a model imported from elsewhere, an older SAU Lab)."""
+        from ..train import TrainConfig
+
+        if self.train is None:
+            return None
+        try:
+            return TrainConfig(**self.train)
+        except (TypeError, ValueError):
+            return None
 
 
-def _read_sidecar(path: Path) -> dict:
+def _read_sidecar(path: Path) -> Sidecar:
     try:
         if path.stat().st_size > MAX_SIDECAR_BYTES:
             raise CheckpointError(
@@ -279,18 +378,18 @@ def _read_sidecar(path: Path) -> dict:
         raw = path.read_bytes()
     except OSError as err:
         raise CheckpointError(f"{path} cannot be read: {err}") from None
-    return parse_sidecar(raw, str(path))
+    return Sidecar.parse(raw, str(path))
 
 
-def sidecar_of(path: str | Path) -> dict:
-    """The checked sidecar of a checkpoint directory or weights file ({} when it has none).
+def sidecar_of(path: str | Path) -> Sidecar | None:
+    """The checked sidecar of a checkpoint directory or weights file (None when it has none).
 
     CheckpointError when ``path`` does not exist or its sidecar is malformed."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
     sidecar = path / SIDECAR if path.is_dir() else path.with_name(SIDECAR)
-    return _read_sidecar(sidecar) if sidecar.is_file() else {}
+    return _read_sidecar(sidecar) if sidecar.is_file() else None
 
 
 def load_state_into(model: nn.Module, state: dict[str, Tensor], source: str = "checkpoint") -> str:
@@ -409,11 +508,11 @@ def load_checkpoint(
     else:
         weights, sidecar = path, path.with_name(SIDECAR)
     shown = name or weights.name
-    meta = _read_sidecar(sidecar) if sidecar.is_file() else {}
-    if meta:
-        arch = arch or meta["arch"]
-        if "dataset" in meta:
-            info = info or DatasetInfo.from_dict(meta["dataset"])  # checked by _read_sidecar
+    side = _read_sidecar(sidecar) if sidecar.is_file() else None
+    if side is not None:
+        arch = arch or side.arch
+        if side.dataset is not None:
+            info = info or side.dataset
         elif info is None:
             raise CheckpointError(
                 f"{sidecar.name} names the data set but not its geometry: load it with its data "
@@ -444,6 +543,6 @@ def load_checkpoint(
         )
     check_outputs(model, info, shown)
     model.to(device).eval()
-    meta = {**meta, "arch": arch, "dataset": info.to_dict()} if meta else {
-        "format": FORMAT, "arch": arch, "dataset": info.to_dict()}  # fmt: skip
-    return Checkpoint(model, meta, path, normalization)
+    side = (replace(side, arch=arch, dataset=info) if side is not None
+            else Sidecar(arch, info, extra={"format": FORMAT}))  # fmt: skip
+    return Checkpoint(model, side, path, normalization)

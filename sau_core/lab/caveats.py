@@ -8,6 +8,7 @@ from __future__ import annotations
 from ..data import DataSpec
 from ..defenses.sau import SAUConfig
 from ..events import to_record
+from ..io.checkpoint import Sidecar
 from ..metrics import Evaluation
 from ..train import TrainConfig
 from .presets import DEMO
@@ -107,16 +108,11 @@ def train_caveats(data: DataSpec | dict, config: TrainConfig) -> list[str]:
     return notes
 
 
-def stored_train_caveats(meta: dict, data: DataSpec | dict) -> list[str]:
-    """:func:`train_caveats` for a checkpoint, from its sidecar's ``train`` block ([] when it has
-    none, e.g. a model imported from elsewhere, or one of another version)."""
-    block = meta.get("train")
-    if not isinstance(block, dict):
-        return []
-    try:
-        return train_caveats(data, TrainConfig(**block))
-    except (TypeError, ValueError):
-        return []
+def stored_train_caveats(sidecar: Sidecar, data: DataSpec | dict) -> list[str]:
+    """:func:`train_caveats` for a checkpoint, from its sidecar's training settings ([] when it
+    has none, e.g. a model imported from elsewhere, or one of another version)."""
+    config = sidecar.train_config()
+    return [] if config is None else train_caveats(data, config)
 
 
 def _record(rnd) -> dict:

@@ -11,10 +11,10 @@ from typing import Any
 
 from ..attacks import AttackSpec, path_params
 from ..data import DataSpec, Split
-from ..io.checkpoint import MAX_BYTES, WEIGHTS, CheckpointError, load_checkpoint, parse_sidecar
+from ..io.checkpoint import MAX_BYTES, WEIGHTS, CheckpointError, Sidecar, load_checkpoint
 from ..metrics import evaluate
 from ..models import MODELS
-from ..pipeline import backdoor_for, sidecar_data, write_import_outputs
+from ..pipeline import backdoor_for, write_import_outputs
 from .runs import Run, RunStore
 from .work import _now
 
@@ -68,20 +68,18 @@ def import_checkpoint(
         raise ValueError(f"upload a .safetensors, .pt or .pth file, not {suffix or 'a file without extension'}")  # fmt: skip
     if len(weights) > MAX_BYTES:
         raise ValueError(f"the weights file is {len(weights) >> 20} MiB, over the 1 GiB limit")
-    meta: dict = {}
-    if sidecar is not None:
-        meta = parse_sidecar(sidecar, "checkpoint.json")  # CheckpointError is a ValueError
+    side = None if sidecar is None else Sidecar.parse(sidecar, "checkpoint.json")
     try:
         if data is None:
-            side = sidecar_data(meta)
-            if side is None:
+            named = None if side is None else side.data_spec()
+            if named is None:
                 raise ValueError("name the data set the model was trained on")
-            data = DataSpec(side.name, None, side.kwargs)  # never the sidecar's folder
-        if attack is None and isinstance(meta.get("attack"), dict):
-            attack = AttackSpec.from_dict(meta["attack"])
+            data = DataSpec(named.name, None, named.kwargs)  # never the sidecar's folder
+        if attack is None and side is not None:
+            attack = side.attack_spec()
     except (TypeError, KeyError, AttributeError) as err:
         raise ValueError(f"checkpoint.json has a malformed data or attack block: {err}") from None
-    arch = arch or meta.get("arch")
+    arch = arch or (None if side is None else side.arch)
     if not arch:
         raise ValueError("name the model's architecture")
     if arch not in MODELS:

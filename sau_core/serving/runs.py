@@ -44,6 +44,7 @@ from typing import Any
 
 from ..events import ProbeSnapshot, to_record
 from ..io.atomic import write_json_atomic
+from ..state import DefenseState, TrainState
 
 __all__ = [
     "ACTIVE_STATES",
@@ -245,12 +246,12 @@ class Run:
 
     # ---------------------------------------------------------------------- resume state
     def save_state(self, state) -> None:
-        """Keep a :class:`~sau_core.defenses.base.DefenseState` (or a training state) as
+        """Keep a :class:`~sau_core.state.DefenseState` (or a training state) as
         ``state/resume.safetensors`` (atomic)."""
         save_resume_state(self._file(RESUME_FILE), state)
 
     def resume_state(self):
-        """The saved :class:`~sau_core.defenses.base.DefenseState` (or training state); RunError
+        """The saved :class:`~sau_core.state.DefenseState` (or training state); RunError
         when there is none or it is unreadable."""
         path = self._file(RESUME_FILE)
         if not path.is_file():
@@ -495,7 +496,7 @@ def _train_epoch(rec):
 
 
 def save_resume_state(path: Path, state) -> None:
-    """A :class:`~sau_core.defenses.base.DefenseState` or a :class:`~sau_core.train.TrainState`
+    """A :class:`~sau_core.state.DefenseState` or a :class:`~sau_core.state.TrainState`
     as one safetensors file (atomic)."""
     from safetensors.torch import save
 
@@ -538,8 +539,8 @@ def _resume_header(path: Path) -> dict:
 
 
 def load_resume_state(path: Path):
-    """The :class:`~sau_core.defenses.base.DefenseState` (or
-    :class:`~sau_core.train.TrainState`) in ``path``; RunError when it is malformed.
+    """The :class:`~sau_core.state.DefenseState` (or
+    :class:`~sau_core.state.TrainState`) in ``path``; RunError when it is malformed.
 
     Only checks that need no model are made here (format, names, JSON); the defence (or the
     training) checks the weights, the optimizer state and the settings against the run it
@@ -548,9 +549,7 @@ def load_resume_state(path: Path):
     from safetensors import SafetensorError
     from safetensors.torch import load
 
-    from ..defenses.base import DefenseState
     from ..events import round_from_record
-    from ..train import TrainState
 
     path = Path(path)
     if path.stat().st_size > MAX_RESUME_BYTES:

@@ -13,7 +13,6 @@ from ..defenses import get_defense
 from ..io.checkpoint import Checkpoint, sidecar_of
 from ..lab.recipes import recipe
 from ..models import MODELS
-from ..pipeline import sidecar_data
 from ..train import TrainConfig, default_train_config
 
 
@@ -174,16 +173,17 @@ class PurifyJob:
 def _checkpoint_data_name(path: str) -> str:
     """The data set a checkpoint's sidecar names ('' when it names none or cannot be read)."""
     try:
-        side = sidecar_data(sidecar_of(path))
+        side = sidecar_of(path)
+        named = None if side is None else side.data_spec()
     except ValueError:  # CheckpointError is one
         return ""
-    return "" if side is None else side.name
+    return "" if named is None else named.name
 
 
 def checkpoint_data(ckpt: Checkpoint) -> DataSpec:
     """The data set a checkpoint was made for: its ``data`` block, else its geometry's name
-    (:func:`~sau_core.pipeline.sidecar_data`)."""
-    return sidecar_data(ckpt.meta) or DataSpec(ckpt.info.name, None, dict(ckpt.info.params))
+    (:meth:`~sau_core.io.checkpoint.Sidecar.data_spec`)."""
+    return ckpt.sidecar.data_spec() or DataSpec(ckpt.info.name, None, dict(ckpt.info.params))
 
 
 def check_fits(ckpt: Checkpoint, split: Split) -> None:
