@@ -44,7 +44,7 @@ echo "== tests (after the benches: 8 workers of 16 threads each would swamp thei
 OMP_NUM_THREADS=2 timeout 200 python3 -m pytest -q -p no:cacheprovider -p no:benchmark -n 8 \
   -m "not slow" --ignore=tests/browser --ignore=tests/test_dashboard_pages.py \
   --ignore=tests/test_dashboard_charts.py --ignore=tests/test_dashboard_explain.py \
-  --ignore=tests/test_explore.py --ignore=tests/test_packaging.py -rfs --tb=short \
+  --ignore=tests/test_explain_sources.py --ignore=tests/test_packaging.py -rfs --tb=short \
   >"$OUT/tests.txt" 2>&1
 echo "tests exit: $?" >>"$OUT/tests.txt"
 grep -v '^\.\+ *\[' "$OUT/tests.txt" | tail -25

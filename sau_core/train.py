@@ -12,13 +12,13 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .config import ParamConfig
+from .config import ParamConfig, param
 from .data import ImageData
 from .device import autocast, cpu_copy, describe, memory_format, pick_device
 from .events import (
@@ -46,59 +46,36 @@ class TrainConfig(ParamConfig):
     label = "train"
     kind = "training"
 
-    epochs: int = field(
-        default=30, metadata={"help": "passes over the training set", "min": 1, "max": 1000}
+    epochs: int = param(30, "passes over the training set", min=1, max=1000)
+    batch_size: int = param(128, "images per SGD step", min=1, max=8192)
+    lr: float = param(0.01, "initial learning rate", min=1e-6, max=10.0)
+    momentum: float = param(0.9, "SGD momentum", min=0.0, max=0.999)
+    weight_decay: float = param(5e-4, "L2 weight decay", min=0.0, max=1.0)
+    optimizer: str = param("sgd", "optimiser", choices=["sgd", "adam"])
+    schedule: str = param("cosine", "learning-rate schedule", choices=["cosine", "constant"])
+    augment: str = param(
+        "auto",
+        "on-device augmentation: auto = crop+flip for natural images, none for digits",
+        choices=["auto", "none", "crop", "crop_flip"],
     )
-    batch_size: int = field(
-        default=128, metadata={"help": "images per SGD step", "min": 1, "max": 8192}
+    crop_pad: int = param(
+        0,
+        "zero padding of random crops in pixels; 0 = an eighth of the image side "
+        "(4 at 32x32, as on CIFAR-10; 2 at 16x16)",
+        min=0,
+        max=64,
     )
-    lr: float = field(
-        default=0.01, metadata={"help": "initial learning rate", "min": 1e-6, "max": 10.0}
+    label_smoothing: float = param(
+        0.0,
+        "label smoothing of the training loss (0: plain cross entropy); keeps the "
+        "model's softmax away from exactly 0 and 1",
+        min=0.0,
+        max=0.5,
     )
-    momentum: float = field(
-        default=0.9, metadata={"help": "SGD momentum", "min": 0.0, "max": 0.999}
-    )
-    weight_decay: float = field(
-        default=5e-4, metadata={"help": "L2 weight decay", "min": 0.0, "max": 1.0}
-    )
-    optimizer: str = field(
-        default="sgd", metadata={"help": "optimiser", "choices": ["sgd", "adam"]}
-    )
-    schedule: str = field(
-        default="cosine",
-        metadata={"help": "learning-rate schedule", "choices": ["cosine", "constant"]},
-    )
-    augment: str = field(
-        default="auto",
-        metadata={
-            "help": "on-device augmentation: auto = crop+flip for natural images, none for digits",
-            "choices": ["auto", "none", "crop", "crop_flip"],
-        },
-    )
-    crop_pad: int = field(
-        default=0,
-        metadata={
-            "help": "zero padding of random crops in pixels; 0 = an eighth of the image side "
-            "(4 at 32x32, as on CIFAR-10; 2 at 16x16)",
-            "min": 0,
-            "max": 64,
-        },
-    )
-    label_smoothing: float = field(
-        default=0.0,
-        metadata={
-            "help": "label smoothing of the training loss (0: plain cross entropy); keeps the "
-            "model's softmax away from exactly 0 and 1",
-            "min": 0.0,
-            "max": 0.5,
-        },
-    )
-    amp: bool = field(default=True, metadata={"help": "bf16 autocast on CUDA (ignored on CPU)"})
-    channels_last: bool = field(default=True, metadata={"help": "channels-last memory on CUDA"})
-    seed: int = field(default=0, metadata={"help": "seed for shuffling and augmentation", "min": 0})
-    eval_every: int = field(
-        default=1, metadata={"help": "epochs between evaluations (0: only at the end)", "min": 0}
-    )
+    amp: bool = param(True, "bf16 autocast on CUDA (ignored on CPU)")
+    channels_last: bool = param(True, "channels-last memory on CUDA")
+    seed: int = param(0, "seed for shuffling and augmentation", min=0)
+    eval_every: int = param(1, "epochs between evaluations (0: only at the end)", min=0)
 
 
 def default_train_config(dataset: str, **overrides) -> TrainConfig:

@@ -99,7 +99,7 @@ def test_an_upload_is_validated(env):
     at = _ok(at.radio(key="explain.source").set_value("Upload an image").run())
     assert any("Upload a picture" in i.value for i in at.info)
     # AppTest cannot drive st.file_uploader; the decoding and its checks are tested in
-    # tests/test_explore.py, and the page's path through them here:
+    # tests/test_explain_sources.py, and the page's path through them here:
     from sau_core.data import DatasetInfo
     from sau_core.explain.sources import decode_image
 
