@@ -851,3 +851,30 @@ def test_compare_runs_defences_in_turn_and_writes_the_table(ckpt, tmp_path):
                           "--out", str(tmp_path / "x")])  # fmt: skip
     assert rc == 2 and "--defenses: unknown defence 'bogus'" in stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_a_defence_added_as_one_module_and_one_entry_reaches_the_cli(ckpt, tmp_path, monkeypatch):
+    """tests/toy_defense.py is a defence written outside sau_core; registering it is the only
+    other step. `sau list` shows it, `sau purify --defense` runs it with --set, its outputs
+    name it, and its own model check and bounds are the ones enforced."""
+    from sau_core.defenses import DEFENSES
+    from tests import toy_defense
+
+    monkeypatch.setitem(DEFENSES, "last_layer", toy_defense.DEFENSE)
+    rc, stdout, _ = _run(["list"])
+    assert rc == 0 and "  last_layer " in stdout and "lr" in stdout
+    out = tmp_path / "toy"
+    rc, _, stderr = _run(["purify", "--checkpoint", str(ckpt), "--defense", "last_layer",
+                          "--set", "lr=0.1", "--set", "rounds=1", "--out", str(out),
+                          "--device", "cpu", "--quiet"])  # fmt: skip
+    assert rc == 0, stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["defense"] == "last_layer"
+    assert (
+        metrics["config"]["settings"]["lr"] == 0.1 and metrics["config"]["settings"]["rounds"] == 1
+    )
+    assert (out / "model.safetensors").is_file()
+    rc, _, stderr = _run(["purify", "--checkpoint", str(ckpt), "--defense", "last_layer",
+                          "--set", "rounds=500", "--out", str(tmp_path / "bad")])  # fmt: skip
+    assert rc == 2 and "last-layer parameter 'rounds' must be <= 100" in stderr
+    assert not (tmp_path / "bad").exists()
