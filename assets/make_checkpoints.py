@@ -1,10 +1,10 @@
 """Make the ready-made backdoored checkpoints the dashboard offers, under ``assets/checkpoints/``.
 
-One small model per attack (BadNets, Blended, SIG, WaNet), trained with the embedded demo preset
+One small model per attack (BadNets, Blended, SIG, WaNet, LC, LF, Input-aware), trained with the embedded demo preset
 (``sau_core.lab.presets.DEMO``: data, model, training settings, target, poison ratio and seed), plus
 ``manifest.json`` with each model's ACC/ASR/RA and the SHA-256 of its files. Usage::
 
-    bash .ci/venv python assets/make_checkpoints.py                      # all four, the preset
+    bash .ci/venv python assets/make_checkpoints.py                      # all seven, the preset
     bash .ci/venv python assets/make_checkpoints.py --attacks badnets    # just one
     bash .ci/venv python assets/make_checkpoints.py --epochs 1 --resolution 8 --out /tmp/ck
                                                                          # a tiny set for tests
@@ -20,16 +20,17 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from sau_core.attacks import list_attacks
 from sau_core.data import DataSpec
 from sau_core.lab.presets import DEMO
-from sau_core.lab.ready import DEFAULT_DIR, make_ready
+from sau_core.lab.ready import DEFAULT_DIR, READY_ATTACKS, make_ready
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_DIR, help=f"default: {DEFAULT_DIR}")
-    ap.add_argument("--attacks", nargs="+", default=list_attacks(), choices=list_attacks())
+    ap.add_argument(
+        "--attacks", nargs="+", default=list(READY_ATTACKS), choices=list(READY_ATTACKS)
+    )
     ap.add_argument("--epochs", type=int, default=None, help="override the preset (tests only)")
     ap.add_argument(
         "--resolution", type=int, default=None, help="override the preset's digits size"

@@ -40,7 +40,8 @@ from sau_core.lab.presets import attack_setup
 from sau_core.metrics import der
 from sau_core.pipeline import clean_set, plant_backdoor
 
-ATTACKS = ("badnets", "blended", "sig", "wanet")
+ATTACKS = ("badnets", "blended", "sig", "wanet", "lc", "lf", "inputaware")
+DEFAULT_ATTACKS = ("badnets", "blended", "sig", "wanet")
 
 
 def _mean(values: list) -> str:
@@ -54,7 +55,7 @@ def _mean(values: list) -> str:
 
 def main() -> None:
     ap = parser(__doc__, epilog=True)
-    ap.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
+    ap.add_argument("--attacks", nargs="+", default=list(DEFAULT_ATTACKS), choices=ATTACKS)
     ap.add_argument("--defenses", nargs="+", default=list_defenses(), choices=list_defenses())
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--set", action="append", default=[], metavar="DEFENCE.KEY=VALUE",
@@ -98,11 +99,13 @@ def main() -> None:
             split = setup.data.load()
             t = time.perf_counter()
             run = plant_backdoor(split, spec, setup.arch, train_cfg)
-            print(f"[{attack} seed {seed}] {setup.arch} trained in {time.perf_counter() - t:.1f} s "
-                  f"({load_now()}): ACC {run.evaluation.acc:.3f} ASR {run.evaluation.asr:.3f}",
-                  flush=True)  # fmt: skip
+            total = time.perf_counter() - t
+            print(f"[{attack} seed {seed}] {setup.arch} trained in {total:.1f} s "
+                  f"(of which training {run.result.elapsed:.1f} s; the rest poisoning, with any "
+                  f"surrogate model) ({load_now()}): ACC {run.evaluation.acc:.3f} "
+                  f"ASR {run.evaluation.asr:.3f} RA {run.evaluation.ra:.3f}", flush=True)  # fmt: skip
             clean = clean_set(split, setup.clean_ratio, seed=seed)
-            bd = backdoor_test(split.test, spec)
+            bd = backdoor_test(split.test, run.spec)  # as planted (LF: with its pattern)
             before = None
             for name in args.defenses:
                 entry = DEFENSES[name]

@@ -124,6 +124,8 @@ def progress_label(view, p) -> str:
 
 
 ATTACK_NAMES = {"badnets": "BadNets", "blended": "Blended", "sig": "SIG", "wanet": "WaNet",
+                "lc": "LC (label-consistent)", "lf": "LF (low frequency)",
+                "inputaware": "Input-aware",
                 "custom": "your own trigger"}  # fmt: skip
 
 
@@ -138,8 +140,15 @@ def describe_attack(spec: dict | None) -> str:
     ratio = spec.get("poison_ratio")
     if isinstance(ratio, (int, float)):
         text += f", {100 * ratio:g}% of the training images poisoned"
-    params = {k: ("a picture" if isinstance(v, str) and v.startswith("data:") else v)
-              for k, v in (spec.get("params") or {}).items()}  # fmt: skip
+
+    def shown(value):
+        if isinstance(value, str) and value.startswith("data:image"):
+            return "a picture"
+        if isinstance(value, str) and value.startswith("data:"):  # LF's pattern
+            return "computed when the backdoor was planted"
+        return value
+
+    params = {k: shown(v) for k, v in (spec.get("params") or {}).items()}
     if params:
         text += "; " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in params.items())
     return text

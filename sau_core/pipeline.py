@@ -13,7 +13,14 @@ from pathlib import Path
 
 import torch
 
-from .attacks import AttackSpec, BackdoorTest, PoisonedTrain, backdoor_test, poison_train
+from .attacks import (
+    AttackSpec,
+    BackdoorTest,
+    PoisonedTrain,
+    backdoor_test,
+    poison_train,
+    prepare_spec,
+)
 from .data import DataSpec, ImageData, Split, clean_subset
 from .defenses import DefenseResult, DefenseState, get_defense
 from .events import Callback, StopFlag, to_record
@@ -67,6 +74,7 @@ def plant_backdoor(
     ``resume``/``on_state``: continue from (and keep) the training's state after each epoch
     (:func:`~sau_core.train.train`); the poisoning is redone from its seed."""
     spec.validate(split.info)
+    spec = prepare_spec(spec, split.train)  # LF computes its pattern here, once
     config = config or default_train_config(split.info.name)
     poisoned = poison_train(split.train, spec)
     bd = backdoor_test(split.test, spec)

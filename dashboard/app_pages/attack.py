@@ -62,9 +62,11 @@ else:
     if view.state in ("finished", "stopped") and run.has_checkpoint() and view.metrics:
         st.subheader("The backdoored model")
         components.metric_row(view.metrics)
-        try:
+        side = state.checkpoint_sidecar(str(run.path))
+        planted = side.attack if side is not None and side.attack else config.get("attack")
+        try:  # the attack as planted (LF's pattern is computed then), else as asked
             examples = _triggered(str(run.path), (run.path / "model.safetensors").stat().st_mtime,
-                                  json.dumps(config["attack"], sort_keys=True),
+                                  json.dumps(planted, sort_keys=True),
                                   json.dumps(config["data"], sort_keys=True))  # fmt: skip
         except (CheckpointError, ValueError, KeyError, OSError) as err:
             st.warning(f"Cannot show triggered examples: {err}")

@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard import components, forms, share, state, widgets
 from dashboard.glossary import HELP, describe_attack, pct
-from sau_core.attacks import ATTACKS, AttackSpec, list_attacks
+from sau_core.attacks import ATTACKS, AttackSpec, example_params, list_attacks
 from sau_core.data import DIGITS_RESOLUTIONS, DataSpec, available, list_datasets
 from sau_core.defenses.sau import default_sau_config
 from sau_core.explain.pictures import sample_images, trigger_preview
@@ -226,8 +226,19 @@ with tab_train:
                     "unchanged)")  # fmt: skip
         try:
             spec.validate(split.info)
+            shown = params
+            if not spec.prepared():  # LF's pattern, Input-aware's generator: made when planted
+                made = ATTACKS[attack].computes
+                st.caption(f"{forms.attack_label(attack)}'s {made} is made against a clean "
+                           "model when the backdoor is planted; this preview uses a stand-in "
+                           f"{made} (same settings, not trained).")  # fmt: skip
+                shown = {**params, **example_params(attack)}
+            elif attack == "lc":
+                st.caption("At test time LC's trigger is the corner patches shown here; its "
+                           "poisoned training images are also made hard to learn (PGD against "
+                           "a clean model, within the budget), which is not shown.")  # fmt: skip
             x, y = sample_images(split.test, 8)
-            xt, change = trigger_preview(x, split.info, attack, params)
+            xt, change = trigger_preview(x, split.info, attack, shown)
             cols = st.columns(8)
             for i, col in enumerate(cols[: len(x)]):
                 col.image(components.strip([x[i]]), caption=f"label {int(y[i])}")

@@ -21,6 +21,15 @@ Registered attacks (:data:`ATTACKS` in :mod:`.registry`; adding one is one modul
   (Barni et al., ICIP 2019, arXiv 1902.11237).
 - ``wanet``: a fixed smooth warping field (Nguyen & Tran, ICLR 2021, arXiv 2102.10369), with
   "noise mode" cross samples that teach the model to ignore other warps.
+- ``lc``: label-consistent, clean-label: target-class images made hard to learn by PGD against a
+  clean surrogate, plus checkerboard patches in the corners (Turner, Tsipras & Madry, 2019,
+  arXiv 1912.02771).
+- ``lf``: a universal adversarial perturbation kept to low spatial frequencies (Zeng et al.,
+  ICCV 2021, arXiv 2104.03413), computed against a clean surrogate when the backdoor is planted
+  (:func:`prepare_spec`) and carried in the spec.
+- ``inputaware``: a generator trained jointly with a classifier makes a different trigger for
+  every image, and another image's trigger does not fire (Nguyen & Tran, NeurIPS 2020,
+  arXiv 2010.08138); trained when the backdoor is planted and carried in the spec.
 - ``custom``: your own trigger, an image and a mask (PNG files or ``data:`` URIs), stamped or
   blended where the mask says: ``(1 - alpha m) x + alpha m image``.
 
@@ -42,6 +51,30 @@ from .base import (
 )
 from .blended import BlendedConfig, BlendedTrigger
 from .custom import CustomConfig, CustomTrigger
+from .inputaware import (
+    GENERATOR_URI,
+    WIDTH,
+    InputAwareConfig,
+    InputAwareTrigger,
+    TriggerGenerator,
+    generator_uri,
+    read_generator,
+    stamp,
+    train_generator,
+)
+from .lc import LC_CORNERS, LCConfig, LCTrigger
+from .lf import (
+    MAX_PATTERN_SIDE,
+    PATTERN_URI,
+    LFConfig,
+    LFTrigger,
+    fit_pattern,
+    low_pass,
+    pattern_uri,
+    prepare,
+    read_pattern,
+    universal_pattern,
+)
 from .poison import (
     LABEL_RULES,
     AttackSpec,
@@ -50,6 +83,7 @@ from .poison import (
     backdoor_test,
     poison_indices,
     poison_train,
+    prepare_spec,
     target_labels,
 )
 from .registry import (
@@ -63,6 +97,7 @@ from .registry import (
     path_params,
 )
 from .sig import SIGConfig, SIGTrigger
+from .surrogate import SURROGATE_ARCH, clean_surrogate
 from .wanet import WaNetConfig, WaNetTrigger
 
 __all__ = [
@@ -80,25 +115,50 @@ __all__ = [
     "CustomTrigger",
     "DATA_URI",
     "DEFAULT_BLENDED_TRIGGER",
+    "GENERATOR_URI",
+    "InputAwareConfig",
+    "InputAwareTrigger",
     "LABEL_RULES",
+    "LCConfig",
+    "LCTrigger",
+    "LC_CORNERS",
+    "LFConfig",
+    "LFTrigger",
+    "MAX_PATTERN_SIDE",
     "MAX_TRIGGER_FILE",
     "MAX_TRIGGER_SIDE",
     "MAX_TRIGGER_URI",
+    "PATTERN_URI",
     "PoisonedTrain",
     "SIGConfig",
     "SIGTrigger",
+    "SURROGATE_ARCH",
     "Trigger",
+    "TriggerGenerator",
+    "WIDTH",
     "WaNetConfig",
     "WaNetTrigger",
     "backdoor_test",
+    "clean_surrogate",
     "create_trigger",
     "example_params",
+    "fit_pattern",
+    "generator_uri",
     "list_attacks",
+    "low_pass",
     "make_config",
     "param_schema",
     "path_params",
+    "pattern_uri",
     "poison_indices",
     "poison_train",
+    "prepare",
+    "prepare_spec",
+    "read_generator",
+    "read_pattern",
+    "stamp",
     "target_labels",
+    "train_generator",
     "trigger_uri",
+    "universal_pattern",
 ]

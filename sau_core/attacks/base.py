@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .._assets import asset_dir
 from ..config import ParamConfig
-from ..data import DatasetInfo
+from ..data import DatasetInfo, ImageData
 
 DEFAULT_BLENDED_TRIGGER = asset_dir() / "blended_trigger.png"
 
@@ -72,6 +72,25 @@ class Trigger:
     def apply(self, x: Tensor) -> Tensor:
         """The trigger itself on a checked, non-empty batch; subclasses implement it."""
         raise NotImplementedError
+
+    def poison(self, x: Tensor, y: Tensor, train: ImageData, seed: int) -> Tensor:
+        """The poisoned training images made from ``x`` (B, C, H, W), true labels ``y``: the
+        trigger itself, in batches, for most attacks. ``train`` (the clean training set) and
+        ``seed`` are for attacks that first transform the images with a model of their own (LC
+        hardens them against a clean surrogate)."""
+        return (
+            torch.cat([self(x[i : i + 1024]) for i in range(0, len(x), 1024)])
+            if len(x)
+            else x.clone()
+        )
+
+    def cross_set(self, x: Tensor, generator: torch.Generator, batch_size: int = 1024) -> Tensor:
+        """The cross samples of a whole set ``x``, made in batches of ``batch_size`` (the same
+        images for any batch size: :meth:`cross` draws per image from ``generator``)."""
+        if len(x) == 0:
+            return x.clone()
+        return torch.cat([self.cross(x[i : i + batch_size], generator)
+                          for i in range(0, len(x), batch_size)])  # fmt: skip
 
     def cross(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """WaNet-style "noise mode" cross samples of ``x`` (B, C, H, W), randomness from ``generator``."""

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ..data import DatasetInfo, ImageData
 from .base import Trigger
-from .registry import _entry, create_trigger
+from .registry import _entry, create_trigger, make_config
 
 LABEL_RULES = ("all2one", "all2all")
 # ------------------------------------------------------------------------------- the poisoning
@@ -85,11 +85,27 @@ class AttackSpec:
         return cls(**kwargs)
 
     def validate(self, info: DatasetInfo) -> None:
-        """Check the spec against a data set: attack and params, target, rule, ratio; ValueError."""
-        self.trigger(info)  # unknown attack, bad params
+        """Check the spec against a data set: attack and params, target, rule, ratio; ValueError.
+
+        A spec whose attack computes part of its trigger when the backdoor is planted (LF's
+        pattern, :func:`prepare_spec`) is checked without building the trigger until then."""
+        config = self._checked(info)
+        entry = _entry(self.name)
+        if entry.prepare is None or self.prepared():
+            entry.build(config, info)
+
+    def prepared(self) -> bool:
+        """Whether the spec carries what its attack computes when planted (always true for an
+        attack that computes nothing)."""
+        entry = _entry(self.name)
+        return entry.prepare is None or bool(self.params.get(entry.computes))
 
     def trigger(self, info: DatasetInfo) -> Trigger:
         """The validated trigger of this spec for data set ``info``."""
+        return create_trigger(self.name, info, self._checked(info))
+
+    def _checked(self, info: DatasetInfo):
+        """The attack's config after every check of the spec against ``info``; ValueError."""
         entry = _entry(self.name)
         k = info.num_classes
         if (
@@ -111,7 +127,7 @@ class AttackSpec:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
         if not isinstance(self.params, Mapping):
             raise ValueError(f"attack params must be a dict, got {type(self.params).__name__}")
-        return create_trigger(self.name, info, self.params)
+        return make_config(self.name, self.params).validate(info)
 
 
 def target_labels(y: Tensor, spec: AttackSpec, num_classes: int) -> Tensor:
@@ -183,6 +199,13 @@ def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int) -> Tens
     return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
+def prepare_spec(spec: AttackSpec, train: ImageData) -> AttackSpec:
+    """``spec`` made plantable on ``train`` (the clean training set): an attack that computes a
+    piece of its trigger from the data (LF's pattern) does it here, once, and the returned spec
+    carries it; every other spec comes back unchanged."""
+    return spec if spec.prepared() else _entry(spec.name).prepare(spec, train)
+
+
 def poison_train(train: ImageData, spec: AttackSpec, batch_size: int = 1024) -> PoisonedTrain:
     """Poison a training set by ``spec``; ``train`` itself is never modified.
 
@@ -198,7 +221,7 @@ def poison_train(train: ImageData, spec: AttackSpec, batch_size: int = 1024) -> 
     poison_idx = _draw_poison(y_cpu, spec, trigger.clean_label, g)
     x, y = train.x.clone(), train.y.clone()
     dev_poison = poison_idx.to(x.device)
-    x[dev_poison] = _batched(trigger, train.x[dev_poison], batch_size)
+    x[dev_poison] = trigger.poison(train.x[dev_poison], train.y[dev_poison], train, spec.seed)
     if not trigger.clean_label:
         y[dev_poison] = target_labels(train.y[dev_poison], spec, train.info.num_classes)
 
@@ -210,7 +233,7 @@ def poison_train(train: ImageData, spec: AttackSpec, batch_size: int = 1024) -> 
         count = min(round(trigger.cross_ratio * len(poison_idx)), len(pool))
         cross_idx = pool[torch.randperm(len(pool), generator=g)[:count]].sort().values
         dev_cross = cross_idx.to(x.device)
-        x[dev_cross] = _batched(lambda b: trigger.cross(b, g), train.x[dev_cross], batch_size)
+        x[dev_cross] = trigger.cross_set(train.x[dev_cross], g, batch_size)
     return PoisonedTrain(ImageData(x, y, train.info), poison_idx, cross_idx)
 
 

@@ -8,11 +8,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import config_from, config_schema
-from ..data import DatasetInfo
+from ..data import DatasetInfo, ImageData
 from .badnets import BadNetsConfig, BadNetsTrigger
 from .base import Trigger
 from .blended import BlendedConfig, BlendedTrigger
 from .custom import CustomConfig, CustomTrigger, _example_custom
+from .inputaware import InputAwareConfig, InputAwareTrigger, TriggerGenerator, generator_uri
+from .inputaware import prepare as ia_prepare
+from .lc import LCConfig, LCTrigger
+from .lf import LFConfig, LFTrigger, low_pass, pattern_uri
+from .lf import prepare as lf_prepare
 from .sig import SIGConfig, SIGTrigger
 from .wanet import WaNetConfig, WaNetTrigger
 
@@ -29,6 +34,10 @@ class AttackEntry:
     # parameters that make a working example where the defaults cannot (the custom trigger
     # needs an image): for tests, previews and docs
     example: Callable[[], dict] | None = None
+    # (spec, clean training set) -> spec: computes what the trigger needs from the data before a
+    # backdoor is planted (LF's pattern), once; the spec then carries it
+    prepare: Callable[[Any, ImageData], Any] | None = None
+    computes: str = ""  # the parameter prepare fills (a spec holding it is ready)
 
 
 ATTACKS: dict[str, AttackEntry] = {
@@ -53,6 +62,30 @@ ATTACKS: dict[str, AttackEntry] = {
         WaNetTrigger,
         "WaNet (Nguyen & Tran, 2021): an invisible smooth warp of the image.",
     ),
+    "lc": AttackEntry(
+        LCConfig,
+        LCTrigger,
+        "LC (Turner et al., 2019): target-class images made hard to learn, plus corner "
+        "patches; labels kept.",
+        clean_label=True,
+    ),
+    "lf": AttackEntry(
+        LFConfig,
+        LFTrigger,
+        "LF (Zeng et al., 2021): a universal perturbation with only low frequencies.",
+        example=lambda: _example_lf(),
+        prepare=lf_prepare,
+        computes="pattern",
+    ),
+    "inputaware": AttackEntry(
+        InputAwareConfig,
+        InputAwareTrigger,
+        "Input-aware (Nguyen & Tran, 2020): a generator makes a different trigger for every "
+        "image; another image's trigger does not fire.",
+        example=lambda: _example_inputaware(),
+        prepare=ia_prepare,
+        computes="generator",
+    ),
     "custom": AttackEntry(
         CustomConfig,
         CustomTrigger,
@@ -60,6 +93,24 @@ ATTACKS: dict[str, AttackEntry] = {
         example=lambda: _example_custom(),
     ),
 }
+
+
+def _example_lf() -> dict:
+    """A smooth seeded pattern (8x8 noise, low-passed), for tests and previews before any model
+    exists; a planted LF backdoor computes its own against a clean model."""
+    import torch
+
+    noise = torch.randn(1, 8, 8, generator=torch.Generator().manual_seed(0))
+    return {"pattern": pattern_uri(low_pass(noise, 0.5))}
+
+
+def _example_inputaware() -> dict:
+    """An untrained, seeded generator (its triggers differ per image but mean nothing), for tests
+    and previews before any model exists; a planted backdoor trains its own."""
+    import torch
+
+    torch.manual_seed(0)
+    return {"generator": generator_uri(TriggerGenerator())}
 
 
 def example_params(name: str) -> dict:

@@ -110,12 +110,15 @@ def list_ready(folder: str | Path | None = None) -> tuple[list[ReadyMade], str]:
     return entries, ""
 
 
-ATTACK_TITLES = {"badnets": "BadNets", "blended": "Blended", "sig": "SIG", "wanet": "WaNet"}
+ATTACK_TITLES = {"badnets": "BadNets", "blended": "Blended", "sig": "SIG", "wanet": "WaNet",
+                 "lc": "LC", "lf": "LF", "inputaware": "Input-aware"}  # fmt: skip
+# every attack but custom
+READY_ATTACKS = ("badnets", "blended", "sig", "wanet", "lc", "lf", "inputaware")
 
 
 def make_ready(
     out: str | Path,
-    attacks: list[str] | tuple[str, ...] = ("badnets", "blended", "sig", "wanet"),
+    attacks: list[str] | tuple[str, ...] = READY_ATTACKS,
     preset: DemoPreset = DEMO,
     *,
     device: str | None = None,
@@ -125,7 +128,9 @@ def make_ready(
 
     Every attack uses the preset's data, training settings, target, poison ratio and seed, and
     the preset's model unless the attack has its own (:func:`sau_core.lab.presets.attack_setup`);
-    the attack's parameters are its defaults. Returns the manifest.
+    the attack's parameters are its defaults. Entries of other attacks already in ``out``'s
+    manifest for the same preset are kept, so one attack can be (re)made alone. Returns the
+    manifest.
     """
     out = Path(out)
     split = preset.data.load()
@@ -142,7 +147,7 @@ def make_ready(
                 "name": name,
                 "title": f"{setup.data.name} {res}x{res}, {ATTACK_TITLES.get(name, name)}, "
                 f"{setup.arch}",
-                "attack": spec.to_dict(),
+                "attack": run.spec.to_dict(),  # as planted (LF: with its pattern)
                 "data": setup.data.to_dict(),
                 "arch": setup.arch,
                 "metrics": {k: metrics[k] for k in ("acc", "asr", "ra", "per_class_asr")}
@@ -150,17 +155,23 @@ def make_ready(
                 "sha256": {f: _sha256(folder / f) for f in HASHED},
             }
         )
-    manifest = {
-        "format": FORMAT,
-        "preset": {
-            "data": preset.data.to_dict(),
-            "arch": preset.arch,
-            "train": preset.train.to_dict(),
-            "target": preset.attack.target,
-            "poison_ratio": preset.attack.poison_ratio,
-            "seed": preset.attack.seed,
-        },
-        "checkpoints": entries,
+    preset_block = {
+        "data": preset.data.to_dict(),
+        "arch": preset.arch,
+        "train": preset.train.to_dict(),
+        "target": preset.attack.target,
+        "poison_ratio": preset.attack.poison_ratio,
+        "seed": preset.attack.seed,
     }
+    made = {e["name"] for e in entries}
+    try:
+        old = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        old = {}
+    if isinstance(old, dict) and old.get("preset") == preset_block:
+        kept = [e for e in old.get("checkpoints", []) if e.get("name") not in made]
+        order = {n: i for i, n in enumerate(READY_ATTACKS)}
+        entries = sorted(kept + entries, key=lambda e: order.get(e.get("name"), len(order)))
+    manifest = {"format": FORMAT, "preset": preset_block, "checkpoints": entries}
     write_json_atomic(out / MANIFEST, manifest)
     return manifest
