@@ -60,7 +60,7 @@ def main() -> None:
                     page.get_by_label("rounds", exact=True).fill(str(args.rounds))
                     page.get_by_label("rounds", exact=True).press("Tab")
                     time.sleep(1)
-                page.get_by_role("button", name="Purify", exact=True).click()
+                page.get_by_role("button", name="Run SAU", exact=True).click()
                 page.get_by_text("Before and after SAU").wait_for()
                 page.wait_for_function(DRAWN)
                 time.sleep(2)
