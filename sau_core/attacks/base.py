@@ -53,6 +53,7 @@ class Trigger:
     name: str = ""
     clean_label: bool = False
     has_cross: bool = False
+    per_image: bool = False  # a different trigger for every image (Input-aware)
 
     def __init__(self, config: Any, info: DatasetInfo) -> None:
         self.config = config

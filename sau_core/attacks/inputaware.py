@@ -117,6 +117,7 @@ class InputAwareTrigger(Trigger):
 
     name = "inputaware"
     has_cross = True
+    per_image = True
 
     def __init__(self, config: InputAwareConfig, info: DatasetInfo) -> None:
         super().__init__(config, info)

@@ -110,7 +110,10 @@ def _example_inputaware() -> dict:
     import torch
 
     torch.manual_seed(0)
-    return {"generator": generator_uri(TriggerGenerator())}
+    gen = TriggerGenerator()
+    with torch.no_grad():
+        gen.mask.bias.fill_(-3.0)  # a small mask, as a trained one has, not half the image
+    return {"generator": generator_uri(gen)}
 
 
 def example_params(name: str) -> dict:

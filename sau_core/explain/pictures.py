@@ -121,7 +121,8 @@ def trigger_picture(spec: AttackSpec, info: DatasetInfo, x: Tensor | None = None
     """The trigger as a uint8 picture that reads on any page: what it stamps, on a background
     that contrasts with it (dark behind a bright patch, light behind a dark one), with the
     pixels it changes outlined in orange. A warp (WaNet) changes nothing on a flat image, so
-    its amplified change of the sample ``x`` (C, H, W) is shown instead when given."""
+    its amplified change of the sample ``x`` (C, H, W) is shown instead when given; a trigger
+    made for each image (Input-aware) is shown on ``x``, as made for it."""
     trigger = create_trigger(spec.name, info, spec.params)
     flat = torch.stack([torch.zeros(info.shape), torch.ones(info.shape)])  # (2, C, H, W)
     stamped = trigger(flat)
@@ -129,6 +130,9 @@ def trigger_picture(spec: AttackSpec, info: DatasetInfo, x: Tensor | None = None
     mask = changed[0] | changed[1]
     if spec.name == "wanet" and x is not None:
         pic = amplify(trigger(x[None])[0] - x)
+    elif trigger.per_image and x is not None:  # Input-aware: the trigger made for x, on x
+        pic = trigger(x[None])[0]
+        mask = (pic - x).abs().amax(0) > 0.02
     elif bool(mask.all()):  # a trigger over the whole picture: on mid-grey, as it adds to it
         pic = trigger(torch.full((1, *info.shape), 0.5))[0]
     else:
