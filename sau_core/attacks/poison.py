@@ -88,7 +88,8 @@ class AttackSpec:
         """Check the spec against a data set: attack and params, target, rule, ratio; ValueError.
 
         A spec whose attack computes part of its trigger when the backdoor is planted (LF's
-        pattern, :func:`prepare_spec`) is checked without building the trigger until then."""
+        pattern, Input-aware's generator: :func:`prepare_spec`) is checked without building the
+        trigger until then."""
         config = self._checked(info)
         entry = _entry(self.name)
         if entry.prepare is None or self.prepared():
@@ -201,8 +202,8 @@ def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int) -> Tens
 
 def prepare_spec(spec: AttackSpec, train: ImageData) -> AttackSpec:
     """``spec`` made plantable on ``train`` (the clean training set): an attack that computes a
-    piece of its trigger from the data (LF's pattern) does it here, once, and the returned spec
-    carries it; every other spec comes back unchanged."""
+    piece of its trigger from the data (LF's pattern, Input-aware's generator) does it here,
+    once, and the returned spec carries it; every other spec comes back unchanged."""
     return spec if spec.prepared() else _entry(spec.name).prepare(spec, train)
 
 
