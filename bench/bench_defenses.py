@@ -33,7 +33,6 @@ from bench.common import (
     parser,
     use_threads,
 )
-from sau_core.attacks import backdoor_test
 from sau_core.defenses import DEFENSES, list_defenses
 from sau_core.defenses.compare import largest_pull
 from sau_core.lab.presets import attack_setup
@@ -105,7 +104,7 @@ def main() -> None:
                   f"surrogate model) ({load_now()}): ACC {run.evaluation.acc:.3f} "
                   f"ASR {run.evaluation.asr:.3f} RA {run.evaluation.ra:.3f}", flush=True)  # fmt: skip
             clean = clean_set(split, setup.clean_ratio, seed=seed)
-            bd = backdoor_test(split.test, run.spec)  # as planted (LF: with its pattern)
+            bd = run.backdoor  # the triggered test set, as planted (LF: its pattern)
             before = None
             for name in args.defenses:
                 entry = DEFENSES[name]

@@ -5,6 +5,7 @@ checked before decoding).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -38,6 +39,49 @@ DATA_URI = "data:image/png;base64,"
 
 
 # ----------------------------------------------------------------------------------- triggers
+def batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int) -> Tensor:
+    """``fn`` over ``x`` in batches of ``batch_size``, concatenated (an empty ``x`` gives a copy)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if len(x) == 0:
+        return x.clone()
+    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+# Pieces an attack computes when it is planted (LF's pattern, Input-aware's generator) travel in
+# its spec as safetensors in a data: URI, read without unpickling.
+TENSORS_URI = "data:application/x-safetensors;base64,"
+
+
+def tensors_uri(tensors: dict[str, Tensor]) -> str:
+    """``tensors`` as a ``data:`` URI of safetensors (float32, CPU)."""
+    import base64
+
+    from safetensors.torch import save
+
+    raw = save({k: v.detach().float().cpu().contiguous() for k, v in tensors.items()})
+    return TENSORS_URI + base64.b64encode(raw).decode("ascii")
+
+
+def read_tensors_uri(uri: Any, what: str, made: str) -> dict[str, Tensor]:
+    """The tensors in a :func:`tensors_uri`; ValueError naming ``what`` (the parameter) for
+    anything else: not such a URI (``made`` says what SAU Lab makes there), too long, or not
+    safetensors. Never unpickled."""
+    import base64
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    if not isinstance(uri, str) or not uri.startswith(TENSORS_URI):
+        raise ValueError(f"{what} must be a {made} made by SAU Lab ({TENSORS_URI}...)")
+    if len(uri) > MAX_TRIGGER_URI:
+        raise ValueError(f"{what} is over {MAX_TRIGGER_URI >> 10} KiB")
+    try:
+        return load(base64.b64decode(uri[len(TENSORS_URI) :], validate=True))
+    except (ValueError, SafetensorError) as err:
+        raise ValueError(f"{what} cannot be read: {str(err)[:120]}") from None
+
+
 class Trigger:
     """A backdoor trigger: a batched function on images in [0, 1], separate from the label rule.
 
@@ -74,24 +118,19 @@ class Trigger:
         """The trigger itself on a checked, non-empty batch; subclasses implement it."""
         raise NotImplementedError
 
-    def poison(self, x: Tensor, y: Tensor, train: ImageData, seed: int) -> Tensor:
+    def poison(
+        self, x: Tensor, y: Tensor, train: ImageData, seed: int, batch_size: int = 1024
+    ) -> Tensor:
         """The poisoned training images made from ``x`` (B, C, H, W), true labels ``y``: the
-        trigger itself, in batches, for most attacks. ``train`` (the clean training set) and
-        ``seed`` are for attacks that first transform the images with a model of their own (LC
-        hardens them against a clean surrogate)."""
-        return (
-            torch.cat([self(x[i : i + 1024]) for i in range(0, len(x), 1024)])
-            if len(x)
-            else x.clone()
-        )
+        trigger itself, in batches of ``batch_size``, for most attacks. ``train`` (the clean
+        training set) and ``seed`` are for attacks that first transform the images with a model
+        of their own (LC hardens them against a clean surrogate)."""
+        return batched(self, x, batch_size)
 
     def cross_set(self, x: Tensor, generator: torch.Generator, batch_size: int = 1024) -> Tensor:
         """The cross samples of a whole set ``x``, made in batches of ``batch_size`` (the same
         images for any batch size: :meth:`cross` draws per image from ``generator``)."""
-        if len(x) == 0:
-            return x.clone()
-        return torch.cat([self.cross(x[i : i + batch_size], generator)
-                          for i in range(0, len(x), batch_size)])  # fmt: skip
+        return batched(lambda b: self.cross(b, generator), x, batch_size)
 
     def cross(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """WaNet-style "noise mode" cross samples of ``x`` (B, C, H, W), randomness from ``generator``."""

@@ -5,7 +5,7 @@ another image's trigger ("cross" mode) keeps its label, and with a diversity los
 different images get different triggers. Triggers are thus input-specific and do not transfer.
 
 SAU Lab trains the generator this way, jointly with a clean-architecture surrogate classifier, when
-the backdoor is planted (:func:`prepare`), and carries its weights in the spec (``generator``: a
+the backdoor is planted (:func:`prepare`, through :func:`~sau_core.attacks.prepare_spec`), and carries its weights in the spec (``generator``: a
 ``data:`` URI of safetensors, never unpickled). The victim is then trained on data poisoned with
 the frozen generator, with as many cross samples as poisoned ones. The paper trains the victim
 itself jointly with the generator; here the victim sees the generator's triggers as static
@@ -14,8 +14,7 @@ poison, which is how a backdoored model reaches SAU Lab's defences anyway.
 
 from __future__ import annotations
 
-import base64
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -24,9 +23,9 @@ from torch import Tensor, nn
 
 from ..config import param
 from ..data import DatasetInfo, ImageData
-from .base import MAX_TRIGGER_URI, Trigger, _Config
+from .base import TENSORS_URI, Trigger, _Config, read_tensors_uri, tensors_uri
 
-GENERATOR_URI = "data:application/x-safetensors;base64,"
+GENERATOR_URI = TENSORS_URI  # the spec's data: URI of the generator's weights
 WIDTH = 16
 
 
@@ -81,26 +80,14 @@ class InputAwareConfig(_Config):
 
 
 def generator_uri(gen: TriggerGenerator) -> str:
-    from safetensors.torch import save
-
-    raw = save({k: v.detach().float().cpu().contiguous() for k, v in gen.state_dict().items()})
-    return GENERATOR_URI + base64.b64encode(raw).decode("ascii")
+    """The generator's weights as the ``data:`` URI an Input-aware spec carries."""
+    return tensors_uri(gen.state_dict())
 
 
 def read_generator(uri: str) -> TriggerGenerator:
     """The generator in an Input-aware ``data:`` URI; ValueError otherwise (never unpickled)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
     what = "inputaware parameter 'generator'"
-    if not isinstance(uri, str) or not uri.startswith(GENERATOR_URI):
-        raise ValueError(f"{what} must be a generator made by SAU Lab ({GENERATOR_URI}...)")
-    if len(uri) > MAX_TRIGGER_URI:
-        raise ValueError(f"{what} is over {MAX_TRIGGER_URI >> 10} KiB")
-    try:
-        state = load(base64.b64decode(uri[len(GENERATOR_URI) :], validate=True))
-    except (ValueError, SafetensorError) as err:
-        raise ValueError(f"{what} cannot be read: {str(err)[:120]}") from None
+    state = read_tensors_uri(uri, what, "generator")
     gen = TriggerGenerator()
     try:
         gen.load_state_dict(state)
@@ -109,6 +96,13 @@ def read_generator(uri: str) -> TriggerGenerator:
     if not all(torch.isfinite(v).all() for v in state.values()):
         raise ValueError(f"{what} holds values that are not finite")
     return gen.eval().requires_grad_(False)
+
+
+def _others(n: int, generator: torch.Generator) -> Tensor:
+    """For each of ``n`` >= 2 images, the index of another one: a random derangement."""
+    shift = int(torch.randint(1, n, (1,), generator=generator))
+    perm = torch.randperm(n, generator=generator)
+    return perm.roll(shift)[torch.argsort(perm)]
 
 
 class InputAwareTrigger(Trigger):
@@ -152,9 +146,7 @@ class InputAwareTrigger(Trigger):
         if len(x) == 1:
             other = torch.flip(x, dims=(3,))
         else:
-            shift = int(torch.randint(1, len(x), (1,), generator=generator))
-            perm = torch.randperm(len(x), generator=generator)
-            other = x[perm.roll(shift)[torch.argsort(perm)].to(x.device)]
+            other = x[_others(len(x), generator).to(x.device)]
         pattern, mask = self.parts(other)
         return stamp(x, pattern, mask).clamp_(0.0, 1.0)
 
@@ -163,9 +155,7 @@ class InputAwareTrigger(Trigger):
         batch size gives the same samples); the generator runs in batches."""
         if len(x) < 2 or len(x) <= batch_size:
             return self.cross(x, generator)
-        shift = int(torch.randint(1, len(x), (1,), generator=generator))
-        perm = torch.randperm(len(x), generator=generator)
-        other = perm.roll(shift)[torch.argsort(perm)].to(x.device)
+        other = _others(len(x), generator).to(x.device)
         out = torch.empty_like(x)
         for i in range(0, len(x), batch_size):
             pattern, mask = self.parts(x[other[i : i + batch_size]])
@@ -216,14 +206,8 @@ def train_generator(train: ImageData, config: InputAwareConfig, target: int | No
     return gen.eval().requires_grad_(False), clf.eval().requires_grad_(False)
 
 
-def prepare(spec, train: ImageData):
-    """``spec`` with its ``generator`` trained (unchanged when it has one)."""
-    from .registry import make_config
-
-    config = make_config("inputaware", spec.params)
-    if config.generator:
-        return spec
-    target = spec.target if spec.label_rule == "all2one" else None
-    with torch.enable_grad():
-        gen, _ = train_generator(train, config, target, spec.seed)
-    return replace(spec, params={**spec.params, "generator": generator_uri(gen)})
+def prepare(config: InputAwareConfig, train: ImageData, target: int | None, seed: int) -> str:
+    """The generator, trained jointly with a surrogate on ``train``, as the URI its spec carries
+    (:func:`~sau_core.attacks.prepare_spec`)."""
+    gen, _ = train_generator(train, config, target, seed)
+    return generator_uri(gen)

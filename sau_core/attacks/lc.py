@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..config import param
 from ..data import DatasetInfo, ImageData
-from .base import Trigger, _Config
+from .base import Trigger, _Config, batched
 
 LC_CORNERS = ("four", "one")
 
@@ -101,18 +101,18 @@ class LCTrigger(Trigger):
                 delta = (x + delta).clamp(0.0, 1.0) - x
         return (x + delta).detach()
 
-    def poison(self, x: Tensor, y: Tensor, train: ImageData, seed: int) -> Tensor:
+    def poison(
+        self, x: Tensor, y: Tensor, train: ImageData, seed: int, batch_size: int = 1024
+    ) -> Tensor:
         """Target-class images ``x`` (B, C, H, W), labels ``y`` kept: hardened against a clean
-        surrogate trained on ``train`` with ``seed``, then patched."""
+        surrogate trained on ``train`` with ``seed`` (PGD in chunks of 256), then patched."""
         from .surrogate import clean_surrogate
 
-        if len(x) == 0:
-            return x.clone()
         self._check_input(x)
-        hard = x.clone()
-        if self.config.pgd_steps > 0 and self.config.eps > 0:
+        if len(x) and self.config.pgd_steps > 0 and self.config.eps > 0:
             model = clean_surrogate(train, epochs=self.config.surrogate_epochs, seed=seed)
             model.to(x.device)
-            for i in range(0, len(x), 256):
-                hard[i : i + 256] = self.harden(model, x[i : i + 256], y[i : i + 256].to(x.device))
-        return self(hard)
+            y = y.to(x.device)
+            x = torch.cat([self.harden(model, x[i : i + 256], y[i : i + 256])
+                           for i in range(0, len(x), 256)])  # fmt: skip
+        return batched(self, x, batch_size)

@@ -3,7 +3,7 @@ with no high-frequency content, so frequency-based detectors and the eye miss it
 the way the paper describes: a universal adversarial perturbation (one pattern for every image)
 found against a clean model and kept low-pass, added to the image.
 
-The pattern is computed once, when a backdoor is planted (:func:`prepare`), and then carried in
+The pattern is computed once, when a backdoor is planted (:func:`~sau_core.attacks.prepare_spec`), and then carried in
 the attack's spec (``pattern``: a ``data:`` URI of a safetensors tensor, never unpickled), so the
 model's checkpoint holds the very trigger it was trained with. The trigger low-passes and scales it
 for the data's geometry, so the spectrum above the cut-off is zero by construction.
@@ -11,8 +11,7 @@ for the data's geometry, so the spectrum above the cut-off is zero by constructi
 
 from __future__ import annotations
 
-import base64
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -21,9 +20,9 @@ from torch import Tensor
 
 from ..config import param
 from ..data import DatasetInfo, ImageData
-from .base import MAX_TRIGGER_URI, Trigger, _Config
+from .base import TENSORS_URI, Trigger, _Config, read_tensors_uri, tensors_uri
 
-PATTERN_URI = "data:application/x-safetensors;base64,"
+PATTERN_URI = TENSORS_URI  # the spec's data: URI of the pattern
 MAX_PATTERN_SIDE = 1024
 
 
@@ -60,27 +59,13 @@ def low_pass(x: Tensor, cutoff: float) -> Tensor:
 
 def pattern_uri(pattern: Tensor) -> str:
     """A (C, H, W) pattern as the ``data:`` URI an LF spec carries (safetensors, float32)."""
-    from safetensors.torch import save
-
-    raw = save({"pattern": pattern.detach().float().cpu().contiguous()})
-    return PATTERN_URI + base64.b64encode(raw).decode("ascii")
+    return tensors_uri({"pattern": pattern})
 
 
 def read_pattern(uri: str) -> Tensor:
     """The pattern in an LF ``data:`` URI; ValueError for anything else (never unpickled)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load
-
     what = "lf parameter 'pattern'"
-    if not isinstance(uri, str) or not uri.startswith(PATTERN_URI):
-        raise ValueError(f"{what} must be a pattern made by SAU Lab ({PATTERN_URI}...)")
-    if len(uri) > MAX_TRIGGER_URI:
-        raise ValueError(f"{what} is over {MAX_TRIGGER_URI >> 10} KiB")
-    try:
-        tensors = load(base64.b64decode(uri[len(PATTERN_URI) :], validate=True))
-    except (ValueError, SafetensorError) as err:
-        raise ValueError(f"{what} cannot be read: {str(err)[:120]}") from None
-    t = tensors.get("pattern")
+    t = read_tensors_uri(uri, what, "pattern").get("pattern")
     if (t is None or t.ndim != 3 or t.shape[0] not in (1, 3)
             or not 1 <= min(t.shape[1:]) <= max(t.shape[1:]) <= MAX_PATTERN_SIDE):  # fmt: skip
         raise ValueError(f"{what} must hold one (1 or 3, H, W) tensor named 'pattern'")
@@ -154,17 +139,10 @@ def universal_pattern(model: torch.nn.Module, train: ImageData, config: LFConfig
     return delta.detach().cpu()
 
 
-def prepare(spec, train: ImageData):
-    """``spec`` with its ``pattern`` computed against a clean surrogate trained on ``train``
-    (unchanged when it has one): the step that makes an LF backdoor plantable."""
-    from .registry import make_config
+def prepare(config: LFConfig, train: ImageData, target: int | None, seed: int) -> str:
+    """LF's pattern, computed against a clean surrogate trained on ``train`` (towards ``target``;
+    away from the true labels with None), as the URI its spec carries (:func:`prepare_spec`)."""
     from .surrogate import clean_surrogate
 
-    config = make_config("lf", spec.params)
-    if config.pattern:
-        return spec
-    model = clean_surrogate(train, epochs=config.surrogate_epochs, seed=spec.seed)
-    target = spec.target if spec.label_rule == "all2one" else None
-    with torch.enable_grad():
-        pattern = universal_pattern(model, train, config, target, spec.seed)
-    return replace(spec, params={**spec.params, "pattern": pattern_uri(pattern)})
+    model = clean_surrogate(train, epochs=config.surrogate_epochs, seed=seed)
+    return pattern_uri(universal_pattern(model, train, config, target, seed))

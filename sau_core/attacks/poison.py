@@ -5,7 +5,7 @@ training set and the triggered test set (ASR and RA are measured on it).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..data import DatasetInfo, ImageData
-from .base import Trigger
+from .base import Trigger, batched
 from .registry import _entry, create_trigger, make_config
 
 LABEL_RULES = ("all2one", "all2all")
@@ -192,19 +192,17 @@ class PoisonedTrain:
     cross_idx: Tensor
 
 
-def _batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int) -> Tensor:
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if len(x) == 0:
-        return x.clone()
-    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-
-
 def prepare_spec(spec: AttackSpec, train: ImageData) -> AttackSpec:
     """``spec`` made plantable on ``train`` (the clean training set): an attack that computes a
     piece of its trigger from the data (LF's pattern, Input-aware's generator) does it here,
     once, and the returned spec carries it; every other spec comes back unchanged."""
-    return spec if spec.prepared() else _entry(spec.name).prepare(spec, train)
+    if spec.prepared():
+        return spec
+    entry = _entry(spec.name)
+    target = spec.target if spec.label_rule == "all2one" else None  # all2all: untargeted
+    with torch.enable_grad():  # the callers may run under no_grad; the attacker trains here
+        made = entry.prepare(make_config(spec.name, spec.params), train, target, spec.seed)
+    return dataclasses.replace(spec, params={**spec.params, entry.computes: made})
 
 
 def poison_train(train: ImageData, spec: AttackSpec, batch_size: int = 1024) -> PoisonedTrain:
@@ -222,7 +220,8 @@ def poison_train(train: ImageData, spec: AttackSpec, batch_size: int = 1024) -> 
     poison_idx = _draw_poison(y_cpu, spec, trigger.clean_label, g)
     x, y = train.x.clone(), train.y.clone()
     dev_poison = poison_idx.to(x.device)
-    x[dev_poison] = trigger.poison(train.x[dev_poison], train.y[dev_poison], train, spec.seed)
+    x[dev_poison] = trigger.poison(train.x[dev_poison], train.y[dev_poison], train, spec.seed,
+                                   batch_size)  # fmt: skip
     if not trigger.clean_label:
         y[dev_poison] = target_labels(train.y[dev_poison], spec, train.info.num_classes)
 
@@ -265,6 +264,6 @@ def backdoor_test(test: ImageData, spec: AttackSpec, batch_size: int = 1024) -> 
     else:
         index = torch.arange(len(test))
     dev_index = index.to(test.x.device)
-    x = _batched(trigger, test.x[dev_index], batch_size)
+    x = batched(trigger, test.x[dev_index], batch_size)
     y = test.y[dev_index].clone()
     return BackdoorTest(x, y, target_labels(y, spec, test.info.num_classes), index)

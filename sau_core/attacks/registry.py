@@ -34,9 +34,10 @@ class AttackEntry:
     # parameters that make a working example where the defaults cannot (the custom trigger
     # needs an image): for tests, previews and docs
     example: Callable[[], dict] | None = None
-    # (spec, clean training set) -> spec: computes what the trigger needs from the data before a
-    # backdoor is planted (LF's pattern), once; the spec then carries it
-    prepare: Callable[[Any, ImageData], Any] | None = None
+    # (config, clean training set, target or None for all2all, seed) -> the value of parameter
+    # ``computes``: what the trigger needs from the data, made once when a backdoor is planted
+    # (LF's pattern, Input-aware's generator); prepare_spec puts it in the spec
+    prepare: Callable[[Any, ImageData, int | None, int], str] | None = None
     computes: str = ""  # the parameter prepare fills (a spec holding it is ready)
 
 
