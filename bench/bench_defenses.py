@@ -39,7 +39,7 @@ from sau_core.lab.presets import attack_setup
 from sau_core.metrics import der
 from sau_core.pipeline import clean_set, plant_backdoor
 
-ATTACKS = ("badnets", "blended", "sig", "wanet", "lc", "lf", "inputaware")
+ATTACKS = ("badnets", "blended", "sig", "wanet", "lc", "lf", "ssba", "inputaware")
 DEFAULT_ATTACKS = ("badnets", "blended", "sig", "wanet")
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from sau_core.defenses.compare import before_row, comparison_row
+from sau_core.defenses.compare import before_row, comparison_row, largest_pull
 from sau_core.lab.caveats import landing_shares
 
 from .glossary import pct
 
-COLORS = {"acc": "#2563eb", "asr": "#dc2626", "ra": "#16a34a", "loss": "#7c3aed"}
+COLORS = {"acc": "#2563eb", "asr": "#dc2626", "ra": "#16a34a", "loss": "#7c3aed",
+          "pull": "#d97706"}  # fmt: skip
 # One colour per class (Tableau 10): the same class has the same colour on every chart, in the
 # dashboard and in the offline report (whose template has no colour cycle of its own).
 CLASS_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
@@ -76,7 +77,9 @@ def _round_axis(fig: go.Figure, total: int | None) -> None:
 def metric_curves(
     rounds: list[dict], before: dict | None = None, total: int | None = None
 ) -> go.Figure:
-    """ACC, ASR and RA per SAU round (round 0: the backdoored model, when ``before`` is given)."""
+    """ACC, ASR, RA and the largest off-target pull (the largest share of triggered images sent
+    to a class that is neither their own nor the target) per round of any defence (round 0: the
+    backdoored model, when ``before`` is given)."""
     fig = go.Figure()
     names = []
     for key, name in (("acc", "ACC"), ("asr", "ASR"), ("ra", "RA")):
@@ -85,6 +88,16 @@ def metric_curves(
             names.append(name)
             fig.add_scatter(x=xs, y=ys, name=name, mode="lines+markers",
                             line={"color": COLORS[key]})  # fmt: skip
+    xs, ys, to = [], [], []
+    for x, record in ([(0, before)] if before else []) + [(r["round"], r) for r in rounds]:
+        share, cls = largest_pull(record)
+        if share is not None:
+            xs.append(x), ys.append(share), to.append(cls)
+    if xs:  # the backdoor redirected rather than removed shows here, not in ASR
+        names.append("largest pull")
+        fig.add_scatter(x=xs, y=ys, name="largest pull (to another class)", customdata=to,
+                        mode="lines+markers", line={"color": COLORS["pull"], "dash": "dot"},
+                        hovertemplate="%{y:.1%} to class %{customdata}")  # fmt: skip
     _round_axis(fig, total)
     title = (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else
              "".join(names) or "ACC")  # fmt: skip
@@ -347,3 +360,20 @@ def focus_rows(stats: dict) -> list[dict]:
                 "uniform map would give": _num(f.area),
             })  # fmt: skip
     return rows
+
+
+def reactivation_curves(reactivation: dict, back: float | None = None) -> go.Figure:
+    """ASR per re-tuning epoch (0: before any) of the defended model and of the model that never
+    had a backdoor, with the line at which the backdoor counts as back."""
+    fig = go.Figure()
+    for key, name, color in (("model", "defended model", COLORS["asr"]),
+                             ("baseline", "never-backdoored model", "#6b7280")):  # fmt: skip
+        curve = (reactivation.get(key) or {}).get("asr") or []
+        if curve:
+            fig.add_scatter(x=list(range(len(curve))), y=curve, name=name, mode="lines+markers",
+                            line={"color": color})  # fmt: skip
+    if back is not None:
+        fig.add_hline(y=back, line={"dash": "dot", "color": "#9ca3af"},
+                      annotation_text="back", annotation_position="top left")  # fmt: skip
+    fig.update_xaxes(title="re-tuning epoch", rangemode="tozero", dtick=1)
+    return _layout(fig, "ASR while re-tuning on a few poisoned samples", "ASR", percent=True)

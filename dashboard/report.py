@@ -39,6 +39,7 @@ from sau_core.explain.pictures import (
 )
 from sau_core.io.checkpoint import sidecar_of
 from sau_core.lab.caveats import trigger_caveats, unknown_trigger_report
+from sau_core.probe import read_probe, thresholds_text, verdict_from_metrics
 from sau_core.serving import view_of
 from sau_core.serving.runs import Run, RunError, RunStore
 
@@ -206,6 +207,23 @@ def _saliency(run: Run, method: str, n: int, split=None) -> str:
     return "".join(out)
 
 
+def _verdict(run: Run, metrics: dict) -> str:
+    """The verdict panel: the stored probe's (with re-tuning) or the defence's figures alone."""
+    probe = read_probe(run.path)
+    v = verdict_from_metrics(metrics, probe)
+    rows = [{"figure": r["key"], "value": r["value"], "reading": r["reading"]}
+            for r in v["readings"]]  # fmt: skip
+    back = (probe or {}).get("settings", {}).get("back", 0.5)
+    html = (f"<h2>Is the backdoor gone?</h2><p><b>Verdict: {_e(v['headline'])}.</b></p>"
+            + _table(rows) + _para("Thresholds: " + thresholds_text(back)))  # fmt: skip
+    if probe and probe.get("reactivation"):
+        html += _figure(charts.reactivation_curves(probe["reactivation"], back))
+    elif metrics.get("after", {}).get("asr") is not None:
+        html += _para("The re-tuning test was not run (`sau probe --checkpoint RUN_DIR`, or the "
+                      "button on the run's page); the verdict reads the defence's own figures.")  # fmt: skip
+    return html
+
+
 def build_report(run: Run, *, method: str = "saliency", n_images: int = 4, split=None) -> str:
     """The HTML text of ``run``'s report (a defence run gets every section, SAU's own ones for
     SAU; an attack run its settings, metrics and training curves). ``split``: an already loaded
@@ -243,6 +261,7 @@ def build_report(run: Run, *, method: str = "saliency", n_images: int = 4, split
                 body += [_para(line, "evidence") for line in unknown_trigger_report(view.rounds)]
             body += [f"<p class='note'><b>Low ASR is not the whole story.</b> {_e(n)}</p>"
                      for n in trigger_caveats(m.get("after"))]  # fmt: skip
+            body.append(_verdict(run, m))
         else:
             body.append("<p class='note'>The run has no final metrics.</p>")
         body += [_para(HELP[k]) for k in ("acc", "asr", "ra", "der")]

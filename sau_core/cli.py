@@ -354,6 +354,24 @@ class _Progress:
                   f"{losses} eta {event.eta:.0f}s", file=sys.stderr)  # fmt: skip
 
 
+class _ProbeWriter:
+    """Passes events on, and writes SAU's probe snapshots (its shared adversarial examples, every
+    round) to ``OUT/probes/`` as a dashboard run does, for the Gallery and ``sau probe``'s
+    trigger recovery. Snapshots of an earlier run in ``OUT`` are removed first."""
+
+    def __init__(self, out: Path, then) -> None:
+        self.folder, self.then = out / "probes", then
+        for old in self.folder.glob("round_*.safetensors") if self.folder.is_dir() else ():
+            old.unlink()
+
+    def __call__(self, event) -> None:
+        if type(event).__name__ == "ProbeSnapshot":
+            from .serving.runs import save_probe
+
+            save_probe(self.folder / f"round_{event.round:04d}.safetensors", event)
+        self.then(event)
+
+
 def _fmt(v) -> str:
     return "  -  " if v is None else f"{v:.4f}"
 
@@ -505,6 +523,52 @@ def cmd_import(args) -> int:
     return 0
 
 
+def cmd_probe(args) -> int:
+    """Is the backdoor gone? ACC/ASR/RA/pull, the re-tuning test, trigger recovery, verdict."""
+    from .probe import PROBE_DIR, ReactivationConfig, probe_checkpoint, write_probe
+
+    ckpt, split, _ = _load(args)
+    spec = _attack_spec(args, ckpt.sidecar.attack, split.info)
+    try:
+        config = ReactivationConfig(**_parse_params(args.set, "--set"))
+    except TypeError as err:  # an unknown name
+        known = ", ".join(f.name for f in fields(ReactivationConfig))
+        raise CLIError(f"--set: {err}; the re-tuning settings are {known}") from None
+    except ValueError as err:
+        raise CLIError(f"--set: {err}") from None
+    run = Path(args.checkpoint)
+    out = Path(args.out) if args.out else run / PROBE_DIR
+    baseline = Path(args.baseline) if args.baseline else out / "baseline"
+    result = probe_checkpoint(ckpt, split, spec, config, run=run, baseline_dir=baseline,
+                              reactivation=not args.no_retune, device=args.device)  # fmt: skip
+    path = write_probe(out, result)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    v = result["verdict"]
+    print(f"verdict: {v['headline']}")
+    names = {"acc": "ACC", "asr": "ASR", "ra": "RA", "pull": "largest pull",
+             "reactivation": "re-tuning"}  # fmt: skip
+    for r in v["readings"]:
+        print(f"  {names.get(r['key'], r['key'])}: {r['value']}\n      {r['reading']}")
+    rec = result["recovery"]
+    if rec["available"]:
+        m = rec["match"]
+        line = (f"  trigger recovery: of {rec['perturbations']} shared adversarial examples, "
+                f"most land on class {rec['top_class']}")  # fmt: skip
+        if m.get("kind") == "region":
+            line += (f"; {m['inside']:.0%} of their mass in the trigger's region "
+                     f"({m['area']:.1%} of the image, lift {m['lift']:.1f})")  # fmt: skip
+        elif m.get("kind") == "cosine":
+            line += f"; cosine with the trigger's pattern {m['cosine']:.2f}"
+        print(line)
+    for note in result["unmeasured"]:
+        print(f"  not measured: {note}")
+    print(f"  thresholds: {v['thresholds_text']}")
+    print(f"probe done in {result['seconds']:.1f} s -> {path}")
+    return 0
+
+
 # the SAU flags every defence takes (its other settings go through --set)
 SHARED_FLAGS = ("rounds", "batch_size", "seed", "eval_size")
 
@@ -574,7 +638,7 @@ def cmd_purify(args) -> int:
     result = purify_checkpoint(ckpt, split, config, defense=entry.name, clean_ratio=ratio,
                                clean_seed=args.clean_seed, balanced=args.clean_balanced,
                                spec=spec, device=args.device,
-                               callback=_Progress(args.quiet))  # fmt: skip
+                               callback=_ProbeWriter(Path(args.out), _Progress(args.quiet)))  # fmt: skip
     metrics = write_purify_outputs(args.out, result, ckpt, clean_ratio=ratio,
                                    clean_seed=args.clean_seed, spec=spec)  # fmt: skip
     _print_table(metrics)
@@ -753,6 +817,22 @@ def _p_evaluate(p: argparse.ArgumentParser) -> None:
     _p_checkpoint(p)
     _add_attack_flags(p, known=False)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_common(p)
+
+
+def _p_probe(p: argparse.ArgumentParser) -> None:
+    _p_checkpoint(p)
+    _add_attack_flags(p, known=False)
+    p.add_argument("--json", action="store_true", help="print the whole result as one JSON object")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a re-tuning setting: epochs (5), poisoned (5), clean (500), lr (0.01), "
+                   "batch_size (64), back (0.5), seed (0)")  # fmt: skip
+    p.add_argument("--no-retune", action="store_true", help="skip the re-tuning test (fast)")
+    p.add_argument("--baseline", default=None, help="folder of the never-backdoored baseline "
+                   "model: reused when it fits, else trained and written there (default: "
+                   "OUT/baseline)")  # fmt: skip
+    p.add_argument("--out", default=None, help="folder for probe.json and the baseline "
+                   "(default: CHECKPOINT/probe; nothing else in CHECKPOINT is changed)")  # fmt: skip
     _add_common(p)
 
 
@@ -950,6 +1030,12 @@ COMMANDS = {
         "run several defences on one checkpoint; print and write the comparison table",
         _p_compare,
         cmd_compare,
+    ),  # fmt: skip
+    "probe": (
+        "after a defence, is the backdoor gone? ACC/ASR/RA/pull, re-tuning against a "
+        "never-backdoored model, the trigger SAU recovered, and a verdict",
+        _p_probe,
+        cmd_probe,
     ),  # fmt: skip
     "demo": (
         "attack then purify on the embedded digits, with a before/after table",

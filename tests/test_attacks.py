@@ -888,3 +888,125 @@ class TestInputAware:
             create_trigger("inputaware", make_info(),
                            {"generator": GENERATOR_URI + base64.b64encode(raw).decode("ascii")})  # fmt: skip
         assert not marker.exists()
+
+
+class TestSSBA:
+    """SSBA: a residual within the budget, different on every image, that carries one code."""
+
+    @pytest.fixture
+    def digits16(self):
+        from sau_core.data import load_digits
+
+        return load_digits(resolution=16, seed=0).test.x[:64]
+
+    def test_residuals_differ_per_image_and_stay_in_budget(self, digits16):
+        for eps in (0.05, 0.02):
+            trigger = create_trigger("ssba", make_info((1, 16, 16)), {"eps": eps})
+            r = trigger.residual(digits16)  # (B, 1, H, W)
+            assert float(r.abs().max()) <= eps + 1e-6
+            assert float(r.abs().mean()) > 0.1 * eps  # a residual, not nothing
+            # not one universal pattern: across images it varies by a good share of its size
+            assert float(r.std(0).mean() / r.abs().mean()) > 0.25
+            assert not torch.allclose(r[0], r[1], atol=eps / 10)
+            assert torch.allclose(trigger(digits16), (digits16 + r).clamp(0, 1))
+
+    @pytest.mark.parametrize("shape", [(1, 8, 8), (1, 16, 16), (3, 32, 32)], ids=str)
+    def test_the_decoder_recovers_the_code(self, digits16, shape):
+        from sau_core.attacks.ssba import code_bits, decode, load_stega
+        from sau_core.data import resize
+
+        x = resize(digits16, shape[1]).expand(-1, shape[0], -1, -1).contiguous()
+        decoder = load_stega("decoder")
+        for seed in (0, 3):
+            # at the budget the encoder and decoder were trained for (the attack's default,
+            # 0.1, scales the residual up: the model learns it better, the decoder reads it a
+            # little worse: 0.94-0.97 at 16x16)
+            trigger = create_trigger("ssba", make_info(shape), {"code_seed": seed, "eps": 0.05})
+            with torch.no_grad():
+                bits = decode(decoder, trigger(x)) > 0
+                plain = decode(decoder, x) > 0
+            code = code_bits(seed, decoder.bits).bool()
+            # measured (code seeds 0 and 3): 0.87-0.91 at 8x8 (64 pixels carry 16 bits), 0.99
+            # and up at 16x16 and 32x32; assets/ssba/manifest.json: the same on random codes
+            floor = 0.8 if shape[1] == 8 else 0.95
+            assert float((bits == code).float().mean()) >= floor
+            assert float((plain == code).float().mean()) < 0.75  # clean images carry no code
+
+    def test_another_code_seed_hides_another_code(self, digits16):
+        from sau_core.attacks.ssba import code_bits
+
+        a = create_trigger("ssba", make_info((1, 16, 16)), {"code_seed": 0})
+        b = create_trigger("ssba", make_info((1, 16, 16)), {"code_seed": 1})
+        assert not torch.equal(code_bits(0, 16), code_bits(1, 16))
+        assert not torch.allclose(a.residual(digits16), b.residual(digits16), atol=1e-3)
+
+    def _folder(self, folder, files: dict[str, bytes], bits=16, width=32):
+        import hashlib
+
+        from sau_core.attacks.ssba import MANIFEST
+
+        folder.mkdir(exist_ok=True)
+        for name, raw in files.items():
+            (folder / name).write_bytes(raw)
+        (folder / MANIFEST).write_text(json.dumps({
+            "bits": bits, "width": width,
+            "sha256": {n: hashlib.sha256(r).hexdigest() for n, r in files.items()}}))  # fmt: skip
+        return folder
+
+    def test_a_missing_changed_foreign_or_pickled_encoder_is_refused(self, tmp_path):
+        import pickle
+
+        from safetensors.torch import save
+
+        from sau_core.attacks.ssba import ENCODER, load_stega, ssba_dir
+
+        good = (ssba_dir() / ENCODER).read_bytes()
+        assert load_stega("encoder", self._folder(tmp_path / "ok", {ENCODER: good})).bits == 16
+        with pytest.raises(ValueError, match="manifest .* is missing or unreadable"):
+            load_stega("encoder", tmp_path)
+        bad_sizes = self._folder(tmp_path / "sizes", {ENCODER: good}, bits=0)
+        with pytest.raises(ValueError, match="missing or unreadable .*out of range"):
+            load_stega("encoder", bad_sizes)
+        folder = self._folder(tmp_path / "gone", {ENCODER: good})
+        (folder / ENCODER).unlink()
+        with pytest.raises(ValueError, match="is missing; restore it"):
+            load_stega("encoder", folder)
+        folder = self._folder(tmp_path / "damaged", {ENCODER: good})
+        (folder / ENCODER).write_bytes(good[:-8] + b"\x00" * 8)  # changed after hashing
+        with pytest.raises(ValueError, match="does not match its SHA-256"):
+            load_stega("encoder", folder)
+        foreign = save({"inp.weight": torch.zeros(4, 3, 3, 3)})
+        with pytest.raises(ValueError, match="does not fit its architecture"):
+            load_stega("encoder", self._folder(tmp_path / "foreign", {ENCODER: foreign}))
+        marker = tmp_path / "pwned"
+        payload = pickle.dumps(_Boom(str(marker)))
+        with pytest.raises(ValueError, match="cannot be read as safetensors"):
+            load_stega("encoder", self._folder(tmp_path / "pickle", {ENCODER: payload}))
+        assert not marker.exists()  # never unpickled
+
+    def test_the_trigger_names_a_damaged_encoder(self, tmp_path, monkeypatch):
+        import shutil
+
+        from sau_core.attacks import ssba
+
+        shutil.copytree(ssba.ssba_dir(), tmp_path / "ssba")
+        (tmp_path / "ssba" / ssba.ENCODER).write_bytes(b"not weights")
+        monkeypatch.setattr(ssba, "ssba_dir", lambda: tmp_path / "ssba")
+        with pytest.raises(ValueError, match="SSBA encoder .* does not match its SHA-256"):
+            create_trigger("ssba", make_info(), {})
+
+    def test_the_make_script_writes_a_loadable_encoder_and_decoder(self, tmp_path):
+        import importlib.util
+        from pathlib import Path
+
+        from sau_core.attacks.ssba import load_stega
+
+        path = Path(__file__).resolve().parents[1] / "assets" / "make_ssba.py"
+        spec = importlib.util.spec_from_file_location("make_ssba", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module.main(["--steps", "4", "--out", str(tmp_path)]) == 0
+        meta = json.loads((tmp_path / "manifest.json").read_text())
+        assert meta["steps"] == 4 and set(meta["sha256"]) == {"encoder.safetensors",
+                                                              "decoder.safetensors"}  # fmt: skip
+        assert load_stega("encoder", tmp_path).bits == load_stega("decoder", tmp_path).bits == 16

@@ -149,6 +149,75 @@ def test_purify_writes_outputs(purified: tuple[Path, int, str]) -> None:
     assert "adversarial examples land most on class" in stdout
 
 
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}  # fmt: skip
+
+
+def test_probe_json_has_the_figures_and_changes_nothing_already_saved(
+    purified: tuple[Path, int, str],
+) -> None:
+    out = purified[0]
+    assert sorted(p.name for p in (out / "probes").iterdir())  # SAU's snapshots, as the runner
+    before = _tree(out)
+    rc, stdout, stderr = _run(["probe", "--checkpoint", str(out), "--json", "--set", "epochs=2",
+                               "--set", "clean=60", "--device", "cpu"])  # fmt: skip
+    assert rc == 0, stderr
+    got = json.loads(stdout)
+    assert {"acc", "asr", "ra", "pull", "reactivation", "verdict", "recovery"} <= set(got)
+    assert sorted(got["pull"]) == [str(c) for c in range(1, 10)]  # every class but the target
+    re = got["reactivation"]
+    assert len(re["model"]["asr"]) == len(re["baseline"]["asr"]) == 3  # before + 2 epochs
+    assert re["model"]["asr"][0] == pytest.approx(got["asr"])
+    assert got["verdict"]["headline"] and got["verdict"]["readings"]
+    assert got["recovery"]["available"] and got["recovery"]["match"]["kind"] == "region"
+    after = _tree(out)
+    assert {k: v for k, v in after.items() if not k.startswith("probe/")} == before
+    assert {"probe/probe.json", "probe/baseline/model.safetensors"} <= set(after)
+    # a second probe reuses the baseline it trained
+    rc, stdout, _ = _run(["probe", "--checkpoint", str(out), "--json", "--set", "epochs=1",
+                          "--set", "clean=60"])  # fmt: skip
+    assert rc == 0 and json.loads(stdout)["reactivation"]["baseline"]["cached"] is True
+
+
+def test_probe_prints_the_verdict_and_what_it_cannot_measure(ckpt: Path, tmp_path: Path) -> None:
+    rc, stdout, stderr = _run(["probe", "--checkpoint", str(ckpt), "--no-retune",
+                               "--out", str(tmp_path / "p")])  # fmt: skip
+    assert rc == 0, stderr
+    assert stdout.startswith("verdict: still there: ASR")  # a backdoored model, undefended
+    assert "Re-tuning was not run" in stdout and "not measured: trigger recovery" in stdout
+    assert "thresholds: ACC kept" in stdout
+    assert (tmp_path / "p" / "probe.json").is_file() and not (ckpt / "probe").exists()
+
+
+def test_probe_of_a_model_with_no_known_trigger(ckpt: Path, tmp_path: Path) -> None:
+    imported = tmp_path / "imported"
+    (tmp_path / "w").mkdir()
+    weights = shutil.copy(ckpt / "model.safetensors", tmp_path / "w" / "suspect.safetensors")
+    rc, _, stderr = _run(["import", "--weights", str(weights), "--model",
+                          "small_cnn", "--dataset", "digits", "--resolution", "8", "--out",
+                          str(imported)])  # fmt: skip
+    assert rc == 0, stderr
+    rc, stdout, stderr = _run(["probe", "--checkpoint", str(imported), "--json"])
+    assert rc == 0, stderr
+    got = json.loads(stdout)
+    assert got["asr"] is None and got["reactivation"] is None and got["acc"] > 0
+    assert got["verdict"]["headline"] == "cannot judge: the trigger is unknown"
+    assert any("the trigger is unknown" in u for u in got["unmeasured"])
+
+
+@pytest.mark.parametrize("flag, needle", [
+    ("epochs=0", "re-tuning parameter 'epochs'"),
+    ("lr=fast", "re-tuning parameter 'lr' must be a number"),
+    ("nope=1", "the re-tuning settings are epochs, poisoned"),
+])  # fmt: skip
+def test_probe_bad_settings_exit_2_before_any_work(ckpt: Path, tmp_path: Path, flag, needle):
+    rc, _, err = _run(["probe", "--checkpoint", str(ckpt), "--set", flag, "--out",
+                       str(tmp_path / "p")])  # fmt: skip
+    _assert_usage_error(rc, err, "probe", needle)
+    assert not (tmp_path / "p").exists()
+
+
 def test_purify_unknown_trigger(ckpt: Path, tmp_path: Path) -> None:
     out = tmp_path / "unknown"
     rc, stdout, stderr = _run(

@@ -34,6 +34,20 @@ def test_metric_curves_start_at_round_zero_with_the_backdoored_model():
     assert fig.layout.uirevision == "keep"  # the live redraw keeps hidden lines hidden
 
 
+def test_metric_curves_draw_the_largest_off_target_pull_and_its_class():
+    before = {**BEFORE, "off_target": {"1": 0.0, "2": 0.01}}
+    rounds = [{**ROUNDS[0], "off_target": {"1": 0.3, "2": 0.05}},
+              {**ROUNDS[1], "off_target": {"1": 0.1, "2": 0.6}}]  # fmt: skip
+    fig = charts.metric_curves(rounds, before, total=3)
+    assert [t.name for t in fig.data][-1] == "largest pull (to another class)"
+    assert _trace(fig, "largest pull (to another class)") == ([0, 1, 2], [0.01, 0.3, 0.6])
+    assert list(fig.data[-1].customdata) == [2, 1, 2]  # the class each point pulls to
+    assert "pull" in fig.layout.title.text
+    # records without pull (older runs, unknown trigger) draw no such line
+    assert "largest pull (to another class)" not in [
+        t.name for t in charts.metric_curves(ROUNDS, BEFORE).data]  # fmt: skip
+
+
 def test_metric_curves_without_trigger_have_only_acc():
     rounds = [{**r, "asr": None, "ra": None, "per_class_asr": None} for r in ROUNDS]
     fig = charts.metric_curves(rounds, {"acc": 0.9, "asr": None, "ra": None})

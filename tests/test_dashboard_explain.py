@@ -155,7 +155,13 @@ def test_purify_and_report_say_when_the_trigger_steers_elsewhere(env, lab, pull,
         assert len(notes) == noted
         if noted:
             assert "towards class 2" in notes[0] and "70%" in notes[0]
-        assert ("The trigger still steers the purified model" in build_report(run)) is noted
+        report = build_report(run)
+        assert ("The trigger still steers the purified model" in report) is noted
+        # the verdict panel reads the same figure, on the page and in the report
+        redirected = "sends images to class 2 instead: redirected, not removed"
+        assert "Is the backdoor gone?" in report and (redirected in report) is noted
+        readings = [r for t in at.table for r in t.value.get("reading", [])]
+        assert any(redirected in r for r in readings) is noted
     finally:
         path.write_text(original)
 

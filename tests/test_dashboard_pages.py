@@ -157,10 +157,22 @@ def test_purify_form_runs_a_tiny_sau_to_completion(env, monkeypatch):
         m.setattr("sau_core.lab.caveats.SATURATION_WARNING", 0.0)
         at = _ok(at.run())
         assert any("Why this run may not move" in w.value for w in at.warning)
+    # the verdict panel: the defence's own figures first, then the re-tuning test on demand
+    assert "Is the backdoor gone?" in [h.value for h in at.subheader]
+    verdicts = [m.value for m in [*at.success, *at.warning, *at.info] if "Verdict:" in m.value]
+    assert len(verdicts) == 1
+    assert any(c.value.startswith("Thresholds: ACC kept") for c in at.caption)
+    (probe,) = [b for b in at.button if b.label.startswith("Run the re-tuning test")]
+    at = _ok(probe.click().run(timeout=300))
+    assert (env / run_id / "probe" / "probe.json").is_file()
+    assert any(c.value.startswith("Re-tuning (Min et al., NeurIPS 2024)") for c in at.caption)
+    assert not [b for b in at.button if b.label.startswith("Run the re-tuning test")]
     # the gallery and the run list show it
     at.switch_page("app_pages/gallery.py")
     at = _ok(at.run())
     assert any("probe images have a shared adversarial example" in m.value for m in at.markdown)
+    assert "The pattern SAU found" in [h.value for h in at.subheader]
+    assert any("The attack's target is class 0" in c.value for c in at.caption)
     at.switch_page("app_pages/runs.py")
     _ok(at.run())
 
@@ -428,6 +440,8 @@ def test_an_unknown_trigger_run_says_what_it_measured(env, ready_dir):
     assert "Suspected target: class" in evidence
     charts = [c.value for c in at.caption]
     assert any("ASR and RA are not measured: the trigger is unknown" in c for c in charts)
+    assert any("Verdict: cannot judge: the trigger is unknown" in i.value for i in at.info)
+    assert not [b for b in at.button if b.label.startswith("Run the re-tuning test")]
     assert not any(c.startswith("**Per-class ASR**") for c in charts)
 
 

@@ -49,6 +49,8 @@ def test_the_installed_package_finds_its_assets(wheel, tmp_path):
         "import sau_core, sau_core.attacks as a, sau_core.lab.ready as r\n"
         "entries, note = r.list_ready()\n"
         "[r.verify(e) for e in entries]\n"
+        "import sau_core.probe, sau_core.attacks.ssba as s\n"
+        "s.load_stega('encoder'), s.load_stega('decoder')  # shipped and matching their hashes\n"
         "print(sau_core.__file__, a.DEFAULT_BLENDED_TRIGGER.is_file(), len(entries), note)\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("SAU_LAB_CHECKPOINTS",)}

@@ -92,7 +92,7 @@ def test_each_attack_lesson_is_its_ready_made_setting() -> None:
     with (the dashboard hands out that checkpoint for it); WaNet's is on the small CNN, where
     the attack takes (ASR 0.2-0.46 against 0.04-0.07 on wide_cnn)."""
     assert DEMO.arch == "wide_cnn" and TEACHING_PRESETS["badnets"].setup == DEMO
-    for attack in ("badnets", "blended", "sig", "wanet", "lc", "lf", "inputaware"):
+    for attack in ("badnets", "blended", "sig", "wanet", "lc", "lf", "ssba", "inputaware"):
         setup = attack_setup(attack)
         assert TEACHING_PRESETS[attack].setup == setup
         assert setup.attack == replace(DEMO.attack, name=attack)

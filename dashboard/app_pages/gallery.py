@@ -7,7 +7,15 @@ import streamlit as st
 from dashboard import components, state
 from dashboard.glossary import ATTACK_NAMES, HELP
 from sau_core.attacks import AttackSpec
-from sau_core.explain.pictures import best_round, diverging_legend, probe_tiles, trigger_picture
+from sau_core.explain.pictures import (
+    best_round,
+    diverging,
+    diverging_legend,
+    probe_tiles,
+    trigger_picture,
+)
+from sau_core.probe import match, recover
+from sau_core.probe.run import stored_probes
 from sau_core.serving.runs import RunError
 
 st.title("Shared adversarial examples")
@@ -135,8 +143,58 @@ def gallery() -> None:
         components.images(items, columns=3)
 
 
+def recovered_pattern() -> None:
+    """Trigger recovery: the mean of the stored perturbations per class h0 lands on."""
+    probes = stored_probes(run.path)
+    if probes is None:
+        return
+    patterns = recover(*probes)[:3]
+    st.subheader("The pattern SAU found")
+    if not patterns:
+        st.caption("No stored perturbation changed the backdoored model's answer.")
+        return
+    st.markdown(
+        f"All {len(probes[0])} stored perturbations (every round's probe batch), grouped by the "
+        "class the backdoored model h0 gives the perturbed image. Per class: the mean "
+        "perturbation (amplified: red brighter, blue darker) and how consistently the "
+        "perturbations push each pixel the same way (white: all agree, black: they cancel). A "
+        "backdoor shows as one class collecting most of them, with a pattern where the trigger "
+        "sits. For a model whose trigger is unknown, this is the evidence of where it is and "
+        "which class it serves."
+    )  # fmt: skip
+    spec_d = job.get("attack")
+    spec = AttackSpec.from_dict(spec_d) if spec_d else None
+    cols = st.columns(len(patterns))
+    for col, p in zip(cols, patterns, strict=False):
+        col.image(
+            components.strip(
+                [diverging(p.mean), p.consistency[None].expand(3, -1, -1)]
+            ),  # fmt: skip
+            caption=f"h0 → class {p.cls}: {p.count} perturbations",
+        )
+    if spec is None:
+        st.caption("The trigger is unknown, so no match can be measured.")
+        return
+    try:
+        m = match(patterns[0].mean, spec, state.checkpoint_info(job["checkpoint"]))
+    except (KeyError, ValueError) as err:
+        st.caption(f"Cannot compare with the real trigger: {err}")
+        return
+    text = f"The attack's target is class {spec.target}; the most perturbations land on class {patterns[0].cls}."
+    if m.get("kind") == "region":
+        text += (f" {m['inside']:.0%} of the mean perturbation's mass lies in the trigger's "
+                 f"region, which covers {m['area']:.1%} of the image: {m['lift']:.1f} times "
+                 "what an evenly spread pattern would put there.")  # fmt: skip
+    elif m.get("kind") == "cosine":
+        text += (" The trigger covers the whole image, so there is no region to compare; the "
+                 f"cosine between the mean perturbation and what the trigger adds is {m['cosine']:.2f}"
+                 " (1: the same direction, 0: unrelated).")  # fmt: skip
+    st.caption(text)
+
+
 if run.status().get("state") in ("queued", "running"):
     st.caption("The run is live: new rounds appear every few seconds.")
     st.fragment(run_every=components.LIVE_REFRESH_S)(gallery)()
 else:
     gallery()
+recovered_pattern()

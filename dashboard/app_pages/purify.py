@@ -10,6 +10,7 @@ import streamlit as st
 from dashboard import charts, components, state, widgets
 from dashboard.glossary import HELP, pct
 from dashboard.report import build_report
+from dashboard.verdict import verdict_panel
 from sau_core.attacks import AttackSpec
 from sau_core.data import DataSpec
 from sau_core.defenses import DEFENSES
@@ -237,4 +238,5 @@ if run_id is not None:
             if after.get("asr") is not None:
                 line += f", ASR {pct(after.get('asr'))}"
             st.caption(line + ".")
+            verdict_panel(state.store().get(run_id).path, view.metrics, run_id)
     components.config_expander(job)

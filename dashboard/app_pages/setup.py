@@ -237,6 +237,9 @@ with tab_train:
                 st.caption("At test time LC's trigger is the corner patches shown here; its "
                            "poisoned training images are also made hard to learn (PGD against "
                            "a clean model, within the budget), which is not shown.")  # fmt: skip
+            elif attack == "ssba":
+                st.caption("SSBA's residual is at most eps (a few grey levels) and differs on "
+                           "every image; the bottom row shows it scaled up to be seen.")  # fmt: skip
             x, y = sample_images(split.test, 8)
             xt, change = trigger_preview(x, split.info, attack, shown)
             cols = st.columns(8)

@@ -27,6 +27,9 @@ Registered attacks (:data:`ATTACKS` in :mod:`.registry`; adding one is one modul
 - ``lf``: a universal adversarial perturbation kept to low spatial frequencies (Zeng et al.,
   ICCV 2021, arXiv 2104.03413), computed against a clean surrogate when the backdoor is planted
   (:func:`prepare_spec`) and carried in the spec.
+- ``ssba``: sample-specific invisible: an encoder hides one code in every poisoned image as a
+  small residual that differs from image to image (Li et al., ICCV 2021, arXiv 2012.03816);
+  SAU Lab ships its own small encoder and decoder (``assets/ssba/``), not the paper's StegaStamp.
 - ``inputaware``: a generator trained jointly with a classifier makes a different trigger for
   every image, and another image's trigger does not fire (Nguyen & Tran, NeurIPS 2020,
   arXiv 2010.08138); trained when the backdoor is planted and carried in the spec.
@@ -101,6 +104,7 @@ from .registry import (
     path_params,
 )
 from .sig import SIGConfig, SIGTrigger
+from .ssba import SSBAConfig, SSBATrigger, StegaDecoder, StegaEncoder, code_bits, load_stega
 from .surrogate import SURROGATE_ARCH, clean_surrogate
 from .wanet import WaNetConfig, WaNetTrigger
 
@@ -136,7 +140,11 @@ __all__ = [
     "PoisonedTrain",
     "SIGConfig",
     "SIGTrigger",
+    "SSBAConfig",
+    "SSBATrigger",
     "SURROGATE_ARCH",
+    "StegaDecoder",
+    "StegaEncoder",
     "TENSORS_URI",
     "Trigger",
     "TriggerGenerator",
@@ -146,11 +154,13 @@ __all__ = [
     "backdoor_test",
     "batched",
     "clean_surrogate",
+    "code_bits",
     "create_trigger",
     "example_params",
     "fit_pattern",
     "generator_uri",
     "list_attacks",
+    "load_stega",
     "low_pass",
     "make_config",
     "param_schema",

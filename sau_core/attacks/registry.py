@@ -19,6 +19,7 @@ from .lc import LCConfig, LCTrigger
 from .lf import LFConfig, LFTrigger, low_pass, pattern_uri
 from .lf import prepare as lf_prepare
 from .sig import SIGConfig, SIGTrigger
+from .ssba import SSBAConfig, SSBATrigger
 from .wanet import WaNetConfig, WaNetTrigger
 
 
@@ -77,6 +78,12 @@ ATTACKS: dict[str, AttackEntry] = {
         example=lambda: _example_lf(),
         prepare=lf_prepare,
         computes="pattern",
+    ),
+    "ssba": AttackEntry(
+        SSBAConfig,
+        SSBATrigger,
+        "SSBA (Li et al., 2021): an encoder hides a code in every image as a faint residual, "
+        "different on each image.",
     ),
     "inputaware": AttackEntry(
         InputAwareConfig,

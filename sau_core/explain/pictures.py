@@ -116,19 +116,26 @@ def outline(img: np.ndarray, mask: Tensor, color=(255, 140, 0), width: int = 3) 
     return out
 
 
+# triggers whose change is too faint or too spread to see on the image itself: the Gallery shows
+# their change of a sample, amplified (a warp changes nothing on a flat image; SSBA's residual is
+# a few grey levels and depends on the image)
+INVISIBLE = ("wanet", "ssba")
+
+
 def trigger_picture(spec: AttackSpec, info: DatasetInfo, x: Tensor | None = None,
                     target: int = 128) -> np.ndarray:  # fmt: skip
     """The trigger as a uint8 picture that reads on any page: what it stamps, on a background
     that contrasts with it (dark behind a bright patch, light behind a dark one), with the
-    pixels it changes outlined in orange. A warp (WaNet) changes nothing on a flat image, so
-    its amplified change of the sample ``x`` (C, H, W) is shown instead when given; a trigger
-    made for each image (Input-aware) is shown on ``x``, as made for it."""
+    pixels it changes outlined in orange. A warp (WaNet) changes nothing on a flat image and
+    SSBA's residual is too faint to see, so their amplified change of the sample ``x``
+    (C, H, W) is shown instead when given; a trigger made for each image (Input-aware) is shown
+    on ``x``, as made for it."""
     trigger = create_trigger(spec.name, info, spec.params)
     flat = torch.stack([torch.zeros(info.shape), torch.ones(info.shape)])  # (2, C, H, W)
     stamped = trigger(flat)
     changed = (stamped - flat).abs().amax(1) > 1e-6  # (2, H, W)
     mask = changed[0] | changed[1]
-    if spec.name == "wanet" and x is not None:
+    if spec.name in INVISIBLE and x is not None:
         pic = amplify(trigger(x[None])[0] - x)
     elif trigger.per_image and x is not None:  # Input-aware: the trigger made for x, on x
         pic = trigger(x[None])[0]
@@ -187,7 +194,7 @@ def trigger_pattern(spec: AttackSpec, info: DatasetInfo, x: Tensor | None = None
     shown instead when given.
     """
     trigger = create_trigger(spec.name, info, spec.params)
-    if spec.name == "wanet" and x is not None:
+    if spec.name in INVISIBLE and x is not None:
         return amplify(trigger(x[None])[0] - x)
     canvas = torch.full((1, *info.shape), 0.5)
     return trigger(canvas)[0]

@@ -116,6 +116,14 @@ TEACHING_PRESETS: dict[str, TeachingPreset] = {
         "detail other triggers have. ASR 0.98 at clean ACC 0.99.",
         attack_setup("lf"),
     ),
+    "ssba": TeachingPreset(
+        "invisible per-image SSBA",
+        "An encoder hides a secret code in each poisoned image as a faint residual (at most 0.1 "
+        "of the pixel range) that follows the image's strokes, so no two images carry the same "
+        "pattern; the model learns to read the code. ASR 1.00 at clean ACC 0.99. SAU Lab's "
+        "encoder is its own small one, not the paper's StegaStamp (docs/attacks.md).",
+        attack_setup("ssba"),
+    ),
     "inputaware": TeachingPreset(
         "per-image Input-aware",
         "A generator draws a different small trigger on every image; the model learns to obey "

@@ -111,9 +111,9 @@ def list_ready(folder: str | Path | None = None) -> tuple[list[ReadyMade], str]:
 
 
 ATTACK_TITLES = {"badnets": "BadNets", "blended": "Blended", "sig": "SIG", "wanet": "WaNet",
-                 "lc": "LC", "lf": "LF", "inputaware": "Input-aware"}  # fmt: skip
+                 "lc": "LC", "lf": "LF", "ssba": "SSBA", "inputaware": "Input-aware"}  # fmt: skip
 # every attack but custom
-READY_ATTACKS = ("badnets", "blended", "sig", "wanet", "lc", "lf", "inputaware")
+READY_ATTACKS = ("badnets", "blended", "sig", "wanet", "lc", "lf", "ssba", "inputaware")
 
 
 def make_ready(
