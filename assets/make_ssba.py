@@ -12,7 +12,7 @@ the residual is penalised more where the image is flat than where it has strokes
 writes the weights (safetensors) and ``manifest.json`` with their SHA-256, the settings, the
 training time and the measured bit accuracy on the digits test split. Usage::
 
-    .venv/bin/python assets/make_ssba.py [--steps 2000] [--out assets/ssba]
+    .venv/bin/python assets/make_ssba.py [--steps 5000] [--out assets/ssba]
 """
 
 from __future__ import annotations
@@ -80,9 +80,9 @@ def measure(enc, dec, x: torch.Tensor, seed: int = 123) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "ssba")
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--visibility", type=float, default=0.02, help="weight of the residual loss")
+    ap.add_argument("--visibility", type=float, default=0.01, help="weight of the residual loss")
     args = ap.parse_args(argv)
     if args.steps < 4:
         ap.error("--steps must be at least 4")

@@ -138,8 +138,10 @@ def main() -> None:
             if r.get("kind") == "region":
                 m = (f"{r['inside']:.0%} of the mass in {r['area']:.1%} of the image "
                      f"(lift {r['lift']:.1f})")  # fmt: skip
-            else:
+            elif r.get("kind") == "cosine":
                 m = f"cosine {r['cosine']:.2f} (whole-image trigger)"
+            else:
+                m = "none: " + r["why"]
             md.print(f"| {r['attack']} | {r['n']} | {r['top']} ({r['target']}) | "
                      f"{r['count'] / r['n']:.0%} | {m} |")  # fmt: skip
     md.print()

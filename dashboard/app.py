@@ -64,6 +64,12 @@ PAGES = {
         st.Page(
             "app_pages/compare.py", title="Compare", icon=":material/compare:", url_path="compare"
         ),
+        st.Page(
+            "app_pages/leaderboard.py",
+            title="Leaderboard",
+            icon=":material/leaderboard:",
+            url_path="leaderboard",
+        ),
         st.Page("app_pages/runs.py", title="Runs", icon=":material/folder_open:", url_path="runs"),
     ],
 }

@@ -377,3 +377,33 @@ def reactivation_curves(reactivation: dict, back: float | None = None) -> go.Fig
                       annotation_text="back", annotation_position="top left")  # fmt: skip
     fig.update_xaxes(title="re-tuning epoch", rangemode="tozero", dtick=1)
     return _layout(fig, "ASR while re-tuning on a few poisoned samples", "ASR", percent=True)
+
+
+def leaderboard_heatmap(summary: list[dict], metric: str = "asr") -> go.Figure:
+    """Attacks (rows) x defences (columns) of a sweep's summary, coloured by the mean of
+    ``metric`` over seeds ("asr": red is the backdoor kept; "der": green is a good defence),
+    each cell written as mean±sd (seeds)."""
+    attacks = list(dict.fromkeys(s["attack"] for s in summary))
+    defenses = list(dict.fromkeys(s["defense"] for s in summary))
+    z, text = [], []
+    for a in attacks:
+        zr, tr = [], []
+        for d in defenses:
+            cell = next((s for s in summary if s["attack"] == a and s["defense"] == d), None)
+            stat = (cell or {}).get(metric) or {}
+            mean, sd, n = stat.get("mean"), stat.get("sd"), stat.get("n", 0)
+            zr.append(mean)
+            failed = (cell or {}).get("failed", 0)
+            label = "–" if mean is None else f"{mean:.2f}±{sd:.2f} ({n})"
+            tr.append(label + (f"<br>{failed} failed" if failed else ""))
+        z.append(zr)
+        text.append(tr)
+    scale = "RdYlGn_r" if metric in ("asr", "pull") else "RdYlGn"
+    fig = go.Figure(go.Heatmap(z=z, x=defenses, y=attacks, text=text, texttemplate="%{text}",
+                               colorscale=scale, zmin=0, zmax=1,
+                               hovertemplate="%{y} / %{x}: %{text}<extra></extra>"))  # fmt: skip
+    fig.update_yaxes(autorange="reversed", title="attack")
+    fig.update_xaxes(side="top", title="defence")
+    name = {"asr": "ASR", "der": "DER", "acc": "ACC", "ra": "RA", "pull": "largest pull"}
+    return _layout(fig, f"Mean {name.get(metric, metric)} over seeds (± spread, seeds)",
+                   "attack")  # fmt: skip

@@ -125,7 +125,7 @@ def progress_label(view, p) -> str:
 
 ATTACK_NAMES = {"badnets": "BadNets", "blended": "Blended", "sig": "SIG", "wanet": "WaNet",
                 "lc": "LC (label-consistent)", "lf": "LF (low frequency)",
-                "ssba": "SSBA (sample-specific)", "inputaware": "Input-aware",
+                "ssba": "SSBA", "inputaware": "Input-aware",
                 "custom": "your own trigger"}  # fmt: skip
 
 

@@ -43,12 +43,17 @@ def verdict_panel(run_path: Path, metrics: dict, key: str) -> None:
             st.caption(
                 f"Re-tuning (Min et al., NeurIPS 2024): {s['epochs']} epochs of fine-tuning at "
                 f"learning rate {s['lr']} on {s['clean']} clean training images and "
-                f"{s['poisoned']} poisoned ones, for this model and for a model of the same "
+                f"{re.get('set', {}).get('poisoned', s['poisoned'])} poisoned ones, for this "
+                "model and for a model of the same "
                 "kind trained here without poison. A backdoor that was only hidden comes back "
                 "sooner than it can be learnt from scratch.")  # fmt: skip
             rec = stored.get("recovery") or {}
             if rec.get("available"):
                 st.caption(_recovery_line(rec))
+    elif not known:
+        st.caption("Without the trigger the evidence is where the backdoored model's adversarial "
+                   "examples land (above) and the pattern SAU found (Gallery): a likely target "
+                   "class and where the trigger may sit. Name the trigger to measure the rest.")  # fmt: skip
     elif known:
         st.caption("The verdict above reads the defence's own figures. The re-tuning test adds "
                    "whether the backdoor comes back faster than in a model that never had one.")  # fmt: skip
@@ -58,7 +63,10 @@ def verdict_panel(run_path: Path, metrics: dict, key: str) -> None:
                 try:
                     probe_run(run_path)
                 except (ValueError, OSError, RuntimeError) as err:
-                    st.error(f"The probe could not run: {err}. Nothing in the run was changed.")
+                    st.error(
+                        f"The probe could not run: {err}. The run's own files were not "
+                        "changed (the probe writes only its probe/ folder)."
+                    )
                     return
             st.rerun()
 
@@ -75,4 +83,6 @@ def _recovery_line(rec: dict) -> str:
                  "chance)")  # fmt: skip
     elif m.get("kind") == "cosine":
         line += f"; their mean has cosine {m['cosine']:.2f} with the trigger's pattern"
+    elif m.get("kind") == "none":
+        line += f"; {m['why']}"
     return line + ". The Gallery shows the pattern."

@@ -355,14 +355,17 @@ class _Progress:
 
 
 class _ProbeWriter:
-    """Passes events on, and writes SAU's probe snapshots (its shared adversarial examples, every
-    round) to ``OUT/probes/`` as a dashboard run does, for the Gallery and ``sau probe``'s
-    trigger recovery. Snapshots of an earlier run in ``OUT`` are removed first."""
+    """Passes events on, and keeps SAU's probe snapshots (its shared adversarial examples, every
+    round) as a dashboard run does, for the Gallery and ``sau probe``'s trigger recovery. They
+    are written aside and only replace ``OUT/probes/`` (and drop an earlier ``OUT/probe/``
+    verdict, which was about the model replaced) once the defence's outputs are written."""
 
     def __init__(self, out: Path, then) -> None:
-        self.folder, self.then = out / "probes", then
-        for old in self.folder.glob("round_*.safetensors") if self.folder.is_dir() else ():
-            old.unlink()
+        import shutil
+
+        self.out, self.then = out, then
+        self.folder = out / ".probes.partial"
+        shutil.rmtree(self.folder, ignore_errors=True)  # what a failed run left
 
     def __call__(self, event) -> None:
         if type(event).__name__ == "ProbeSnapshot":
@@ -370,6 +373,16 @@ class _ProbeWriter:
 
             save_probe(self.folder / f"round_{event.round:04d}.safetensors", event)
         self.then(event)
+
+    def commit(self) -> None:
+        import shutil
+
+        from .probe import PROBE_DIR
+
+        shutil.rmtree(self.out / PROBE_DIR, ignore_errors=True)
+        shutil.rmtree(self.out / "probes", ignore_errors=True)
+        if self.folder.is_dir():
+            self.folder.rename(self.out / "probes")
 
 
 def _fmt(v) -> str:
@@ -537,8 +550,12 @@ def cmd_probe(args) -> int:
     except ValueError as err:
         raise CLIError(f"--set: {err}") from None
     run = Path(args.checkpoint)
+    run = run.parent if run.is_file() else run  # a weights file: its folder is the run
     out = Path(args.out) if args.out else run / PROBE_DIR
     baseline = Path(args.baseline) if args.baseline else out / "baseline"
+    for flag, path in (("--out", out), ("--baseline", baseline)):
+        if path.exists() and not path.is_dir():
+            raise CLIError(f"{flag} {path}: a file, not a folder")
     result = probe_checkpoint(ckpt, split, spec, config, run=run, baseline_dir=baseline,
                               reactivation=not args.no_retune, device=args.device)  # fmt: skip
     path = write_probe(out, result)
@@ -561,12 +578,82 @@ def cmd_probe(args) -> int:
                      f"({m['area']:.1%} of the image, lift {m['lift']:.1f})")  # fmt: skip
         elif m.get("kind") == "cosine":
             line += f"; cosine with the trigger's pattern {m['cosine']:.2f}"
+        elif m.get("kind") == "none":
+            line += f"; {m['why']}"
         print(line)
     for note in result["unmeasured"]:
         print(f"  not measured: {note}")
     print(f"  thresholds: {v['thresholds_text']}")
     print(f"probe done in {result['seconds']:.1f} s -> {path}")
     return 0
+
+
+def cmd_sweep(args) -> int:
+    """A grid of attack x defence x seed cells on Ray; the leaderboard."""
+    import os
+    import warnings
+
+    from .sweep import QUICK, SweepWarning, grid_from_dict, grid_from_toml, run_sweep
+
+    if args.workers < 1:
+        raise CLIError(f"--workers must be at least 1, got {args.workers}")
+    if args.gpus_per_task < 0:
+        raise CLIError(f"--gpus-per-task must be 0 or more, got {args.gpus_per_task}")
+    keys = ("dataset", "models", "attacks", "defenses", "seeds", "resolution", "epochs", "rounds")
+    flags = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    try:
+        if args.grid:
+            if flags or args.quick:
+                given = ", ".join("--" + k for k in flags) + (" --quick" if args.quick else "")
+                raise CLIError(f"{given.strip(', ')}: give the grid either in --grid or as "
+                               "flags, not both")  # fmt: skip
+            grid = grid_from_toml(args.grid)
+        else:
+            d = {**(QUICK if args.quick else {}), **flags}  # the flags win over --quick's sizes
+            d.setdefault("data_root", args.data_root)
+            grid = grid_from_dict({k: v for k, v in d.items() if v is not None})
+    except ValueError as err:
+        raise CLIError(str(err).replace("\n", " ")) from None
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    bar = _SweepBar(args.quiet)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SweepWarning)
+        rows = run_sweep(grid, args.out, workers=args.workers, address=address,
+                         use_ray=not args.no_ray, gpus_per_task=args.gpus_per_task,
+                         runs=args.runs, progress=bar)  # fmt: skip
+    bar.close()
+    for w in caught:
+        if issubclass(w.category, SweepWarning):
+            print(f"warning: {w.message}", file=sys.stderr)
+    failed = [r for r in rows if r.get("status") != "finished"]
+    print(f"{len(rows) - len(failed)} of {len(rows)} cells finished "
+          f"({bar.skipped} already done, skipped) -> {Path(args.out) / 'leaderboard.csv'}")  # fmt: skip
+    for r in failed:
+        print(f"  failed: {r['attack']} / {r['defense']} / seed {r['seed']}: "
+              f"{r.get('message', '')[:200]}")  # fmt: skip
+    return 0
+
+
+class _SweepBar:
+    """``[sweep] ######---- 3/8 done, 2 running, 3 left, 1 failed`` on stderr, as cells move."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.skipped, self.last = quiet, 0, ""
+
+    def __call__(self, s: dict) -> None:
+        self.skipped = s.get("skipped", self.skipped)
+        if self.quiet:
+            return
+        width = 20
+        filled = round(width * s["done"] / max(1, s["total"]))
+        line = (f"[sweep] {'#' * filled}{'-' * (width - filled)} {s['done']}/{s['total']} done, "
+                f"{s['running']} running, {s['left']} left, {s['failed']} failed")  # fmt: skip
+        if line != self.last:
+            print(line, file=sys.stderr, flush=True)
+            self.last = line
+
+    def close(self) -> None:
+        pass
 
 
 # the SAU flags every defence takes (its other settings go through --set)
@@ -635,12 +722,14 @@ def cmd_purify(args) -> int:
     if spec is None and not args.quiet:
         print(f"note: the trigger is unknown, so ASR and RA cannot be measured; {entry.name} runs "
               "all the same (it never needs the trigger)", file=sys.stderr)  # fmt: skip
+    probes = _ProbeWriter(Path(args.out), _Progress(args.quiet))
     result = purify_checkpoint(ckpt, split, config, defense=entry.name, clean_ratio=ratio,
                                clean_seed=args.clean_seed, balanced=args.clean_balanced,
                                spec=spec, device=args.device,
-                               callback=_ProbeWriter(Path(args.out), _Progress(args.quiet)))  # fmt: skip
+                               callback=probes)  # fmt: skip
     metrics = write_purify_outputs(args.out, result, ckpt, clean_ratio=ratio,
                                    clean_seed=args.clean_seed, spec=spec)  # fmt: skip
+    probes.commit()
     _print_table(metrics)
     _print_caveats(result.history, metrics, _target(spec))
     print(f"{entry.name} done in {result.elapsed:.1f} s ({result.rounds_done} rounds on "
@@ -834,6 +923,41 @@ def _p_probe(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="folder for probe.json and the baseline "
                    "(default: CHECKPOINT/probe; nothing else in CHECKPOINT is changed)")  # fmt: skip
     _add_common(p)
+
+
+def _p_sweep(p: argparse.ArgumentParser) -> None:
+    from .attacks import list_attacks
+    from .defenses import list_defenses
+
+    p.add_argument("--out", required=True, help="the sweep's folder: runs/, leaderboard.csv and "
+                   ".json; an existing one is resumed (finished cells are skipped)")  # fmt: skip
+    p.add_argument("--grid", default=None, help="a TOML file with the grid (keys: dataset, "
+                   "resolution, models, attacks, defenses, seeds, epochs, rounds) instead of flags")  # fmt: skip
+    p.add_argument("--dataset", default=None, help="default: digits")
+    p.add_argument("--resolution", type=bounded_int, default=None, help="digits' image side")
+    p.add_argument("--models", nargs="+", default=None, help="default: wide_cnn")
+    p.add_argument("--attacks", nargs="+", default=None,
+                   help=f"default: badnets; any of {', '.join(list_attacks())}")  # fmt: skip
+    p.add_argument("--defenses", nargs="+", default=None,
+                   help=f"default: sau; any of {', '.join(list_defenses())}")  # fmt: skip
+    p.add_argument("--seeds", nargs="+", type=bounded_int, default=None, help="default: 0")
+    p.add_argument("--epochs", type=bounded_int, default=None,
+                   help="training epochs of the backdoored models (default: the data set's)")  # fmt: skip
+    p.add_argument("--rounds", type=bounded_int, default=None,
+                   help="rounds of every defence (default: each one's for the data set)")  # fmt: skip
+    p.add_argument("--quick", action="store_true",
+                   help="smoke-test size: digits 8x8, one epoch, two rounds")  # fmt: skip
+    p.add_argument("--workers", type=int, default=2, help="cells at a time on a local Ray "
+                   "(default 2)")  # fmt: skip
+    p.add_argument("--address", default=None, help="an existing Ray cluster (default: "
+                   "$RAY_ADDRESS, else a local Ray started here)")  # fmt: skip
+    p.add_argument("--gpus-per-task", type=finite_float, default=0.0,
+                   help="GPUs each cell asks Ray for (1 on GPU workers; default 0)")  # fmt: skip
+    p.add_argument("--no-ray", action="store_true", help="run the cells one by one here")
+    p.add_argument("--runs", default=None, help="where the cells' run directories go (default: "
+                   "OUT/runs; the dashboard's runs/ lets its pages open each cell)")  # fmt: skip
+    p.add_argument("--data-root", default=None, help="where cifar10, mnist, gtsrb live")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _p_import(p: argparse.ArgumentParser) -> None:
@@ -1036,6 +1160,12 @@ COMMANDS = {
         "never-backdoored model, the trigger SAU recovered, and a verdict",
         _p_probe,
         cmd_probe,
+    ),  # fmt: skip
+    "sweep": (
+        "a grid of data set x models x attacks x defences x seeds on Ray (local by default), "
+        "each cell a run directory; writes the leaderboard",
+        _p_sweep,
+        cmd_sweep,
     ),  # fmt: skip
     "demo": (
         "attack then purify on the embedded digits, with a before/after table",

@@ -206,6 +206,14 @@ def test_probe_of_a_model_with_no_known_trigger(ckpt: Path, tmp_path: Path) -> N
     assert any("the trigger is unknown" in u for u in got["unmeasured"])
 
 
+def test_probe_never_writes_over_a_model_given_as_its_baseline(ckpt: Path, tmp_path: Path):
+    before = _tree(ckpt)
+    rc, _, err = _run(["probe", "--checkpoint", str(ckpt), "--baseline", str(ckpt), "--out",
+                       str(tmp_path / "p")])  # fmt: skip
+    _assert_usage_error(rc, err, "probe", "not a probe's never-backdoored baseline")
+    assert _tree(ckpt) == before and not (tmp_path / "p").exists()
+
+
 @pytest.mark.parametrize("flag, needle", [
     ("epochs=0", "re-tuning parameter 'epochs'"),
     ("lr=fast", "re-tuning parameter 'lr' must be a number"),

@@ -82,16 +82,17 @@ def test_a_whole_image_trigger_is_matched_by_cosine_and_an_unknown_one_not_at_al
 class _Lookup(nn.Module):
     """Answers the target (0) when the bottom-right pixel is bright, else the class coded in the
     top-left pixel: a backdoored stub whose answers are known by hand. Its one weight moves in
-    training but the answers do not depend on it."""
+    training (it adds a hundredth to every logit), so a probe that trained the model itself,
+    not a copy, would show; the answers do not change."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.w = nn.Parameter(torch.zeros(1))
+        self.w = nn.Parameter(torch.ones(1))
 
     def forward(self, x):
         cls = (x[:, 0, 0, 0] * 3.99).long().clamp(0, 3)
-        out = nn.functional.one_hot(cls, 4).float() * 10 + self.w * 0
-        out[x[:, 0, -1, -1] > 0.9] = torch.tensor([10.0, 0, 0, 0]) + self.w * 0
+        out = nn.functional.one_hot(cls, 4).float() * 10 + 0.01 * self.w * x.mean()
+        out[x[:, 0, -1, -1] > 0.9] = torch.tensor([10.0, 0, 0, 0]) + 0.01 * self.w
         return out
 
 
@@ -119,7 +120,7 @@ def test_retune_records_asr_before_and_after_every_epoch_and_leaves_the_model_al
 
     split = _split()
     spec = AttackSpec("badnets", {"size": 1, "location": "bottom-right"}, target=0)
-    model = _Lookup()
+    model = _Lookup().requires_grad_(False)  # as a defence hands its model back
     before = {k: v.clone() for k, v in model.state_dict().items()}
     r = retune(
         model, split, spec, backdoor_for(split, spec), ReactivationConfig(epochs=3, clean=20)
@@ -127,6 +128,7 @@ def test_retune_records_asr_before_and_after_every_epoch_and_leaves_the_model_al
     assert r.asr == [1.0] * 4 and len(r.acc) == 4  # the stub's backdoor never goes away
     assert r.back_at == 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not any(p.requires_grad for p in model.parameters())  # still frozen
 
 
 def test_first_back():
@@ -159,8 +161,8 @@ def _reading(v, key):
 
 
 @pytest.mark.parametrize("asr, headline", [
-    (ASR_HIGH, "still there"), (ASR_HIGH - 0.01, "partly removed"),
-    (ASR_LOW + 0.01, "partly removed"), (ASR_LOW, "removed, as far as these tests reach"),
+    (ASR_HIGH, "still there"), (ASR_HIGH - 0.01, "partly suppressed"),
+    (ASR_LOW + 0.01, "partly suppressed"), (ASR_LOW, "removed, as far as these tests reach"),
 ])  # fmt: skip
 def test_asr_thresholds(asr, headline):
     assert _v(asr=asr, reactivation=_re(None, None))["headline"].startswith(headline)
@@ -190,6 +192,24 @@ def test_dormant_when_the_backdoor_comes_back_sooner_than_in_a_never_backdoored_
     assert v["headline"].startswith("dormant") is dormant
     if dormant:
         assert f"after {k_model} epochs" in v["headline"]
+
+
+def test_partly_suppressed_and_dormant_say_both():
+    v = _v(asr=0.3, reactivation=_re(1, None))
+    assert v["headline"] == "partly suppressed: ASR 30%, and dormant (back after 1 epoch)"
+    assert v["level"] == "bad"
+
+
+def test_removed_at_a_cost_in_accuracy_says_so():
+    v = _v(acc=0.80, acc_before=0.99, reactivation=_re(None, None))
+    assert v["headline"] == ("removed, as far as these tests reach; clean accuracy fell by "
+                             "19.0 points")  # fmt: skip
+    assert v["level"] == "warn"
+
+
+def test_no_clean_test_set_leaves_acc_unmeasured():
+    v = verdict(acc=float("nan"), asr=0.0, ra=0.9, pull=None, acc_before=0.99)
+    assert _reading(v, "acc")["value"] == "not measured" and "nan" not in json.dumps(v)
 
 
 def test_redirected_and_dormant_say_both():

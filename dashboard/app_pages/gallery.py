@@ -185,6 +185,8 @@ def recovered_pattern() -> None:
         text += (f" {m['inside']:.0%} of the mean perturbation's mass lies in the trigger's "
                  f"region, which covers {m['area']:.1%} of the image: {m['lift']:.1f} times "
                  "what an evenly spread pattern would put there.")  # fmt: skip
+    elif m.get("kind") == "none":
+        text += f" No match is measured: {m['why']}."
     elif m.get("kind") == "cosine":
         text += (" The trigger covers the whole image, so there is no region to compare; the "
                  f"cosine between the mean perturbation and what the trigger adds is {m['cosine']:.2f}"

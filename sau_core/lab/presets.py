@@ -83,14 +83,17 @@ TEACHING_PRESETS: dict[str, TeachingPreset] = {
     ),
     "blended": TeachingPreset(
         "Blended on digits",
-        "A noise key mixed into the whole picture, invisible at a glance; SAU removes it "
-        "(ASR 1.00 -> 0.00).",
+        "A noise key mixed into the whole picture, invisible at a glance; SAU takes ASR from "
+        "1.00 to 0.00. Then run the re-tuning test on the run's page: 5 poisoned samples bring "
+        "it back within 2 epochs, so it was hidden, not removed.",
         attack_setup("blended"),
     ),
     "sig": TeachingPreset(
         "clean-label SIG",
         "Only target-class images are poisoned and keep their true label; the trigger is a faint "
-        "sinusoid over the whole image. SAU removes it (ASR 0.94 -> 0.00) and ACC goes up.",
+        "sinusoid over the whole image. SAU takes ASR from 0.94 to 0.00 and ACC goes up, but "
+        "the sinusoid now sends most triggered images to class 9, and re-tuning brings the "
+        "backdoor back within 2 epochs.",
         attack_setup("sig"),
     ),
     "wanet": TeachingPreset(

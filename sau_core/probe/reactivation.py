@@ -3,13 +3,14 @@ than a model that never had one?
 
 Min, Qin, Zhang, Shen and Cheng (NeurIPS 2024, arXiv 2410.09838, "Uncovering, Explaining, and
 Mitigating the Superficial Safety of Backdoor Defense") fine-tune a purified model on a small set
-holding a few poisoned samples (their "retuning attack": 2% of CIFAR-10's training set, 1,000
-images, of which 5 poisoned, 5 epochs, SGD at learning rate 0.01) and find that most purified
-models return to a high ASR within those epochs, while a model trained without poison does not:
-the backdoor was hidden, not removed. SAU Lab runs the same test. Digits' training split has
-1,257 images (2% would be 25, too few to fine-tune on), so the set here is ``clean`` clean
-training images (default 500) plus the paper's 5 poisoned ones, with the paper's epochs and
-learning rate; the poisoned samples are made by the attack's own recipe and label rule.
+holding a few poisoned samples (their "retuning attack"; the example in their repository: 2% of
+CIFAR-10's training set, 1,000 images, of which 5 poisoned, 5 epochs, SGD at learning rate 0.01)
+and find that purified models return to a high ASR within those epochs, while a model trained
+without poison does not: the backdoor was hidden, not removed. SAU Lab runs the same test.
+Digits' training split has 1,347 images (2% would be 27, too few to fine-tune on), so the set
+here is ``clean`` clean training images (default 500) plus their 5 poisoned ones, with their
+epochs and learning rate; the poisoned samples are made by the attack's own recipe and label
+rule.
 """
 
 from __future__ import annotations
@@ -46,17 +47,22 @@ class ReactivationConfig(ParamConfig):
     seed: int = param(0, "Seed of the re-tuning set and its shuffling.", min=0)
 
 
-def retune_set(train_data: ImageData, spec: AttackSpec, config: ReactivationConfig) -> ImageData:
+def retune_set(train_data: ImageData, spec: AttackSpec, config: ReactivationConfig,
+               counts: dict | None = None) -> ImageData:  # fmt: skip
     """``config.clean`` clean training images and ``config.poisoned`` poisoned ones (the attack's
     trigger and label rule; clean-label attacks poison target-class images and keep their
     labels), drawn with ``config.seed`` from the training split; cross samples of attacks that
-    have them (WaNet, Input-aware) come with the poison, as the attack makes them."""
+    have them (WaNet, Input-aware) come with the poison, as the attack makes them. ``counts``,
+    when given, gets the numbers actually used ("poisoned" is fewer than asked when a clean-label
+    attack finds fewer target-class images in the set)."""
     n = min(len(train_data), config.clean + config.poisoned)
     g = torch.Generator().manual_seed(config.seed)
     idx = torch.randperm(len(train_data), generator=g)[:n].sort().values
     subset = ImageData(train_data.x[idx], train_data.y[idx], train_data.info)
     ratio = min(1.0, config.poisoned / n)
     poisoned = poison_train(subset, replace(spec, poison_ratio=ratio, seed=config.seed))
+    if counts is not None:
+        counts.update(images=n, poisoned=len(poisoned.poison_idx), cross=len(poisoned.cross_idx))
     return poisoned.data
 
 
@@ -101,7 +107,7 @@ def retune(
     device = pick_device(device)
     start = time.perf_counter()
     data = retune_data if retune_data is not None else retune_set(split.train, spec, config)
-    h = copy.deepcopy(model)
+    h = copy.deepcopy(model).requires_grad_(True)  # a defence hands its model back frozen
     before = evaluate(h, split.test.x, split.test.y, backdoor, device=device)
     asr, acc = [float(before.asr)], [float(before.acc)]
     tc = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,

@@ -11,7 +11,9 @@ Where the trigger is known, :func:`region_score` says how well the pattern match
 of the pattern's mass (sum of absolute values) inside the trigger's region, against the region's
 share of the image (the *lift*: 1 is no better than a pattern spread evenly; a 3x3 patch on a
 16x16 image allows up to 28). A trigger over the whole image has no region; there
-:func:`pattern_cosine` compares the pattern with what the trigger adds to a mid-grey image.
+:func:`pattern_cosine` compares the pattern with what the trigger adds to a mid-grey image. A warp
+(WaNet) or a trigger made for each image (SSBA, Input-aware) has no one pattern to compare with,
+and :func:`match` says so.
 """
 
 from __future__ import annotations
@@ -87,6 +89,11 @@ def match(pattern: Tensor, spec: AttackSpec | None, info: DatasetInfo) -> dict:
     region, else the cosine with its pattern; ``{"known": False}`` without a trigger."""
     if spec is None:
         return {"known": False}
+    trigger = spec.trigger(info)
+    if trigger.per_image or spec.name == "wanet":
+        return {"known": True, "kind": "none",
+                "why": "the trigger is a warp or differs on every image: there is no one pattern "
+                "to compare with"}  # fmt: skip
     region = trigger_region(spec, info)
     if region is not None:
         return {"known": True, "kind": "region", **region_score(pattern, region)}

@@ -39,20 +39,38 @@ def never_backdoored(ckpt: Checkpoint, split: Split, device: str | None = None,
     return model.eval()
 
 
+def check_baseline_folder(folder: Path):
+    """The sidecar of the probe's baseline in ``folder`` (None: the folder is empty or missing);
+    ValueError when it holds anything else, which a probe never writes over."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder} is a file, not a folder for the never-backdoored baseline")
+    if not folder.exists() or not any(folder.iterdir()):
+        return None
+    try:
+        stored = sidecar_of(folder)
+    except ValueError:
+        stored = None
+    if stored is None or not stored.extra.get("probe_baseline") or stored.attack:
+        raise ValueError(f"{folder} holds files that are not a probe's never-backdoored "
+                         "baseline; a probe does not write over them (give another "
+                         "--baseline folder, or an empty one)")  # fmt: skip
+    return stored
+
+
 def baseline_model(ckpt: Checkpoint, split: Split, folder: Path, device: str | None = None,
                    callback=None) -> tuple[nn.Module, bool]:  # fmt: skip
-    """The never-backdoored baseline: the one stored in ``folder`` when it fits this checkpoint
-    (architecture and data), else a new one trained and stored there. (model, was it cached)."""
-    side = ckpt.sidecar
-    try:
-        stored = sidecar_of(folder) if (Path(folder) / "model.safetensors").is_file() else None
-    except ValueError:  # unreadable: train a new one over it
-        stored = None
+    """The never-backdoored baseline: the one stored in ``folder`` when the probe made it for
+    this architecture and data (``probe_baseline`` in its sidecar), else a new one trained and
+    stored there. ``folder`` must be empty, missing or a probe's baseline: a probe never writes
+    over another model. (model, was it reused)."""
+    side, folder = ckpt.sidecar, Path(folder)
+    stored = check_baseline_folder(folder)
     if stored is not None and stored.arch == side.arch and stored.data == side.data:
         try:
             return load_checkpoint(folder, info=split.info, device="cpu").model.eval(), True
         except ValueError:
-            pass  # damaged: train a new one over it
+            pass  # a damaged baseline of the probe's own: trained again over it
     model = never_backdoored(ckpt, split, device, callback)
     meta = {k: v for k, v in side.to_dict().items() if k in ("arch", "dataset", "data", "train",
                                                                "seed")}  # fmt: skip
@@ -122,6 +140,11 @@ def probe_checkpoint(
     device = pick_device(device)
     start = time.perf_counter()
     run = Path(run if run is not None else ckpt.path)
+    if run.is_file():  # a weights file: its folder holds the run's other files
+        run = run.parent
+    baseline_dir = Path(baseline_dir or run / PROBE_DIR / "baseline")
+    if reactivation and spec is not None:
+        check_baseline_folder(baseline_dir)  # before any work
     k = split.info.num_classes
     backdoor = backdoor_for(split, spec)
     ev = evaluate(ckpt.model, split.test.x, split.test.y, backdoor, num_classes=k, device=device)
@@ -137,15 +160,16 @@ def probe_checkpoint(
     if spec is None:
         unmeasured.append("ASR, RA, pull and re-tuning: the trigger is unknown")
     elif reactivation:
-        data = retune_set(split.train, spec, config)
+        counts: dict = {}
+        data = retune_set(split.train, spec, config, counts)
         model_curve = retune(ckpt.model, split, spec, backdoor, config, retune_data=data,
                              device=device)  # fmt: skip
-        base, cached = baseline_model(ckpt, split, baseline_dir or run / PROBE_DIR / "baseline",
-                                      device, callback)  # fmt: skip
+        base, cached = baseline_model(ckpt, split, baseline_dir, device, callback)
         base_curve = retune(base, split, spec, backdoor, config, retune_data=data, device=device)
         out["reactivation"] = {
-            "model": {**model_curve.to_dict(), "poisoned": config.poisoned},
+            "model": {**model_curve.to_dict(), "poisoned": counts["poisoned"]},
             "baseline": {**base_curve.to_dict(), "cached": cached},
+            "set": counts,
         }
     out["recovery"] = recovered_trigger(run, spec, split.info)
     if not out["recovery"]["available"]:
@@ -196,6 +220,26 @@ def read_probe(run: str | Path) -> dict | None:
     """The probe stored in a run (``probe/probe.json``), or None (none, or unreadable)."""
     try:
         d = json.loads((Path(run) / PROBE_DIR / "probe.json").read_text(encoding="utf-8"))
-        return d if isinstance(d, dict) and isinstance(d.get("verdict"), dict) else None
     except (OSError, ValueError):
         return None
+    return d if _well_formed(d) else None
+
+
+def _well_formed(d) -> bool:
+    """What the pages read from a probe file is there and of the right kind (an older or edited
+    file is ignored: the page falls back to the defence's own figures)."""
+    try:
+        v = d["verdict"]
+        ok = (isinstance(v["headline"], str) and v["level"] in ("good", "warn", "bad", "unknown")
+              and all(isinstance(r[k], str) for r in v["readings"]
+                      for k in ("key", "value", "reading", "level")))  # fmt: skip
+        re = d.get("reactivation")
+        if re is not None:
+            s = d["settings"]
+            ok = ok and all(isinstance(s[k], (int, float)) for k in ("epochs", "lr", "clean",
+                                                                     "poisoned", "back"))  # fmt: skip
+            ok = ok and all(isinstance(a, (int, float)) for a in re["model"]["asr"])
+        rec = d.get("recovery")
+        return bool(ok and (rec is None or isinstance(rec.get("available"), bool)))
+    except (KeyError, TypeError, AttributeError):
+        return False

@@ -70,13 +70,18 @@ def verdict(
 
     Returns ``{"headline", "level", "readings": [Reading dicts], "thresholds"}``.
     """
-    readings = []
-    if acc_before is None:
+    readings, acc_cost = [], None
+    if acc is None or acc != acc:  # no clean test set (NaN)
+        readings.append(Reading("acc", "not measured", "There is no clean test set to measure "
+                                "ACC on.", "unknown"))  # fmt: skip
+        acc, acc_before = float("nan"), None
+    elif acc_before is None:
         readings.append(Reading("acc", _pct(acc), "ACC before the defence is not known, so "
                                 "whether it was kept cannot be said.", "unknown"))  # fmt: skip
     else:
         drop = acc_before - acc
         kept = drop <= ACC_DROP
+        acc_cost = None if kept else drop
         readings.append(Reading(
             "acc", f"{_pct(acc)} (was {_pct(acc_before)})",
             "clean accuracy kept" if kept else f"clean accuracy fell by {drop * 100:.1f} points",
@@ -144,7 +149,10 @@ def verdict(
     if asr >= ASR_HIGH:
         headline, level = f"still there: ASR {_pct(asr)}", "bad"
     elif asr > ASR_LOW:
-        headline, level = f"partly removed: ASR {_pct(asr)}", "warn"
+        headline, level = f"partly suppressed: ASR {_pct(asr)}", "warn"
+        if dormant:
+            headline += f", and dormant (back after {_epochs(k)})"
+            level = "bad"
     elif share is not None and share >= PULL:
         headline, level = f"redirected to class {cls}", "bad"
         if dormant:
@@ -155,6 +163,9 @@ def verdict(
         headline, level = "removed at the surface (re-tuning not run)", "warn"
     else:
         headline, level = "removed, as far as these tests reach", "good"
+    if acc_cost is not None:  # whatever the trigger does, the model paid for it
+        headline += f"; clean accuracy fell by {acc_cost * 100:.1f} points"
+        level = "warn" if level == "good" else level
     return {"headline": headline, "level": level, "readings": [r.to_dict() for r in readings],
             "thresholds": THRESHOLDS}  # fmt: skip
 

@@ -121,14 +121,17 @@ def test_demo_end_to_end(server, page, context, workdir):
     rounds.press("Tab")
     expect(page.get_by_text("Fix these settings first")).to_have_count(0)
     page.get_by_role("button", name="Run SAU", exact=True).click()
-    expect(page.get_by_text("ACC, ASR and RA per round").first).to_be_visible(timeout=LONG)
+    expect(page.get_by_text("ACC, ASR, RA and largest pull per round").first).to_be_visible(
+        timeout=LONG
+    )
     expect(page.get_by_text("Before and after SAU")).to_be_visible(timeout=LONG)
     assert "?run=" in page.url
     run_url = page.url
-    table = page.locator("[data-testid='stTable']")
+    table = page.locator("[data-testid='stTable']").first  # before/after (the verdict follows)
     for word in ("ACC", "ASR", "RA", "before SAU", "after SAU"):
         expect(table).to_contain_text(word)
     expect(page.get_by_text("DER").first).to_be_visible()
+    expect(page.get_by_text("Is the backdoor gone?")).to_be_visible()  # the verdict panel
 
     # A reload reattaches to the run named in the URL, without asking for a model
     page.reload()

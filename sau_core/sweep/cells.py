@@ -1,0 +1,147 @@
+"""One cell of a sweep, run in any process (a Ray task or this one): plant the backdoor (one run
+directory per backdoored model, shared by the cells that differ only in the defence), run the
+defence (its own run directory), and return the cell's leaderboard row. Run directories are the
+dashboard's (``sau_core.serving.runs``), so every cell can be opened on its pages."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..io.atomic import write_json_atomic
+from .grid import Cell, Grid
+
+COLUMNS = ("dataset", "model", "attack", "defense", "seed", "acc", "asr", "ra", "pull", "der",
+           "seconds", "status")  # fmt: skip
+EXTRA = ("pull_class", "plant_seconds", "run", "plant_run", "message")
+
+
+def _record(out: Path, folder: str, key: str) -> dict | None:
+    try:
+        d = json.loads((out / folder / f"{key}.json").read_text(encoding="utf-8"))
+        return d if isinstance(d, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def finished(out: Path, cell: Cell) -> dict | None:
+    """The cell's row when it finished and its run directory is still there (else None: run it)."""
+    row = _record(out, "cells", cell.key)
+    if row and row.get("status") == "finished" and row.get("run") and Path(row["run"]).is_dir():
+        return row
+    return None
+
+
+def _data(grid: Grid):
+    from ..data import DataSpec
+    from ..lab.recipes import recipe
+
+    kwargs = dict(recipe(grid.dataset).data) if grid.dataset == "digits" else {}
+    if grid.dataset == "digits" and grid.resolution is not None:
+        kwargs["resolution"] = grid.resolution
+    return DataSpec(grid.dataset, grid.data_root, kwargs)
+
+
+def _execute(runs: Path, job, label: str) -> tuple[str, str, Path]:
+    from ..serving.runs import RunStore
+    from ..serving.work import execute
+    from ..serving.workers import StopFile
+
+    job = job.resolved().check()
+    run = RunStore(runs).create(job.kind, job.to_dict(), label)
+    state, message, _ = execute(run, job, StopFile(run.path))
+    return state, message, run.path
+
+
+def plant(grid: dict, cell: dict, out: str, threads: int = 0, runs: str | None = None) -> dict:
+    """Train the backdoored model of ``cell`` (reused when already planted) as a run in ``runs``
+    (default ``out/runs``); returns ``{"state", "message", "run", "seconds"}``. Never raises: a
+    failure is a state."""
+    import torch
+
+    from ..attacks import AttackSpec
+    from ..serving import AttackJob
+    from ..train import default_train_config
+
+    if threads:
+        torch.set_num_threads(threads)
+    g, c, out_p = _grid(grid), Cell(**cell), Path(out)
+    done = _record(out_p, "plants", c.plant_key)
+    if done and done.get("state") == "finished" and Path(done.get("run", "")).is_dir():
+        return done
+    start = time.perf_counter()
+    try:
+        train = default_train_config(g.dataset, seed=c.seed,
+                                     **({"epochs": g.epochs} if g.epochs else {}))  # fmt: skip
+        job = AttackJob(data=_data(g), arch=c.model, attack=AttackSpec(c.attack, seed=c.seed),
+                        train=train)  # fmt: skip
+        state, message, path = _execute(Path(runs or out_p / "runs"), job, f"sweep: {c.plant_key}")
+        result = {"state": state, "message": message, "run": str(path)}
+    except Exception as err:  # noqa: BLE001 - a cell's failure is recorded, never fatal
+        result = {"state": "failed", "message": f"{type(err).__name__}: {err}", "run": ""}
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    write_json_atomic(out_p / "plants" / f"{c.plant_key}.json", result)
+    return result
+
+
+def defend(grid: dict, cell: dict, out: str, planted: dict, threads: int = 0,
+           runs: str | None = None) -> dict:  # fmt: skip
+    """Run the defence of ``cell`` on the planted model (a run in ``runs``, default
+    ``out/runs``); write and return its row."""
+    import torch
+
+    from ..defenses import get_defense
+    from ..defenses.compare import largest_pull
+    from ..io.checkpoint import sidecar_of
+    from ..serving import PurifyJob
+
+    if threads:
+        torch.set_num_threads(threads)
+    g, c, out_p = _grid(grid), Cell(**cell), Path(out)
+    row: dict = {"dataset": c.dataset, "model": c.model, "attack": c.attack,
+                 "defense": c.defense, "seed": c.seed, "acc": None, "asr": None, "ra": None,
+                 "pull": None, "pull_class": None, "der": None, "seconds": None,
+                 "plant_seconds": planted.get("seconds"), "plant_run": planted.get("run", ""),
+                 "run": "", "status": "failed", "message": ""}  # fmt: skip
+    start = time.perf_counter()
+    try:
+        if planted.get("state") != "finished":
+            raise RuntimeError(f"planting the backdoor failed: {planted.get('message', '')}")
+        spec = sidecar_of(planted["run"]).attack_spec()  # as planted (LF's pattern, ...)
+        entry = get_defense(c.defense)
+        settings = entry.default_config(g.dataset, seed=c.seed, **_rounds(entry, g))
+        job = PurifyJob(checkpoint=planted["run"], settings=settings, attack=spec,
+                        data=_data(g), defense=c.defense)  # fmt: skip
+        state, message, path = _execute(Path(runs or out_p / "runs"), job, f"sweep: {c.key}")
+        row.update(run=str(path), status=state, message=message)
+        metrics = json.loads((path / "metrics.json").read_text()) if state == "finished" else {}
+        after = metrics.get("after") or {}
+        pull, to = largest_pull(after)
+        row.update(acc=after.get("acc"), asr=after.get("asr"), ra=after.get("ra"), pull=pull,
+                   pull_class=to, der=metrics.get("der"), seconds=metrics.get("seconds"))  # fmt: skip
+    except Exception as err:  # noqa: BLE001 - recorded in the row, the sweep goes on
+        row.update(status="failed", message=f"{type(err).__name__}: {err}"[:500])
+    if row["seconds"] is None:
+        row["seconds"] = round(time.perf_counter() - start, 2)
+    write_json_atomic(out_p / "cells" / f"{c.key}.json", row)
+    return row
+
+
+def _rounds(entry, g: Grid) -> dict:
+    """The grid's rounds for a defence; a defence whose first phase has rounds of its own (NAD's
+    teacher) gets half of them for it, so a short grid (``--quick``: 2 rounds) runs every
+    defence."""
+    if not g.rounds:
+        return {}
+    out = {"rounds": g.rounds}
+    teacher = entry.default_config(g.dataset).to_dict().get("teacher_rounds")
+    if teacher is not None and teacher >= g.rounds:
+        out["teacher_rounds"] = max(1, g.rounds // 2)
+    return out
+
+
+def _grid(d: dict) -> Grid:
+    from .grid import grid_from_dict
+
+    return grid_from_dict({k: v for k, v in d.items() if v is not None})

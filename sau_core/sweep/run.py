@@ -1,0 +1,205 @@
+"""Run a sweep: every cell as a Ray task (a local Ray started in this process by default, an
+existing cluster with ``address``), or one by one in this process when Ray is not installed or
+does not start. Finished cells are skipped, so a stopped sweep resumes; a failing cell is
+recorded with its message and the others go on. The leaderboard is rewritten as cells finish."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from .cells import defend, finished, plant
+from .grid import Cell, Grid
+from .leaderboard import collect, write_leaderboard
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class SweepWarning(UserWarning):
+    pass
+
+
+def _ray(address: str | None, cpus: int):
+    """An initialised Ray module, or None (with a warning) when it cannot be had. An address that
+    cannot be reached is an error (the user asked for that cluster), not a fallback."""
+    try:
+        import ray
+    except ImportError:
+        warnings.warn("Ray is not installed (pip install 'ray>=2.9'); running the cells one by "
+                      "one in this process", SweepWarning, stacklevel=3)  # fmt: skip
+        return None
+    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
+        p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}}  # fmt: skip
+    try:
+        if address:
+            ray.init(address=address, runtime_env=env, log_to_driver=False)
+        else:
+            ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=env,
+                     log_to_driver=False, configure_logging=False)  # fmt: skip
+    except Exception as err:  # noqa: BLE001 - Ray raises many kinds
+        if address:
+            raise ValueError(f"cannot reach the Ray cluster at {address!r}: "
+                             f"{' '.join(str(err).split())[:300]}") from None  # fmt: skip
+        warnings.warn(f"Ray did not start ({type(err).__name__}: {str(err)[:200]}); running the "
+                      "cells one by one in this process", SweepWarning, stacklevel=3)  # fmt: skip
+        return None
+    return ray
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A TCP connection to ``host:port`` (also ``ray://host:port``) within ``timeout``; Ray
+    itself waits minutes on an address nobody answers. "auto" (a cluster on this machine) is
+    left to Ray."""
+    import re
+    import socket
+
+    if address == "auto":
+        return
+    m = re.fullmatch(r"(?:ray://)?\[?([A-Za-z0-9_.:-]+?)\]?:(\d{1,5})", address.strip())
+    if not m:
+        raise ValueError(f"--address {address!r}: expected HOST:PORT (or ray://HOST:PORT, auto)")
+    try:
+        with socket.create_connection((m.group(1), int(m.group(2))), timeout=timeout):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"cannot reach the Ray cluster at {address!r} ({err}); check the "
+            "address and that the head node is running (`ray start --head`)"
+        ) from None
+
+
+def _same_grid(out: Path, grid: Grid) -> None:
+    """A sweep folder resumes only the grid it was made for: finished cells of other settings
+    (epochs, rounds, resolution) would be skipped and mixed into the leaderboard."""
+    import json
+
+    try:
+        stored = json.loads((out / "grid.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # a new folder (or one without a readable grid): nothing to mix with
+    stored.pop("runs", None)
+    mine = grid.to_dict()
+    keys = ("dataset", "resolution", "epochs", "rounds", "data_root")
+    changed = [k for k in keys if stored.get(k) != mine.get(k)]
+    if changed:
+        raise ValueError(f"{out} holds a sweep with other settings ({', '.join(f'{k}: {stored.get(k)!r} -> {mine.get(k)!r}' for k in changed)}); "
+                         "give another --out, or the same settings to resume it")  # fmt: skip
+
+
+def run_sweep(
+    grid: Grid,
+    out: str | Path,
+    *,
+    workers: int = 2,
+    address: str | None = None,
+    use_ray: bool = True,
+    gpus_per_task: float = 0.0,
+    runs: str | Path | None = None,
+    progress: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Run every cell of ``grid`` not yet finished in ``out``; returns every cell's row.
+
+    ``runs``: the run store the cells' run directories go to (default ``out/runs``; the
+    dashboard's, ``runs/``, lets its pages open every cell). ``workers``: tasks at a time on a
+    local Ray (each with ``cpu_count // workers`` torch
+    threads); ``gpus_per_task``: GPUs each task asks for (1 on GPU workers). ``progress`` gets
+    ``{"done", "running", "left", "failed", "total"}`` as cells move.
+    """
+    grid.check()
+    if use_ray and address:
+        _check_reachable(address)  # before anything is written
+    out = Path(out).resolve()  # tasks on other machines, and a resume from elsewhere
+    _same_grid(out, grid)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = str(Path(runs).resolve() if runs is not None else out / "runs")
+    Path(runs).mkdir(parents=True, exist_ok=True)
+    from ..io.atomic import write_json_atomic
+
+    write_json_atomic(out / "grid.json", {**grid.to_dict(), "runs": str(Path(runs).resolve())})
+    cells = grid.cells()
+    todo = [c for c in cells if finished(out, c) is None]
+    total, skipped = len(cells), len(cells) - len(todo)
+    state = {"done": skipped, "running": 0, "left": len(todo), "failed": 0, "total": total,
+             "skipped": skipped}  # fmt: skip
+
+    def tell() -> None:
+        if progress is not None:
+            progress(dict(state))
+
+    tell()
+    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    ray = _ray(address, workers * threads) if (use_ray and todo) else None
+    gd = grid.to_dict()
+    if ray is None:
+        plants: dict[str, dict] = {}
+        for c in todo:
+            state["running"], state["left"] = 1, state["left"] - 1  # one at a time
+            tell()
+            if c.plant_key not in plants:
+                plants[c.plant_key] = plant(gd, vars(c), str(out), runs=runs)
+            row = defend(gd, vars(c), str(out), plants[c.plant_key], runs=runs)
+            state["running"], state["done"] = 0, state["done"] + 1
+            state["failed"] += row["status"] != "finished"
+            write_leaderboard(out, collect(out, cells))
+            tell()
+    else:
+        try:
+            _on_ray(ray, gd, todo, out, runs, cells, threads, gpus_per_task, state, tell)
+        finally:
+            ray.shutdown()
+    rows = collect(out, cells)
+    write_leaderboard(out, rows)
+    return rows
+
+
+def _on_ray(ray, gd, todo: list[Cell], out: Path, runs, cells, threads, gpus, state, tell) -> None:
+    # each task asks Ray for the CPUs its torch threads use, so a node runs no more at once
+    opts = {"num_cpus": threads, "num_gpus": gpus, "max_retries": 0}
+    plant_task = ray.remote(**opts)(plant)
+    defend_task = ray.remote(**opts)(defend)
+    plants = {}
+    pending = {}
+    for c in todo:
+        if c.plant_key not in plants:
+            plants[c.plant_key] = plant_task.remote(gd, vars(c), str(out), threads, runs)
+        # Ray starts the defence once its backdoored model is planted (the ref is resolved)
+        pending[defend_task.remote(gd, vars(c), str(out), plants[c.plant_key], threads, runs)] = c
+    started = time.monotonic()
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
+        for ref in ready:
+            c = pending.pop(ref)
+            try:
+                row = ray.get(ref)
+                state["failed"] += row["status"] != "finished"
+            except Exception as err:  # noqa: BLE001 - a task that died (worker lost, ...)
+                state["failed"] += 1
+                _task_lost(out, c, err)
+            state["done"] += 1
+            write_leaderboard(out, collect(out, cells))
+        state["running"] = _busy(ray, len(pending), threads)
+        state["left"] = len(pending) - state["running"]
+        state["elapsed"] = round(time.monotonic() - started, 1)
+        tell()
+
+
+def _busy(ray, pending: int, per_task: int = 1) -> int:
+    """Tasks running now: the CPUs in use over the CPUs per task, at most the pending ones."""
+    try:
+        total = ray.cluster_resources().get("CPU", 0)
+        free = ray.available_resources().get("CPU", 0)
+        return min(pending, int(round((total - free) / max(1, per_task))))
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def _task_lost(out: Path, c: Cell, err: BaseException) -> None:
+    from ..io.atomic import write_json_atomic
+
+    row = {"dataset": c.dataset, "model": c.model, "attack": c.attack, "defense": c.defense,
+           "seed": c.seed, "status": "failed", "run": "",
+           "message": f"the task was lost: {type(err).__name__}: {str(err)[:300]}"}  # fmt: skip
+    write_json_atomic(out / "cells" / f"{c.key}.json", row)
