@@ -31,6 +31,8 @@ def _ray(address: str | None, cpus: int):
         warnings.warn("Ray is not installed (pip install 'ray>=2.9'); running the cells one by "
                       "one in this process", SweepWarning, stacklevel=3)  # fmt: skip
         return None
+    if ray.is_initialized():  # the caller's own Ray (a notebook, a driver script): use it
+        return ray
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}}  # fmt: skip
     try:
@@ -131,6 +133,14 @@ def run_sweep(
 
     tell()
     threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    ours = False
+    if use_ray and todo:
+        try:
+            import ray as _r
+
+            ours = not _r.is_initialized()
+        except ImportError:
+            pass
     ray = _ray(address, workers * threads) if (use_ray and todo) else None
     gd = grid.to_dict()
     if ray is None:
@@ -149,7 +159,8 @@ def run_sweep(
         try:
             _on_ray(ray, gd, todo, out, runs, cells, threads, gpus_per_task, state, tell)
         finally:
-            ray.shutdown()
+            if ours:  # a Ray the caller started stays up
+                ray.shutdown()
     rows = collect(out, cells)
     write_leaderboard(out, rows)
     return rows
