@@ -106,8 +106,8 @@ def run_sweep(
 
     ``runs``: the run store the cells' run directories go to (default ``out/runs``; the
     dashboard's, ``runs/``, lets its pages open every cell). ``workers``: tasks at a time on a
-    local Ray (each with ``cpu_count // workers`` torch
-    threads); ``gpus_per_task``: GPUs each task asks for (1 on GPU workers). ``progress`` gets
+    local Ray (each with ``cpu_count // workers`` torch threads, asking Ray for as many CPUs;
+    on a cluster, one each); ``gpus_per_task``: GPUs each task asks for (1 on GPU workers). ``progress`` gets
     ``{"done", "running", "left", "failed", "total"}`` as cells move.
     """
     grid.check()
@@ -132,7 +132,9 @@ def run_sweep(
             progress(dict(state))
 
     tell()
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))
+    # locally, the machine's cores shared by the workers; on a cluster this machine's count says
+    # nothing of the nodes', so one thread and one CPU per task (Ray packs a node with tasks)
+    threads = 1 if address else max(1, (os.cpu_count() or 1) // max(1, workers))
     ours = False
     if use_ray and todo:
         try:
