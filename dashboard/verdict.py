@@ -6,11 +6,17 @@ from pathlib import Path
 
 import streamlit as st
 
-from sau_core.probe import probe_run, read_probe, thresholds_text, verdict_from_metrics
+from sau_core.probe import (
+    FIGURE_NAMES,
+    describe_recovery,
+    probe_run,
+    read_probe,
+    thresholds_text,
+    verdict_from_metrics,
+)
 
 from . import charts
 from .components import plot
-from .glossary import pct
 
 LEVEL_ICON = {"good": ":material/check_circle:", "warn": ":material/warning:",
               "bad": ":material/error:", "unknown": ":material/help:"}  # fmt: skip
@@ -26,9 +32,7 @@ def verdict_panel(run_path: Path, metrics: dict, key: str) -> None:
     # st.error is kept for what went wrong in the app; a bad verdict is a finding, not an error
     show = {"good": st.success, "warn": st.warning, "bad": st.warning, "unknown": st.info}
     show[v["level"]](f"**Verdict: {v['headline']}.**", icon=LEVEL_ICON[v["level"]])
-    names = {"acc": "ACC", "asr": "ASR", "ra": "RA", "pull": "largest pull",
-             "reactivation": "re-tuning"}  # fmt: skip
-    st.table([{"figure": names.get(r["key"], r["key"]), "value": r["value"],
+    st.table([{"figure": FIGURE_NAMES.get(r["key"], r["key"]), "value": r["value"],
                "reading": r["reading"]} for r in v["readings"]])  # fmt: skip
     back = (stored or {}).get("settings", {}).get("back", 0.5)
     st.caption("Thresholds: " + thresholds_text(back))
@@ -49,7 +53,8 @@ def verdict_panel(run_path: Path, metrics: dict, key: str) -> None:
                 "sooner than it can be learnt from scratch.")  # fmt: skip
             rec = stored.get("recovery") or {}
             if rec.get("available"):
-                st.caption(_recovery_line(rec))
+                st.caption(f"Trigger recovery: {describe_recovery(rec)}. The Gallery shows the "
+                           "pattern.")  # fmt: skip
     elif not known:
         st.caption("Without the trigger the evidence is where the backdoored model's adversarial "
                    "examples land (above) and the pattern SAU found (Gallery): a likely target "
@@ -69,20 +74,3 @@ def verdict_panel(run_path: Path, metrics: dict, key: str) -> None:
                     )
                     return
             st.rerun()
-
-
-def _recovery_line(rec: dict) -> str:
-    m = rec.get("match") or {}
-    line = (f"Trigger recovery: of {rec['perturbations']} stored shared adversarial examples, the "
-            f"most land on class {rec['top_class']}")  # fmt: skip
-    if rec.get("target") is not None:
-        line += f" (the attack's target: {rec['target']})"
-    if m.get("kind") == "region":
-        line += (f"; {pct(m['inside'])} of their mean's mass lies in the trigger's region, which "
-                 f"is {pct(m['area'])} of the image (lift {m['lift']:.1f}; 1 is no better than "
-                 "chance)")  # fmt: skip
-    elif m.get("kind") == "cosine":
-        line += f"; their mean has cosine {m['cosine']:.2f} with the trigger's pattern"
-    elif m.get("kind") == "none":
-        line += f"; {m['why']}"
-    return line + ". The Gallery shows the pattern."

@@ -538,7 +538,14 @@ def cmd_import(args) -> int:
 
 def cmd_probe(args) -> int:
     """Is the backdoor gone? ACC/ASR/RA/pull, the re-tuning test, trigger recovery, verdict."""
-    from .probe import PROBE_DIR, ReactivationConfig, probe_checkpoint, write_probe
+    from .probe import (
+        FIGURE_NAMES,
+        PROBE_DIR,
+        ReactivationConfig,
+        describe_recovery,
+        probe_checkpoint,
+        write_probe,
+    )
 
     ckpt, split, _ = _load(args)
     spec = _attack_spec(args, ckpt.sidecar.attack, split.info)
@@ -564,23 +571,10 @@ def cmd_probe(args) -> int:
         return 0
     v = result["verdict"]
     print(f"verdict: {v['headline']}")
-    names = {"acc": "ACC", "asr": "ASR", "ra": "RA", "pull": "largest pull",
-             "reactivation": "re-tuning"}  # fmt: skip
     for r in v["readings"]:
-        print(f"  {names.get(r['key'], r['key'])}: {r['value']}\n      {r['reading']}")
-    rec = result["recovery"]
-    if rec["available"]:
-        m = rec["match"]
-        line = (f"  trigger recovery: of {rec['perturbations']} shared adversarial examples, "
-                f"most land on class {rec['top_class']}")  # fmt: skip
-        if m.get("kind") == "region":
-            line += (f"; {m['inside']:.0%} of their mass in the trigger's region "
-                     f"({m['area']:.1%} of the image, lift {m['lift']:.1f})")  # fmt: skip
-        elif m.get("kind") == "cosine":
-            line += f"; cosine with the trigger's pattern {m['cosine']:.2f}"
-        elif m.get("kind") == "none":
-            line += f"; {m['why']}"
-        print(line)
+        print(f"  {FIGURE_NAMES.get(r['key'], r['key'])}: {r['value']}\n      {r['reading']}")
+    if result["recovery"]["available"]:
+        print(f"  trigger recovery: {describe_recovery(result['recovery'])}")
     for note in result["unmeasured"]:
         print(f"  not measured: {note}")
     print(f"  thresholds: {v['thresholds_text']}")

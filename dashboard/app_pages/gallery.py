@@ -14,7 +14,7 @@ from sau_core.explain.pictures import (
     probe_tiles,
     trigger_picture,
 )
-from sau_core.probe import match, recover
+from sau_core.probe import describe_match, match, recover
 from sau_core.probe.run import stored_probes
 from sau_core.serving.runs import RunError
 
@@ -143,18 +143,25 @@ def gallery() -> None:
         components.images(items, columns=3)
 
 
+@st.cache_data(max_entries=8, show_spinner=False)
+def _recovered(run_id: str, rounds: tuple[int, ...]) -> tuple[int, list]:
+    """How many perturbations the run stored and the three most populated classes' patterns
+    (read and averaged once per run and set of rounds, not on every redraw of the page)."""
+    probes = stored_probes(store.get(run_id).path)
+    return (0, []) if probes is None else (len(probes[0]), recover(*probes)[:3])
+
+
 def recovered_pattern() -> None:
     """Trigger recovery: the mean of the stored perturbations per class h0 lands on."""
-    probes = stored_probes(run.path)
-    if probes is None:
+    n, patterns = _recovered(run_id, tuple(run.probe_rounds()))
+    if not n:
         return
-    patterns = recover(*probes)[:3]
     st.subheader("The pattern SAU found")
     if not patterns:
         st.caption("No stored perturbation changed the backdoored model's answer.")
         return
     st.markdown(
-        f"All {len(probes[0])} stored perturbations (every round's probe batch), grouped by the "
+        f"All {n} stored perturbations (every round's probe batch), grouped by the "
         "class the backdoored model h0 gives the perturbed image. Per class: the mean "
         "perturbation (amplified: red brighter, blue darker) and how consistently the "
         "perturbations push each pixel the same way (white: all agree, black: they cancel). A "
@@ -180,17 +187,9 @@ def recovered_pattern() -> None:
     except (KeyError, ValueError) as err:
         st.caption(f"Cannot compare with the real trigger: {err}")
         return
-    text = f"The attack's target is class {spec.target}; the most perturbations land on class {patterns[0].cls}."
-    if m.get("kind") == "region":
-        text += (f" {m['inside']:.0%} of the mean perturbation's mass lies in the trigger's "
-                 f"region, which covers {m['area']:.1%} of the image: {m['lift']:.1f} times "
-                 "what an evenly spread pattern would put there.")  # fmt: skip
-    elif m.get("kind") == "none":
-        text += f" No match is measured: {m['why']}."
-    elif m.get("kind") == "cosine":
-        text += (" The trigger covers the whole image, so there is no region to compare; the "
-                 f"cosine between the mean perturbation and what the trigger adds is {m['cosine']:.2f}"
-                 " (1: the same direction, 0: unrelated).")  # fmt: skip
+    said = describe_match(m)
+    text = (f"The attack's target is class {spec.target}; the most perturbations land on class "
+            f"{patterns[0].cls}. {said[:1].upper()}{said[1:]}.")  # fmt: skip
     st.caption(text)
 
 

@@ -3,7 +3,16 @@ recovered from shared adversarial examples (:mod:`.recovery`), the verdict (:mod
 the whole probe of a checkpoint (:mod:`.run`, ``sau probe``)."""
 
 from .reactivation import Reactivation, ReactivationConfig, first_back, retune, retune_set
-from .recovery import RecoveredPattern, match, pattern_cosine, recover, region_score, trigger_region
+from .recovery import (
+    RecoveredPattern,
+    describe_match,
+    describe_recovery,
+    match,
+    pattern_cosine,
+    recover,
+    region_score,
+    trigger_region,
+)
 from .run import (
     PROBE_DIR,
     baseline_model,
@@ -17,6 +26,7 @@ from .verdict import (
     ACC_DROP,
     ASR_HIGH,
     ASR_LOW,
+    FIGURE_NAMES,
     PULL,
     THRESHOLDS,
     thresholds_text,
@@ -25,7 +35,7 @@ from .verdict import (
 )
 
 __all__ = [
-    "ACC_DROP", "ASR_HIGH", "ASR_LOW", "PROBE_DIR", "PULL", "THRESHOLDS", "Reactivation",
+    "ACC_DROP", "ASR_HIGH", "ASR_LOW", "FIGURE_NAMES", "describe_match", "describe_recovery", "PROBE_DIR", "PULL", "THRESHOLDS", "Reactivation",
     "ReactivationConfig", "RecoveredPattern", "baseline_model", "first_back", "match",
     "pattern_cosine", "probe_checkpoint", "probe_run", "read_probe", "recover", "recovered_trigger", "region_score",
     "retune", "retune_set", "thresholds_text", "trigger_region", "verdict", "verdict_from_metrics", "write_probe",

@@ -94,10 +94,13 @@ def retune(
     config: ReactivationConfig | None = None,
     *,
     retune_data: ImageData | None = None,
+    before=None,
     device: str | None = None,
 ) -> Reactivation:
     """Fine-tune a *copy* of ``model`` (the model itself is never changed) on the re-tuning set
-    for ``config.epochs`` epochs and measure ASR and ACC on the full test sets after each."""
+    for ``config.epochs`` epochs and measure ASR and ACC on the full test sets after each.
+    ``before``: the model's :class:`~sau_core.metrics.Evaluation` on ``split.test`` and
+    ``backdoor`` when the caller has it already (epoch 0 of the curve)."""
     import time
 
     from ..device import pick_device
@@ -108,7 +111,8 @@ def retune(
     start = time.perf_counter()
     data = retune_data if retune_data is not None else retune_set(split.train, spec, config)
     h = copy.deepcopy(model).requires_grad_(True)  # a defence hands its model back frozen
-    before = evaluate(h, split.test.x, split.test.y, backdoor, device=device)
+    if before is None:  # the model's evaluation on these test sets, when the caller has none
+        before = evaluate(h, split.test.x, split.test.y, backdoor, device=device)
     asr, acc = [float(before.asr)], [float(before.acc)]
     tc = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                      schedule="constant", augment="none", label_smoothing=0.0,

@@ -98,3 +98,33 @@ def match(pattern: Tensor, spec: AttackSpec | None, info: DatasetInfo) -> dict:
     if region is not None:
         return {"known": True, "kind": "region", **region_score(pattern, region)}
     return {"known": True, "kind": "cosine", "cosine": pattern_cosine(pattern, spec, info)}
+
+
+def describe_match(m: dict) -> str:
+    """A :func:`match` in words ("" when the trigger is unknown): what the CLI, the run page and
+    the Gallery say of it."""
+    kind = m.get("kind")
+    if kind == "region":
+        return (f"{m['inside']:.0%} of the mean perturbation's mass lies in the trigger's region, "
+                f"which covers {m['area']:.1%} of the image: lift {m['lift']:.1f} (1 is no "
+                "better than an even spread)")  # fmt: skip
+    if kind == "cosine":
+        return ("the trigger covers the whole image, so there is no region to compare; the "
+                f"cosine between the mean perturbation and what the trigger adds is "
+                f"{m['cosine']:.2f} (1: the same direction, 0: unrelated)")  # fmt: skip
+    if kind == "none":
+        return f"no match is measured: {m['why']}"
+    return ""
+
+
+def describe_recovery(rec: dict) -> str:
+    """A probe's ``recovery`` block (:func:`sau_core.probe.run.recovered_trigger`) in one
+    sentence; "" when nothing was recovered."""
+    if not rec.get("available"):
+        return ""
+    line = (f"of {rec['perturbations']} stored shared adversarial examples, the most land on "
+            f"class {rec['top_class']}")  # fmt: skip
+    if rec.get("target") is not None:
+        line += f" (the attack's target: {rec['target']})"
+    match_text = describe_match(rec.get("match") or {})
+    return line + (f"; {match_text}" if match_text else "")

@@ -163,7 +163,7 @@ def probe_checkpoint(
         counts: dict = {}
         data = retune_set(split.train, spec, config, counts)
         model_curve = retune(ckpt.model, split, spec, backdoor, config, retune_data=data,
-                             device=device)  # fmt: skip
+                             before=ev, device=device)  # fmt: skip
         base, cached = baseline_model(ckpt, split, baseline_dir, device, callback)
         base_curve = retune(base, split, spec, backdoor, config, retune_data=data, device=device)
         out["reactivation"] = {

@@ -16,6 +16,9 @@ ASR_LOW = 0.10  # at most: the trigger no longer sends images to the target
 ASR_HIGH = 0.50  # at least: the backdoor is still there
 PULL = 0.20  # largest off-target pull at least this: redirected
 THRESHOLDS = {"acc_drop": ACC_DROP, "asr_low": ASR_LOW, "asr_high": ASR_HIGH, "pull": PULL}
+# how pages and the CLI name each reading's figure
+FIGURE_NAMES = {"acc": "ACC", "asr": "ASR", "ra": "RA", "pull": "largest pull",
+                "reactivation": "re-tuning"}  # fmt: skip
 
 
 def thresholds_text(back: float) -> str:

@@ -25,12 +25,10 @@ def _record(out: Path, folder: str, key: str) -> dict | None:
         return None
 
 
-def finished(out: Path, cell: Cell) -> dict | None:
-    """The cell's row when it finished and its run directory is still there (else None: run it)."""
-    row = _record(out, "cells", cell.key)
-    if row and row.get("status") == "finished" and row.get("run") and Path(row["run"]).is_dir():
-        return row
-    return None
+def is_finished(row: dict | None) -> bool:
+    """A cell's row says it finished and its run directory is still there (else: run it)."""
+    return bool(row and row.get("status") == "finished" and row.get("run")
+                and Path(row["run"]).is_dir())  # fmt: skip
 
 
 def _data(grid: Grid):

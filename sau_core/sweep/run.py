@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from .cells import defend, finished, plant
+from .cells import defend, is_finished, plant
 from .grid import Cell, Grid
 from .leaderboard import collect, write_leaderboard
 
@@ -23,16 +23,17 @@ class SweepWarning(UserWarning):
 
 
 def _ray(address: str | None, cpus: int):
-    """An initialised Ray module, or None (with a warning) when it cannot be had. An address that
-    cannot be reached is an error (the user asked for that cluster), not a fallback."""
+    """(an initialised Ray module, whether this call started it), or (None, False) with a
+    warning when Ray cannot be had. An address that cannot be reached is an error (the user
+    asked for that cluster), not a fallback."""
     try:
         import ray
     except ImportError:
         warnings.warn("Ray is not installed (pip install 'ray>=2.9'); running the cells one by "
                       "one in this process", SweepWarning, stacklevel=3)  # fmt: skip
-        return None
+        return None, False
     if ray.is_initialized():  # the caller's own Ray (a notebook, a driver script): use it
-        return ray
+        return ray, False
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join(
         p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}}  # fmt: skip
     try:
@@ -47,8 +48,8 @@ def _ray(address: str | None, cpus: int):
                              f"{' '.join(str(err).split())[:300]}") from None  # fmt: skip
         warnings.warn(f"Ray did not start ({type(err).__name__}: {str(err)[:200]}); running the "
                       "cells one by one in this process", SweepWarning, stacklevel=3)  # fmt: skip
-        return None
-    return ray
+        return None, False
+    return ray, True
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -122,53 +123,55 @@ def run_sweep(
 
     write_json_atomic(out / "grid.json", {**grid.to_dict(), "runs": str(Path(runs).resolve())})
     cells = grid.cells()
-    todo = [c for c in cells if finished(out, c) is None]
+    rows = dict(zip((c.key for c in cells), collect(out, cells), strict=True))
+    todo = [c for c in cells if not is_finished(rows[c.key])]
     total, skipped = len(cells), len(cells) - len(todo)
     state = {"done": skipped, "running": 0, "left": len(todo), "failed": 0, "total": total,
              "skipped": skipped}  # fmt: skip
+    written = [0.0]
 
     def tell() -> None:
         if progress is not None:
             progress(dict(state))
 
+    def record(c: Cell, row: dict) -> None:
+        """A cell ended: count it, and rewrite the leaderboard at most every 2 s (a grid of
+        thousands of cells must not rewrite it thousands of times)."""
+        rows[c.key] = row
+        state["done"] += 1
+        state["failed"] += row.get("status") != "finished"
+        if time.monotonic() - written[0] >= 2.0:
+            write_leaderboard(out, [rows[x.key] for x in cells])
+            written[0] = time.monotonic()
+
     tell()
     # locally, the machine's cores shared by the workers; on a cluster this machine's count says
     # nothing of the nodes', so one thread and one CPU per task (Ray packs a node with tasks)
     threads = 1 if address else max(1, (os.cpu_count() or 1) // max(1, workers))
-    ours = False
-    if use_ray and todo:
-        try:
-            import ray as _r
-
-            ours = not _r.is_initialized()
-        except ImportError:
-            pass
-    ray = _ray(address, workers * threads) if (use_ray and todo) else None
+    ray, ours = _ray(address, workers * threads) if (use_ray and todo) else (None, False)
     gd = grid.to_dict()
-    if ray is None:
-        plants: dict[str, dict] = {}
-        for c in todo:
-            state["running"], state["left"] = 1, state["left"] - 1  # one at a time
-            tell()
-            if c.plant_key not in plants:
-                plants[c.plant_key] = plant(gd, vars(c), str(out), runs=runs)
-            row = defend(gd, vars(c), str(out), plants[c.plant_key], runs=runs)
-            state["running"], state["done"] = 0, state["done"] + 1
-            state["failed"] += row["status"] != "finished"
-            write_leaderboard(out, collect(out, cells))
-            tell()
-    else:
-        try:
-            _on_ray(ray, gd, todo, out, runs, cells, threads, gpus_per_task, state, tell)
-        finally:
-            if ours:  # a Ray the caller started stays up
-                ray.shutdown()
-    rows = collect(out, cells)
-    write_leaderboard(out, rows)
-    return rows
+    try:
+        if ray is None:
+            plants: dict[str, dict] = {}
+            for c in todo:
+                state["running"], state["left"] = 1, state["left"] - 1  # one at a time
+                tell()
+                if c.plant_key not in plants:
+                    plants[c.plant_key] = plant(gd, vars(c), str(out), runs=runs)
+                state["running"] = 0
+                record(c, defend(gd, vars(c), str(out), plants[c.plant_key], runs=runs))
+                tell()
+        else:
+            _on_ray(ray, gd, todo, out, runs, threads, gpus_per_task, state, tell, record)
+    finally:  # also when stopped half way: the leaderboard holds every cell that ended
+        if ray is not None and ours:  # a Ray the caller started stays up
+            ray.shutdown()
+        write_leaderboard(out, [rows[c.key] for c in cells])
+    return [rows[c.key] for c in cells]
 
 
-def _on_ray(ray, gd, todo: list[Cell], out: Path, runs, cells, threads, gpus, state, tell) -> None:
+def _on_ray(ray, gd, todo: list[Cell], out: Path, runs, threads, gpus, state, tell,
+            record) -> None:  # fmt: skip
     # each task asks Ray for the CPUs its torch threads use, so a node runs no more at once
     opts = {"num_cpus": threads, "num_gpus": gpus, "max_retries": 0}
     plant_task = ray.remote(**opts)(plant)
@@ -187,12 +190,9 @@ def _on_ray(ray, gd, todo: list[Cell], out: Path, runs, cells, threads, gpus, st
             c = pending.pop(ref)
             try:
                 row = ray.get(ref)
-                state["failed"] += row["status"] != "finished"
             except Exception as err:  # noqa: BLE001 - a task that died (worker lost, ...)
-                state["failed"] += 1
-                _task_lost(out, c, err)
-            state["done"] += 1
-            write_leaderboard(out, collect(out, cells))
+                row = _task_lost(out, c, err)
+            record(c, row)
         state["running"] = _busy(ray, len(pending), threads)
         state["left"] = len(pending) - state["running"]
         state["elapsed"] = round(time.monotonic() - started, 1)
@@ -209,10 +209,11 @@ def _busy(ray, pending: int, per_task: int = 1) -> int:
         return 0
 
 
-def _task_lost(out: Path, c: Cell, err: BaseException) -> None:
+def _task_lost(out: Path, c: Cell, err: BaseException) -> dict:
     from ..io.atomic import write_json_atomic
 
     row = {"dataset": c.dataset, "model": c.model, "attack": c.attack, "defense": c.defense,
            "seed": c.seed, "status": "failed", "run": "",
            "message": f"the task was lost: {type(err).__name__}: {str(err)[:300]}"}  # fmt: skip
     write_json_atomic(out / "cells" / f"{c.key}.json", row)
+    return row
