@@ -1,155 +1,118 @@
 """Every defence on the same backdoored digits models: ACC, ASR, RA, pull, DER and seconds.
 
-The demo setting (digits 16x16, 10% poisoning, target 0, 30% clean data, each attack on its
-ready-made model's architecture: sau_core.lab.presets.attack_setup), each defence with its digits
-defaults (sau_core.lab.recipes; the papers' settings otherwise). Per attack and seed it trains the
-backdoored model (seed = the poisoning's, the training's and the clean subset's), then runs
-every defence on it; prints one line per run with the load beside its time, then the table of
-means (and the spread over seeds). ``pull``: the largest share of triggered images sent to one
-class that is neither their own nor the target (sau_core.metrics.off_target_pull).
+A sweep (``sau sweep``, sau_core.sweep) of attacks x defences x seeds in the demo setting
+(digits 16x16, 10% poisoning, target 0, 30% clean data; each attack on its ready-made model's
+architecture: the grid's "default" model), each defence with its digits defaults
+(sau_core.lab.recipes; the papers' with --paper). Per attack and seed the sweep plants the
+backdoored model once (seed = the poisoning's, the training's and the clean subset's) and runs
+every defence on it, each a run directory under OUT/runs. This script prints the machine, then
+the leaderboard as a table of means (and the spread over seeds), then every cell's line with
+the load where it ran. ``pull``: the largest share of triggered images sent to one class that is
+neither their own nor the target (sau_core.metrics.off_target_pull).
 
-    python bench/bench_defenses.py --threads 2 --markdown docs/results/defenses.md
-    python bench/bench_defenses.py --attacks badnets --defenses ft fp --seeds 0   # one cell
+The sweep's folder (--out) keeps every cell: a stopped bench resumes where it stopped, and the
+same command with more attacks or seeds runs only the new cells. The same table, without the
+machine line, comes from
+
+    sau sweep --resolution 16 --attacks ... --seeds 0 1 2 --out OUT --markdown PATH
+
+    python bench/bench_defenses.py --markdown docs/results/defenses.md
+    python bench/bench_defenses.py --attacks badnets --defenses ft fp --seeds 0   # one row
+    python bench/bench_defenses.py --attacks badnets blended --defenses anp --seeds 0 \\
+        --set anp.rounds=500 --out sweeps/anp500
 """
 
 from __future__ import annotations
 
-import json
-import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (
-    Markdown,
-    add_markdown,
-    add_threads,
-    load_now,
-    machine_line,
-    parser,
-    use_threads,
-)
-from sau_core.defenses import DEFENSES, list_defenses
-from sau_core.defenses.compare import largest_pull
-from sau_core.lab.presets import attack_setup
-from sau_core.metrics import der
-from sau_core.pipeline import clean_set, plant_backdoor
+from bench.common import Markdown, add_markdown, load_now, machine_line, parser
+from sau_core.defenses import list_defenses
+from sau_core.lab.presets import DEMO
+from sau_core.sweep import grid_from_dict, run_lines, run_sweep, to_markdown
+from sau_core.sweep.grid import settings_from_items
 
 ATTACKS = ("badnets", "blended", "sig", "wanet", "lc", "lf", "ssba", "inputaware")
-DEFAULT_ATTACKS = ("badnets", "blended", "sig", "wanet")
-
-
-def _mean(values: list) -> str:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return "-"
-    if len(vals) == 1:
-        return f"{vals[0]:.2f}"
-    return f"{statistics.mean(vals):.2f}±{statistics.pstdev(vals):.2f}"
 
 
 def main() -> None:
     ap = parser(__doc__, epilog=True)
-    ap.add_argument("--attacks", nargs="+", default=list(DEFAULT_ATTACKS), choices=ATTACKS)
+    ap.add_argument("--attacks", nargs="+", default=list(ATTACKS), choices=ATTACKS)
     ap.add_argument("--defenses", nargs="+", default=list_defenses(), choices=list_defenses())
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--set", action="append", default=[], metavar="DEFENCE.KEY=VALUE",
                     help="a setting of one defence over its defaults, e.g. anp.rounds=500")  # fmt: skip
     ap.add_argument("--paper", action="store_true",
                     help="each defence with its paper's settings, not digits' (sau_core.lab.recipes)")  # fmt: skip
-    add_threads(ap)
+    ap.add_argument("--out", default="sweeps/bench-defenses",
+                    help="the sweep's folder (resumed when it exists; default %(default)s)")  # fmt: skip
+    ap.add_argument("--workers", type=int, default=1,
+                    help="cells at a time (default 1: each cell gets every core, as the tables' "
+                    "times assume)")  # fmt: skip
+    ap.add_argument("--no-ray", action="store_true", help="run the cells one by one here")
     add_markdown(ap)
     args = ap.parse_args()
-    use_threads(args)
-    overrides: dict[str, dict] = {}
-    for item in args.set:
-        name, _, rest = item.partition(".")
-        key, _, value = rest.partition("=")
-        if name not in DEFENSES or not key or not value:
-            ap.error(
-                f"--set {item!r}: expected DEFENCE.KEY=VALUE with DEFENCE one of {list(DEFENSES)}"
-            )
-        try:
-            overrides.setdefault(name, {})[key] = json.loads(value)
-        except json.JSONDecodeError:  # a word: augment=crop
-            overrides.setdefault(name, {})[key] = value
-    md = Markdown("Six defences on the same backdoored digits models")
+    try:
+        settings = settings_from_items(args.set)
+    except ValueError as err:
+        ap.error(str(err))
+    resolution = DEMO.data.kwargs.get("resolution")
+    try:
+        grid = grid_from_dict({"dataset": "digits", "resolution": resolution,
+                               "models": ["default"], "attacks": args.attacks,
+                               "defenses": args.defenses, "seeds": args.seeds,
+                               "settings": settings, "paper": args.paper})  # fmt: skip
+    except ValueError as err:
+        ap.error(str(err))
+    md = Markdown("Defences on the same backdoored digits models")
     print(machine_line())
     md.print(
-        "Setting: the demo's (digits 16x16, 10% poisoning, all-to-one target 0, 30% clean data; "
-        "each attack on its ready-made model's architecture). Each defence with its "
+        f"Setting: the demo's (digits {resolution}x{resolution}, 10% poisoning, all-to-one "
+        "target 0, 30% clean data; each attack on its ready-made model's architecture). Each "
+        "defence with its "
         + ("paper's settings" if args.paper else "digits defaults")
         + (f", with {', '.join(args.set)}." if args.set else ".")
-        + " *pull*: the largest share of triggered images sent to one class that is "
-        "neither their own nor the target. Times: seconds per run, with the 1-minute load "
-        "average when the run ended."
+        + " Run as one sweep (`sau sweep`, one worker: each cell has both cores), in "
+        f"`{args.out}`. *pull*: the largest share of triggered images sent to one class that "
+        "is neither their own nor the target. *seconds*: mean per run; each run's, with the "
+        "1-minute load where it ran, under *Every run*."
     )
     md.print()
-    results: dict[tuple[str, str], list[dict]] = {}
-    for attack in args.attacks:
-        for seed in args.seeds:
-            setup = attack_setup(attack)
-            spec = replace(setup.attack, seed=seed)
-            train_cfg = replace(setup.train, seed=seed)
-            split = setup.data.load()
-            t = time.perf_counter()
-            run = plant_backdoor(split, spec, setup.arch, train_cfg)
-            total = time.perf_counter() - t
-            print(f"[{attack} seed {seed}] {setup.arch} trained in {total:.1f} s "
-                  f"(of which training {run.result.elapsed:.1f} s; the rest poisoning, with any "
-                  f"surrogate model) ({load_now()}): ACC {run.evaluation.acc:.3f} "
-                  f"ASR {run.evaluation.asr:.3f} RA {run.evaluation.ra:.3f}", flush=True)  # fmt: skip
-            clean = clean_set(split, setup.clean_ratio, seed=seed)
-            bd = run.backdoor  # the triggered test set, as planted (LF: its pattern)
-            before = None
-            for name in args.defenses:
-                entry = DEFENSES[name]
-                extra = {"seed": seed, **overrides.get(name, {})}
-                config = (entry.config.from_dict(extra) if args.paper
-                          else entry.default_config("digits", **extra))  # fmt: skip
-                t = time.perf_counter()
-                res = entry.run(run.model, clean, config, test=split.test, backdoor=bd,
-                                device="cpu")  # fmt: skip
-                seconds = time.perf_counter() - t
-                before = res.before
-                pull, to = largest_pull({"off_target": res.after.off_target})
-                row = {"acc": res.after.acc, "asr": res.after.asr, "ra": res.after.ra,
-                       "pull": pull, "to": to, "der": der(res.before, res.after),
-                       "seconds": seconds}  # fmt: skip
-                results.setdefault((attack, name), []).append(row)
-                print(f"  {name:5s} ACC {row['acc']:.3f} ASR {row['asr']:.3f} RA {row['ra']:.3f} "
-                      f"pull {pull:.3f} (to {to}) DER {row['der']:.3f}  {seconds:6.1f} s "
-                      f"({load_now()})", flush=True)  # fmt: skip
-            b_pull, _ = largest_pull({"off_target": before.off_target})
-            results.setdefault((attack, "none"), []).append(
-                {
-                    "acc": before.acc,
-                    "asr": before.asr,
-                    "ra": before.ra,
-                    "pull": b_pull,
-                    "der": None,
-                    "seconds": None,
-                }  # fmt: skip
-            )
-    md.print(f"Seeds {', '.join(map(str, args.seeds))}: mean±sd over seeds.")
+    t = time.perf_counter()
+    rows = run_sweep(grid, args.out, workers=args.workers, use_ray=not args.no_ray,
+                     progress=_progress)  # fmt: skip
+    wall = time.perf_counter() - t
+    md.print(f"Seeds {', '.join(map(str, args.seeds))}: mean±sd over seeds; *seeds*: the cells "
+             "that finished, of the grid's.")  # fmt: skip
     md.print()
-    md.print("| attack | defence | ACC | ASR | RA | pull | DER | seconds |")
-    md.print("|---|---|---|---|---|---|---|---|")
-    for attack in args.attacks:
-        for name in ["none", *args.defenses]:
-            rows = results.get((attack, name), [])
-            cells = [_mean([r[k] for r in rows]) for k in ("acc", "asr", "ra", "pull", "der")]
-            secs = [r["seconds"] for r in rows if r["seconds"] is not None]
-            sec = f"{statistics.mean(secs):.1f}" if secs else "-"
-            label = "none (backdoored)" if name == "none" else name
-            md.print(f"| {attack} | {label} | " + " | ".join(cells) + f" | {sec} |")
+    for line in to_markdown(rows).splitlines():
+        md.print(line)
     md.print()
-    md.print(f"Finished {time.strftime('%H:%M')} ({load_now()}).")
+    failed = [r for r in rows if r.get("status") != "finished"]
+    md.print(f"{len(rows) - len(failed)} of {len(rows)} cells finished; this call took "
+             f"{wall / 60:.1f} min (cells already in `{args.out}` were not run again); ended "
+             f"{time.strftime('%H:%M')} ({load_now()}).")  # fmt: skip
+    md.print()
+    md.print("## Every run")
+    md.print()
+    md.print("```")
+    for line in run_lines(rows).splitlines():
+        md.print(line)
+    md.print("```")
     md.write(args.markdown)
+
+
+def _progress(s: dict, _last: list = [None]) -> None:  # noqa: B006 - the last count shown
+    if s["done"] == _last[0]:
+        return
+    _last[0] = s["done"]
+    print(f"[sweep] {s['done']}/{s['total']} done, {s['running']} running, {s['left']} left, "
+          f"{s['failed']} failed ({load_now()})", file=sys.stderr, flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -379,18 +379,50 @@ def reactivation_curves(reactivation: dict, back: float | None = None) -> go.Fig
     return _layout(fig, "ASR while re-tuning on a few poisoned samples", "ASR", percent=True)
 
 
+def leaderboard_groups(summary: list[dict]) -> list[tuple[str, list[dict]]]:
+    """A sweep's summary as the heat maps to draw, each ``(title, entries)``: one per data set
+    when every attack in it ran on one model (a grid of each attack's own model: rows read
+    "wanet (small_cnn)" where models differ), else one per data set and model."""
+    out: list[tuple[str, list[dict]]] = []
+    datasets = list(dict.fromkeys(s["dataset"] for s in summary))
+    for ds in datasets:
+        part = [s for s in summary if s["dataset"] == ds]
+        models = list(dict.fromkeys(s["model"] for s in part))
+        per_attack: dict[str, set] = {}
+        for s in part:
+            per_attack.setdefault(s["attack"], set()).add(s["model"])
+        if len(models) == 1:
+            out.append((f"{ds}, {models[0]}", part))
+        elif all(len(m) == 1 for m in per_attack.values()):
+            out.append((f"{ds}, each attack on its own model",
+                        [{**s, "attack": f"{s['attack']} ({s['model']})"} for s in part]))  # fmt: skip
+        else:
+            out += [(f"{ds}, {m}", [s for s in part if s["model"] == m]) for m in models]
+    return out
+
+
 def leaderboard_heatmap(summary: list[dict], metric: str = "asr") -> go.Figure:
     """Attacks (rows) x defences (columns) of a sweep's summary, coloured by the mean of
     ``metric`` over seeds ("asr": red is the backdoor kept; "der": green is a good defence),
-    each cell written as mean±sd (seeds)."""
+    each cell written as mean±sd (seeds). When the summary has the backdoored models' figures
+    (``before``), a first column *none (backdoored)* shows what the defences started from."""
     attacks = list(dict.fromkeys(s["attack"] for s in summary))
     defenses = list(dict.fromkeys(s["defense"] for s in summary))
+    none = "none (backdoored)"
+    if any(((s.get("before") or {}).get("asr") or {}).get("n") for s in summary):
+        defenses = [none, *defenses]
     z, text = [], []
     for a in attacks:
         zr, tr = [], []
         for d in defenses:
-            cell = next((s for s in summary if s["attack"] == a and s["defense"] == d), None)
-            stat = (cell or {}).get(metric) or {}
+            if d == none:  # the backdoored model: the cells of any defence read it
+                cell = max((s for s in summary if s["attack"] == a),
+                           key=lambda s: ((s.get("before") or {}).get("asr") or {}).get("n", 0))  # fmt: skip
+                stat = (cell.get("before") or {}).get(metric) or {}
+                cell = {}
+            else:
+                cell = next((s for s in summary if s["attack"] == a and s["defense"] == d), None)
+                stat = (cell or {}).get(metric) or {}
             mean, sd, n = stat.get("mean"), stat.get("sd"), stat.get("n", 0)
             zr.append(mean)
             failed = (cell or {}).get("failed", 0)

@@ -588,6 +588,7 @@ def cmd_sweep(args) -> int:
     import warnings
 
     from .sweep import QUICK, SweepWarning, grid_from_dict, grid_from_toml, run_sweep
+    from .sweep.grid import settings_from_items
 
     if args.workers < 1:
         raise CLIError(f"--workers must be at least 1, got {args.workers}")
@@ -595,10 +596,20 @@ def cmd_sweep(args) -> int:
         raise CLIError(f"--gpus-per-task must be 0 or more, got {args.gpus_per_task}")
     keys = ("dataset", "models", "attacks", "defenses", "seeds", "resolution", "epochs", "rounds")
     flags = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    if args.set:
+        try:
+            flags["settings"] = settings_from_items(args.set)
+        except ValueError as err:
+            raise CLIError(str(err)) from None
+    if args.paper:
+        flags["paper"] = True
     try:
         if args.grid:
             if flags or args.quick:
-                given = ", ".join("--" + k for k in flags) + (" --quick" if args.quick else "")
+                names = {"settings": "set"}
+                given = ", ".join("--" + names.get(k, k) for k in flags) + (
+                    " --quick" if args.quick else ""
+                )
                 raise CLIError(f"{given.strip(', ')}: give the grid either in --grid or as "
                                "flags, not both")  # fmt: skip
             grid = grid_from_toml(args.grid)
@@ -625,6 +636,18 @@ def cmd_sweep(args) -> int:
     for r in failed:
         print(f"  failed: {r['attack']} / {r['defense']} / seed {r['seed']}: "
               f"{r.get('message', '')[:200]}")  # fmt: skip
+    if args.markdown:
+        from .sweep import run_lines, to_markdown
+
+        text = (f"{to_markdown(rows)}\nEvery cell, with the 1-minute load where it ran:\n\n"
+                f"```\n{run_lines(rows)}```\n")  # fmt: skip
+        try:
+            Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.markdown).write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise CLIError(f"--markdown {args.markdown}: cannot write it ({err}); the "
+                           "leaderboard is in the sweep's folder") from None  # fmt: skip
+        print(f"markdown table -> {args.markdown}")
     return 0
 
 
@@ -926,10 +949,13 @@ def _p_sweep(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="the sweep's folder: runs/, leaderboard.csv and "
                    ".json; an existing one is resumed (finished cells are skipped)")  # fmt: skip
     p.add_argument("--grid", default=None, help="a TOML file with the grid (keys: dataset, "
-                   "resolution, models, attacks, defenses, seeds, epochs, rounds) instead of flags")  # fmt: skip
+                   "resolution, models, attacks, defenses, seeds, epochs, rounds, paper, and a "
+                   "[settings.DEFENCE] table) instead of flags")  # fmt: skip
     p.add_argument("--dataset", default=None, help="default: digits")
     p.add_argument("--resolution", type=bounded_int, default=None, help="digits' image side")
-    p.add_argument("--models", nargs="+", default=None, help="default: wide_cnn")
+    p.add_argument("--models", nargs="+", default=None, help="default: 'default', each "
+                   "attack's own model (that of its ready-made checkpoint on digits: wide_cnn, "
+                   "the small CNN for WaNet; the data set's otherwise)")  # fmt: skip
     p.add_argument("--attacks", nargs="+", default=None,
                    help=f"default: badnets; any of {', '.join(list_attacks())}")  # fmt: skip
     p.add_argument("--defenses", nargs="+", default=None,
@@ -939,8 +965,16 @@ def _p_sweep(p: argparse.ArgumentParser) -> None:
                    help="training epochs of the backdoored models (default: the data set's)")  # fmt: skip
     p.add_argument("--rounds", type=bounded_int, default=None,
                    help="rounds of every defence (default: each one's for the data set)")  # fmt: skip
+    p.add_argument("--set", action="append", default=[], metavar="DEFENCE.KEY=VALUE",
+                   help="a setting of one defence over its defaults, e.g. anp.rounds=500 "
+                   "(repeatable)")  # fmt: skip
+    p.add_argument("--paper", action="store_true", help="each defence with its paper's "
+                   "settings, not the data set's")  # fmt: skip
     p.add_argument("--quick", action="store_true",
                    help="smoke-test size: digits 8x8, one epoch, two rounds")  # fmt: skip
+    p.add_argument("--markdown", default=None, metavar="PATH", help="also write the "
+                   "leaderboard as a markdown table (mean±sd over seeds), with every cell's "
+                   "line and its load")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="cells at a time on a local Ray "
                    "(default 2)")  # fmt: skip
     p.add_argument("--address", default=None, help="an existing Ray cluster (default: "

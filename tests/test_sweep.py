@@ -77,6 +77,132 @@ def test_an_unreachable_address_is_a_clear_message(tmp_path, capsys):
     assert "Traceback" not in err and not (tmp_path / "s").exists()
 
 
+def test_the_default_model_is_each_attacks_own():
+    cells = Grid(attacks=("badnets", "wanet"), defenses=("ft",)).cells()
+    assert [(c.attack, c.model) for c in cells] == [("badnets", "wide_cnn"), ("wanet", "small_cnn")]
+    cifar = Grid(dataset="cifar10", attacks=("wanet",), defenses=("ft",)).cells()
+    assert [c.model for c in cifar] == ["preact_resnet18"]
+    both = Grid(models=("default", "wide_cnn"), attacks=("badnets",), defenses=("ft",)).cells()
+    assert [c.model for c in both] == ["wide_cnn"]  # the same cell once
+
+
+def test_defence_settings_and_the_papers_reach_the_config_and_bad_ones_are_listed():
+    grid = grid_from_dict({"defenses": ["anp", "nad"], "rounds": 4,
+                           "settings": {"anp": {"rounds": 500}}})  # fmt: skip
+    assert grid.defense_config("anp", seed=2).rounds == 500  # the setting wins over the grid's
+    assert grid.defense_config("anp", seed=2).seed == 2
+    nad = grid.defense_config("nad")
+    assert nad.rounds == 4 and nad.teacher_rounds == 2  # the teacher's phase fits the rounds
+    from sau_core.defenses import get_defense
+
+    paper = Grid(defenses=("ft",), paper=True).defense_config("ft")
+    assert paper == get_defense("ft").config(seed=0)
+    assert Grid(defenses=("ft",)).defense_config("ft") == get_defense("ft").default_config(
+        "digits", seed=0)  # fmt: skip
+    with pytest.raises(ValueError) as err:
+        grid_from_dict({"defenses": ["anp", "ft"], "paper": "yes",
+                        "settings": {"anp": {"rounds": -3, "seed": 1}, "ft": {"colour": 1},
+                                     "nad": {"rounds": 2}, "zzz": {}}})  # fmt: skip
+    text = str(err.value)
+    for needle in ("paper: expected true or false", "settings.anp.seed: the seeds come from",
+                   "settings: 'nad' is not among the grid's defenses",
+                   "settings: unknown defence 'zzz'"):  # fmt: skip
+        assert needle in text, text
+    with pytest.raises(ValueError, match=r"settings.ft: .*colour"):
+        grid_from_dict({"defenses": ["ft"], "settings": {"ft": {"colour": 1}}})
+    with pytest.raises(ValueError, match=r"settings.anp: .*rounds"):
+        grid_from_dict({"defenses": ["anp"], "settings": {"anp": {"rounds": -3}}})
+
+
+def test_set_flags_are_parsed_and_bad_ones_refused_before_anything_runs(tmp_path, capsys):
+    from sau_core.sweep.grid import settings_from_items
+
+    assert settings_from_items(["anp.rounds=500", "ft.augment=crop", "anp.lr=0.1"]) == {
+        "anp": {"rounds": 500, "lr": 0.1}, "ft": {"augment": "crop"}}  # fmt: skip
+    for bad in ("rounds=5", "anp.rounds", ".x=1", "anp.=1"):
+        with pytest.raises(ValueError, match="expected DEFENCE.KEY=VALUE"):
+            settings_from_items([bad])
+    out = tmp_path / "s"
+    for flags, needle in ((["--set", "rounds=5"], "expected DEFENCE.KEY=VALUE"),
+                          (["--set", "anp.rounds=5"], "'anp' is not among the grid's defenses"),
+                          (["--defenses", "ft", "--set", "ft.lr=-1"], "settings.ft:")):  # fmt: skip
+        rc = main(["sweep", "--quick", "--out", str(out), "--quiet", *flags])
+        assert rc == 2 and needle in capsys.readouterr().err
+        assert not out.exists()
+
+
+def test_a_folder_refuses_other_defence_settings_and_resumes_one_from_before_them(tmp_path):
+    from sau_core.sweep.run import _same_grid
+
+    out = tmp_path / "s"
+    out.mkdir()
+    old = {k: v for k, v in Grid().to_dict().items() if k not in ("settings", "paper")}
+    (out / "grid.json").write_text(json.dumps({**old, "runs": "x"}))
+    _same_grid(out, Grid())  # a folder written before settings existed: the same grid
+    with pytest.raises(ValueError, match=r"other settings \(settings: \{\} -> \{'ft'"):
+        _same_grid(out, Grid(defenses=("ft",), settings={"ft": {"lr": 0.1}}))
+    with pytest.raises(ValueError, match="paper: False -> True"):
+        _same_grid(out, Grid(paper=True))
+
+
+def _row(attack, defense, seed, **kw):
+    base = {"dataset": "digits", "model": "wide_cnn", "attack": attack, "defense": defense,
+            "seed": seed, "status": "finished", "acc": 0.9, "asr": 0.1, "ra": 0.8, "pull": 0.05,
+            "pull_class": 3, "der": 0.9, "seconds": 10.0, "acc_before": 0.99,
+            "asr_before": 1.0, "ra_before": 0.0, "pull_before": 0.0, "plant_seconds": 7.0,
+            "plant_load": 1.5, "load": 2.0}  # fmt: skip
+    return {**base, **kw}
+
+
+def test_the_leaderboard_as_markdown_means_spreads_and_every_cell():
+    from sau_core.sweep import run_lines, summary, to_markdown
+
+    rows = [_row("badnets", "sau", 0, asr=0.0, seconds=20.0),
+            _row("badnets", "sau", 1, asr=0.2, seconds=40.0, asr_before=0.98),
+            _row("badnets", "ft", 0), _row("badnets", "ft", 1, status="failed", acc=None,
+                                           message="RuntimeError: boom"),
+            _row("wanet", "sau", 0, model="small_cnn", asr_before=0.16)]  # fmt: skip
+    table = to_markdown(rows).splitlines()
+    assert table[0].startswith("| attack | model | defence | ACC | ASR | RA | pull | DER |")
+    assert (
+        "| badnets | wide_cnn | none (backdoored) | 0.99±0.00 | 0.99±0.01 | 0.00±0.00 |" in table[2]
+    )
+    assert table[2].endswith("| 2/2 |")
+    assert table[3] == ("| badnets | wide_cnn | sau | 0.90±0.00 | 0.10±0.10 | 0.80±0.00 | "
+                        "0.05±0.00 | 0.90±0.00 | 30.0 | 2/2 |")  # fmt: skip
+    assert table[4].startswith("| badnets | wide_cnn | ft | 0.90 | 0.10 |") and table[4].endswith(
+        "| 10.0 | 1/2 |"
+    )
+    assert table[5].startswith("| wanet | small_cnn | none (backdoored) | 0.99 | 0.16 |")
+    lines = run_lines(rows)
+    assert "[badnets seed 0] wide_cnn planted in 7.0 s (load 1.50): ACC 0.990 ASR 1.000" in lines
+    assert "  ft    failed: RuntimeError: boom" in lines
+    assert "pull 0.050 (to 3) DER 0.900    10.0 s (load 2.00)" in lines
+    s = {(e["attack"], e["defense"]): e for e in summary(rows)}
+    assert s[("badnets", "sau")]["before"]["asr"]["mean"] == pytest.approx(0.99)
+
+
+def test_a_grid_of_each_attacks_own_model_is_one_heat_map_with_the_backdoored_column():
+    from dashboard import charts
+    from sau_core.sweep import summary
+
+    rows = [_row("badnets", "sau", 0), _row("wanet", "sau", 0, model="small_cnn", asr=0.3)]
+    groups = charts.leaderboard_groups(summary(rows))
+    assert [t for t, _ in groups] == ["digits, each attack on its own model"]
+    fig = charts.leaderboard_heatmap(groups[0][1], "asr")
+    heat = fig.data[0]
+    assert list(heat.x) == ["none (backdoored)", "sau"]
+    assert list(heat.y) == ["badnets (wide_cnn)", "wanet (small_cnn)"]
+    assert heat.z[1][0] == pytest.approx(1.0) and heat.z[1][1] == pytest.approx(0.3)
+    # one attack on two models: a heat map per model
+    two = [_row("badnets", "sau", 0), _row("badnets", "sau", 0, model="small_cnn")]
+    assert [t for t, _ in charts.leaderboard_groups(summary(two))] == [
+        "digits, wide_cnn", "digits, small_cnn"]  # fmt: skip
+    # rows written before the backdoored figures were kept: no such column
+    old = [{k: v for k, v in _row("badnets", "sau", 0).items() if not k.endswith("_before")}]
+    assert list(charts.leaderboard_heatmap(summary(old), "asr").data[0].x) == ["sau"]
+
+
 # ---------------------------------------------------------------------------- on local Ray
 class _Interrupt(Exception):
     pass
@@ -127,9 +253,13 @@ def test_failing_cells_are_recorded_and_do_not_stop_the_sweep(tmp_path, capsys):
     empty.mkdir()
     rc = main(["sweep", "--dataset", "mnist", "--data-root", str(empty), "--epochs", "1",
                "--rounds", "1", "--models", "small_cnn", "--attacks", "badnets", "sig",
-               "--defenses", "ft", "--out", str(out), "--workers", "2", "--quiet"])  # fmt: skip
+               "--defenses", "ft", "--out", str(out), "--workers", "2", "--quiet",
+               "--markdown", str(tmp_path / "table.md")])  # fmt: skip
     stdout = capsys.readouterr().out
     assert rc == 0 and "0 of 2 cells finished" in stdout
+    table = (tmp_path / "table.md").read_text()
+    assert "| badnets | small_cnn | ft | - | - | - | - | - | - | 0/1 |" in table
+    assert "  ft    failed: RuntimeError: planting the backdoor failed" in table
     rows = _rows(out)
     assert [r["status"] for r in rows] == ["failed", "failed"]
     assert all("planting the backdoor failed" in r["message"] and "mnist" in r["message"].lower()
@@ -148,12 +278,21 @@ def test_without_ray_the_cells_run_here_with_a_warning(tmp_path, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_ray)
     grid = Grid(**{**{k: v for k, v in TINY.items() if k not in ("attacks", "defenses")},
-                   "models": ("small_cnn",), "attacks": ("badnets",), "defenses": ("ft",)})  # fmt: skip
+                   "models": ("small_cnn",), "attacks": ("badnets",), "defenses": ("ft",),
+                   "seeds": (1,), "settings": {"ft": {"lr": 0.005}}})  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rows = run_sweep(grid, tmp_path / "s", workers=2)
     assert [r["status"] for r in rows] == ["finished"]
     assert any("Ray is not installed" in str(w.message) for w in caught)
+    # the cell's seed picks the clean subset too, and the grid's settings reach the defence
+    config = json.loads((Path(rows[0]["run"]) / "config.json").read_text())["job"]
+    assert config["clean_seed"] == 1 and config["settings"]["seed"] == 1
+    assert config["settings"]["lr"] == 0.005 and config["settings"]["rounds"] == 2
+    # the backdoored model's figures beside the defended one's, and where it ran
+    r = rows[0]
+    assert 0 <= r["acc_before"] <= 1 and 0 <= r["asr_before"] <= 1 and r["host"]
+    assert r["plant_seconds"] > 0
 
 
 def test_the_leaderboard_page_reads_a_sweep_and_links_its_cells(tmp_path, monkeypatch):

@@ -41,16 +41,15 @@ done = [r for r in rows if r.get("status") == "finished"]
 failed = [r for r in rows if r.get("status") == "failed"]
 st.caption(f"{len(done)} of {len(rows)} cells finished, {len(failed)} failed, "
            f"{len(rows) - len(done) - len(failed)} not run yet.")  # fmt: skip
-groups: dict[tuple, list[dict]] = {}
-for s in summary(rows):
-    groups.setdefault((s["dataset"], s["model"]), []).append(s)
-for (dataset, model), part in groups.items():
-    st.subheader(f"{dataset}, {model}")
-    components.plot(charts.leaderboard_heatmap(part, metric), f"lb-{pick.name}-{model}-{metric}")
+for title, part in charts.leaderboard_groups(summary(rows)):
+    st.subheader(title)
+    components.plot(charts.leaderboard_heatmap(part, metric), f"lb-{pick.name}-{title}-{metric}")
 store_root = state.store().root.resolve()
 st.subheader("Every cell")
 for r in rows:
-    label = f"{r['attack']} / {r['defense']} / seed {r['seed']}: {r.get('status')}"
+    label = (
+        f"{r['attack']} ({r.get('model')}) / {r['defense']} / seed {r['seed']}: {r.get('status')}"
+    )
     run = Path(r.get("run") or "")
     cols = st.columns([3, 1])
     if r.get("status") == "finished":

@@ -14,7 +14,10 @@ from .grid import Cell, Grid
 
 COLUMNS = ("dataset", "model", "attack", "defense", "seed", "acc", "asr", "ra", "pull", "der",
            "seconds", "status")  # fmt: skip
-EXTRA = ("pull_class", "plant_seconds", "run", "plant_run", "message")
+# then: the backdoored model on the same test sets, the planting, where and under what load the
+# cell ran, its run directories and any failure's message
+EXTRA = ("pull_class", "acc_before", "asr_before", "ra_before", "pull_before", "plant_seconds",
+         "plant_load", "load", "host", "run", "plant_run", "message")  # fmt: skip
 
 
 def _record(out: Path, folder: str, key: str) -> dict | None:
@@ -79,6 +82,7 @@ def plant(grid: dict, cell: dict, out: str, threads: int = 0, runs: str | None =
     except Exception as err:  # noqa: BLE001 - a cell's failure is recorded, never fatal
         result = {"state": "failed", "message": f"{type(err).__name__}: {err}", "run": ""}
     result["seconds"] = round(time.perf_counter() - start, 2)
+    result.update(_where())
     write_json_atomic(out_p / "plants" / f"{c.plant_key}.json", result)
     return result
 
@@ -89,7 +93,6 @@ def defend(grid: dict, cell: dict, out: str, planted: dict, threads: int = 0,
     ``out/runs``); write and return its row."""
     import torch
 
-    from ..defenses import get_defense
     from ..defenses.compare import largest_pull
     from ..io.checkpoint import sidecar_of
     from ..serving import PurifyJob
@@ -100,43 +103,49 @@ def defend(grid: dict, cell: dict, out: str, planted: dict, threads: int = 0,
     row: dict = {"dataset": c.dataset, "model": c.model, "attack": c.attack,
                  "defense": c.defense, "seed": c.seed, "acc": None, "asr": None, "ra": None,
                  "pull": None, "pull_class": None, "der": None, "seconds": None,
-                 "plant_seconds": planted.get("seconds"), "plant_run": planted.get("run", ""),
-                 "run": "", "status": "failed", "message": ""}  # fmt: skip
+                 "acc_before": None, "asr_before": None, "ra_before": None, "pull_before": None,
+                 "plant_seconds": planted.get("seconds"), "plant_load": planted.get("load"),
+                 "plant_run": planted.get("run", ""), "run": "", "status": "failed",
+                 "message": ""}  # fmt: skip
     start = time.perf_counter()
     try:
         if planted.get("state") != "finished":
             raise RuntimeError(f"planting the backdoor failed: {planted.get('message', '')}")
         spec = sidecar_of(planted["run"]).attack_spec()  # as planted (LF's pattern, ...)
-        entry = get_defense(c.defense)
-        settings = entry.default_config(g.dataset, seed=c.seed, **_rounds(entry, g))
+        settings = g.defense_config(c.defense, seed=c.seed)
+        # the cell's seed also picks the defender's clean subset (as it picks the poisoning)
         job = PurifyJob(checkpoint=planted["run"], settings=settings, attack=spec,
-                        data=_data(g), defense=c.defense)  # fmt: skip
+                        data=_data(g), defense=c.defense, clean_seed=c.seed)  # fmt: skip
         state, message, path = _execute(Path(runs or out_p / "runs"), job, f"sweep: {c.key}")
         row.update(run=str(path), status=state, message=message)
         metrics = json.loads((path / "metrics.json").read_text()) if state == "finished" else {}
-        after = metrics.get("after") or {}
+        after, before = metrics.get("after") or {}, metrics.get("before") or {}
         pull, to = largest_pull(after)
         row.update(acc=after.get("acc"), asr=after.get("asr"), ra=after.get("ra"), pull=pull,
-                   pull_class=to, der=metrics.get("der"), seconds=metrics.get("seconds"))  # fmt: skip
+                   pull_class=to, der=metrics.get("der"), seconds=metrics.get("seconds"),
+                   acc_before=before.get("acc"), asr_before=before.get("asr"),
+                   ra_before=before.get("ra"),
+                   pull_before=largest_pull(before)[0])  # fmt: skip
     except Exception as err:  # noqa: BLE001 - recorded in the row, the sweep goes on
         row.update(status="failed", message=f"{type(err).__name__}: {err}"[:500])
     if row["seconds"] is None:
         row["seconds"] = round(time.perf_counter() - start, 2)
+    row.update(_where())
     write_json_atomic(out_p / "cells" / f"{c.key}.json", row)
     return row
 
 
-def _rounds(entry, g: Grid) -> dict:
-    """The grid's rounds for a defence; a defence whose first phase has rounds of its own (NAD's
-    teacher) gets half of them for it, so a short grid (``--quick``: 2 rounds) runs every
-    defence."""
-    if not g.rounds:
-        return {}
-    out = {"rounds": g.rounds}
-    teacher = entry.default_config(g.dataset).to_dict().get("teacher_rounds")
-    if teacher is not None and teacher >= g.rounds:
-        out["teacher_rounds"] = max(1, g.rounds // 2)
-    return out
+def _where() -> dict:
+    """Where and under what load a cell ended (its seconds read beside them; on a cluster, the
+    node's)."""
+    import os
+    import platform
+
+    try:
+        load = round(os.getloadavg()[0], 2)
+    except OSError:
+        load = None
+    return {"load": load, "host": platform.node()}
 
 
 def _grid(d: dict) -> Grid:

@@ -11,7 +11,20 @@ from pathlib import Path
 # --quick: a smoke-test size (digits 8x8, one epoch, two rounds)
 QUICK = {"resolution": 8, "epochs": 1, "rounds": 2}
 KEYS = ("dataset", "resolution", "models", "attacks", "defenses", "seeds", "epochs", "rounds",
-        "data_root")  # fmt: skip
+        "settings", "paper", "data_root")  # fmt: skip
+# the model name that stands for each attack's own: the model of its ready-made checkpoint
+DEFAULT_MODEL = "default"
+
+
+def default_model(dataset: str, attack: str) -> str:
+    """The model a grid's ``"default"`` means for ``attack``: on digits, that of the attack's
+    ready-made checkpoint (wide_cnn; the small CNN for WaNet, on which it takes); elsewhere the
+    data set's (:mod:`sau_core.lab.recipes`)."""
+    from ..lab.presets import ATTACK_ARCH
+    from ..lab.recipes import recipe
+
+    arch = recipe(dataset).arch
+    return ATTACK_ARCH.get(attack, arch) if dataset == "digits" else arch
 
 
 @dataclass(frozen=True)
@@ -36,22 +49,51 @@ class Cell:
 
 @dataclass(frozen=True)
 class Grid:
-    """The grid. ``resolution``: digits' image side (other data sets ignore it); ``epochs`` and
-    ``rounds``: the training epochs and the defence rounds (None: the data set's defaults)."""
+    """The grid. ``models``: names, or ``"default"`` for each attack's own (:func:`default_model`);
+    ``resolution``: digits' image side (other data sets ignore it); ``epochs`` and ``rounds``:
+    the training epochs and every defence's rounds (None: the data set's defaults);
+    ``settings``: per defence, settings over its defaults (``{"anp": {"rounds": 500}}``);
+    ``paper``: each defence with its paper's settings instead of the data set's."""
 
     dataset: str = "digits"
-    models: tuple[str, ...] = ("wide_cnn",)
+    models: tuple[str, ...] = (DEFAULT_MODEL,)
     attacks: tuple[str, ...] = ("badnets",)
     defenses: tuple[str, ...] = ("sau",)
     seeds: tuple[int, ...] = (0,)
     resolution: int | None = None
     epochs: int | None = None
     rounds: int | None = None
+    settings: dict = field(default_factory=dict)
+    paper: bool = False
     data_root: str | None = field(default=None, compare=False)  # data sets other than digits
 
     def cells(self) -> list[Cell]:
-        return [Cell(self.dataset, m, a, d, s) for m, a, s, d in
-                itertools.product(self.models, self.attacks, self.seeds, self.defenses)]  # fmt: skip
+        out = []
+        for m, a, s, d in itertools.product(self.models, self.attacks, self.seeds, self.defenses):
+            arch = default_model(self.dataset, a) if m == DEFAULT_MODEL else m
+            out.append(Cell(self.dataset, arch, a, d, s))
+        return list(dict.fromkeys(out))  # "default" beside its own name: one cell
+
+    def defense_config(self, name: str, seed: int = 0):
+        """The config a cell of defence ``name`` runs with: the data set's defaults (the paper's
+        with ``paper``), the grid's rounds, its settings for ``name``, the cell's seed;
+        ValueError names a bad setting."""
+        from ..defenses import get_defense
+
+        entry = get_defense(name)
+        base = (
+            entry.config().to_dict() if self.paper else entry.default_config(self.dataset).to_dict()
+        )
+        extra = {"seed": seed}
+        if self.rounds:
+            extra["rounds"] = self.rounds
+            # a defence whose first phase has rounds of its own (NAD's teacher) gets half of
+            # them for it, so a short grid (--quick: 2 rounds) runs every defence
+            teacher = base.get("teacher_rounds")
+            if teacher is not None and teacher >= self.rounds:
+                extra["teacher_rounds"] = max(1, self.rounds // 2)
+        extra.update(self.settings.get(name, {}))
+        return entry.config.from_dict({**base, **extra})
 
     def problems(self) -> list[str]:
         """Every problem of the grid (empty: it can run); nothing is loaded or trained."""
@@ -63,7 +105,8 @@ class Grid:
         out = []
         if self.dataset not in DATASETS:
             out.append(f"dataset: unknown {self.dataset!r}; choose from {', '.join(DATASETS)}")
-        for what, names, known in (("models", self.models, MODELS), ("attacks", self.attacks, ATTACKS),
+        models = {**MODELS, DEFAULT_MODEL: None}
+        for what, names, known in (("models", self.models, models), ("attacks", self.attacks, ATTACKS),
                                    ("defenses", self.defenses, DEFENSES)):  # fmt: skip
             if not names:
                 out.append(f"{what}: give at least one")
@@ -88,6 +131,35 @@ class Grid:
                 out.append(f"{name}: {value!r} must be an integer from {lo} to {hi}")
         if self.rounds == 1 and "nad" in self.defenses:
             out.append("rounds: NAD needs at least 2 (teacher rounds, then the student's)")
+        if not isinstance(self.paper, bool):
+            out.append(f"paper: expected true or false, got {self.paper!r}")
+        out += self._settings_problems(DEFENSES)
+        return out
+
+    def _settings_problems(self, known) -> list[str]:
+        if not isinstance(self.settings, dict):
+            return [f"settings: expected a table of defences, got {self.settings!r:.60}"]
+        out = []
+        for name, values in self.settings.items():
+            if name not in known:
+                out.append(
+                    f"settings: unknown defence {name!r}; choose from {', '.join(sorted(known))}"
+                )
+            elif name not in self.defenses:
+                out.append(f"settings: {name!r} is not among the grid's defenses "
+                           f"({', '.join(self.defenses)})")  # fmt: skip
+            elif not isinstance(values, dict):
+                out.append(f"settings.{name}: expected a table of KEY = VALUE, got {values!r:.60}")
+            elif "seed" in values:
+                out.append(f"settings.{name}.seed: the seeds come from the grid's seeds")
+            elif not (isinstance(self.paper, bool) and self.dataset in _datasets()
+                      and (self.rounds is None or _is_int(self.rounds))):  # fmt: skip
+                continue  # reported above
+            else:
+                try:
+                    self.defense_config(name)
+                except (ValueError, TypeError) as err:
+                    out.append(f"settings.{name}: {err}")
         return out
 
     def check(self) -> Grid:
@@ -101,7 +173,18 @@ class Grid:
                 "models": list(self.models), "attacks": list(self.attacks),
                 "defenses": list(self.defenses), "seeds": list(self.seeds),
                 "epochs": self.epochs, "rounds": self.rounds,
+                "settings": self.settings, "paper": self.paper,
                 "data_root": self.data_root}  # fmt: skip
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _datasets():
+    from ..data import DATASETS
+
+    return DATASETS
 
 
 def _names(value, what: str, problems: list[str]) -> tuple:
@@ -125,7 +208,7 @@ def grid_from_dict(d: dict) -> Grid:
     for key in ("models", "attacks", "defenses", "seeds"):
         if key in d:
             kw[key] = _names(d[key], key, problems)
-    for key in ("dataset", "resolution", "epochs", "rounds", "data_root"):
+    for key in ("dataset", "resolution", "epochs", "rounds", "settings", "paper", "data_root"):
         if key in d:
             kw[key] = d[key]
     if "dataset" in kw and not isinstance(kw["dataset"], str):
@@ -135,6 +218,25 @@ def grid_from_dict(d: dict) -> Grid:
     if problems:
         raise ValueError("the grid cannot run:\n  " + "\n  ".join(problems))
     return grid
+
+
+def settings_from_items(items: list[str]) -> dict:
+    """``["anp.rounds=500", "ft.augment=crop"]`` -> ``{"anp": {"rounds": 500}, "ft": {...}}``
+    (a value is read as JSON, else kept as a word); ValueError names a malformed item."""
+    import json
+
+    out: dict[str, dict] = {}
+    for item in items:
+        name, dot, rest = item.partition(".")
+        key, eq, raw = rest.partition("=")
+        if not (dot and eq and name.strip() and key.strip()):
+            raise ValueError(f"--set {item!r}: expected DEFENCE.KEY=VALUE, e.g. anp.rounds=500")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.setdefault(name.strip(), {})[key.strip().replace("-", "_")] = value
+    return out
 
 
 def grid_from_toml(path: str | Path) -> Grid:

@@ -61,7 +61,8 @@ def _stats(values: list) -> dict:
 
 def summary(rows: list[dict]) -> list[dict]:
     """Per (dataset, model, attack, defence): mean and spread over seeds of ACC, ASR, RA, pull,
-    DER and seconds, the cells finished and failed."""
+    DER and seconds, the cells finished and failed, and ``before``: the same of the backdoored
+    models those cells defended (ACC, ASR, RA, pull; empty for rows written without them)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         key = (r.get("dataset"), r.get("model"), r.get("attack"), r.get("defense"))
@@ -74,5 +75,80 @@ def summary(rows: list[dict]) -> list[dict]:
                  "runs": [r.get("run") for r in ok]}  # fmt: skip
         for k in ("acc", "asr", "ra", "pull", "der", "seconds"):
             entry[k] = _stats([r.get(k) for r in ok])
+        entry["before"] = {k: _stats([r.get(k + "_before") for r in ok])
+                           for k in ("acc", "asr", "ra", "pull")}  # fmt: skip
         out.append(entry)
     return out
+
+
+# ----------------------------------------------------------------------------- as markdown
+def _ms(values: list) -> str:
+    """``0.99`` (one value), ``0.99±0.01`` (mean±sd over seeds) or ``-``."""
+    st = _stats(values)
+    if st["n"] == 0:
+        return "-"
+    return f"{st['mean']:.2f}" if st["n"] == 1 else f"{st['mean']:.2f}±{st['sd']:.2f}"
+
+
+def _num(v, fmt: str = "{:.3f}") -> str:
+    return "-" if not isinstance(v, (int, float)) else fmt.format(v)
+
+
+def to_markdown(rows: list[dict]) -> str:
+    """The leaderboard as a markdown table: per (model, attack) the backdoored model first
+    (``none (backdoored)``, from the cells' before-figures on the same test sets), then each
+    defence; ACC, ASR, RA, pull, DER as mean±sd over the finished seeds, mean seconds, and how
+    many seeds finished (of the grid's)."""
+    order: dict[tuple, dict[str, list[dict]]] = {}
+    for r in rows:
+        by_def = order.setdefault((r.get("model"), r.get("attack")), {})
+        by_def.setdefault(r.get("defense"), []).append(r)
+    lines = ["| attack | model | defence | ACC | ASR | RA | pull | DER | seconds | seeds |",
+             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for (model, attack), by_def in order.items():
+        every = [r for rs in by_def.values() for r in rs]
+        before: dict = {}  # one backdoored model per seed, whichever cell read it
+        for r in every:
+            if r.get("status") == "finished" and r.get("acc_before") is not None:
+                before.setdefault(r.get("seed"), r)
+        seeds = len({r.get("seed") for r in every})
+        b = list(before.values())
+        lines.append(f"| {attack} | {model} | none (backdoored) | "
+                     + " | ".join(_ms([r.get(k + "_before") for r in b])
+                                  for k in ("acc", "asr", "ra", "pull"))
+                     + f" | - | - | {len(b)}/{seeds} |")  # fmt: skip
+        for defense, rs in by_def.items():
+            ok = [r for r in rs if r.get("status") == "finished"]
+            secs = _stats([r.get("seconds") for r in ok])
+            sec = "-" if secs["mean"] is None else f"{secs['mean']:.1f}"
+            lines.append(f"| {attack} | {model} | {defense} | "
+                         + " | ".join(_ms([r.get(k) for r in ok])
+                                      for k in ("acc", "asr", "ra", "pull", "der"))
+                         + f" | {sec} | {len(ok)}/{len(rs)} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def run_lines(rows: list[dict]) -> str:
+    """Every cell as a line, grouped under its backdoored model, each time with the 1-minute
+    load where it ran: the figures behind :func:`to_markdown`."""
+    out: list[str] = []
+    seen: set = set()
+    for r in rows:
+        plant = (r.get("model"), r.get("attack"), r.get("seed"))
+        if plant not in seen:
+            seen.add(plant)
+            out.append(f"[{r.get('attack')} seed {r.get('seed')}] {r.get('model')} planted in "
+                       f"{_num(r.get('plant_seconds'), '{:.1f}')} s (load "
+                       f"{_num(r.get('plant_load'), '{:.2f}')}): ACC {_num(r.get('acc_before'))} "
+                       f"ASR {_num(r.get('asr_before'))} RA {_num(r.get('ra_before'))}")  # fmt: skip
+        name = f"{r.get('defense')!s:5s}"
+        if r.get("status") != "finished":
+            out.append(f"  {name} {r.get('status')}: {r.get('message', '')}")
+            continue
+        to = r.get("pull_class")
+        out.append(f"  {name} ACC {_num(r.get('acc'))} ASR {_num(r.get('asr'))} "
+                   f"RA {_num(r.get('ra'))} pull {_num(r.get('pull'))}"
+                   f"{f' (to {to})' if to is not None else ''} DER {_num(r.get('der'))} "
+                   f"{_num(r.get('seconds'), '{:7.1f}')} s (load "
+                   f"{_num(r.get('load'), '{:.2f}')})")  # fmt: skip
+    return "\n".join(out) + "\n"

@@ -76,7 +76,7 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 
 def _same_grid(out: Path, grid: Grid) -> None:
     """A sweep folder resumes only the grid it was made for: finished cells of other settings
-    (epochs, rounds, resolution) would be skipped and mixed into the leaderboard."""
+    (epochs, rounds, resolution, defence settings) would be skipped and mixed into the leaderboard."""
     import json
 
     try:
@@ -85,10 +85,12 @@ def _same_grid(out: Path, grid: Grid) -> None:
         return  # a new folder (or one without a readable grid): nothing to mix with
     stored.pop("runs", None)
     mine = grid.to_dict()
-    keys = ("dataset", "resolution", "epochs", "rounds", "data_root")
-    changed = [k for k in keys if stored.get(k) != mine.get(k)]
+    # what makes a cell's result (a folder from before settings/paper existed had neither)
+    keys = ("dataset", "resolution", "epochs", "rounds", "settings", "paper", "data_root")
+    blank = Grid().to_dict()
+    changed = [k for k in keys if stored.get(k, blank[k]) != mine.get(k)]
     if changed:
-        raise ValueError(f"{out} holds a sweep with other settings ({', '.join(f'{k}: {stored.get(k)!r} -> {mine.get(k)!r}' for k in changed)}); "
+        raise ValueError(f"{out} holds a sweep with other settings ({', '.join(f'{k}: {stored.get(k, blank[k])!r} -> {mine.get(k)!r}' for k in changed)}); "
                          "give another --out, or the same settings to resume it")  # fmt: skip
 
 
@@ -162,27 +164,44 @@ def run_sweep(
                 record(c, defend(gd, vars(c), str(out), plants[c.plant_key], runs=runs))
                 tell()
         else:
-            _on_ray(ray, gd, todo, out, runs, threads, gpus_per_task, state, tell, record)
+            window = workers if not address else _cluster_cpus(ray)
+            _on_ray(ray, gd, todo, out, runs, threads, gpus_per_task, state, tell, record,
+                    window=max(2, window))  # fmt: skip
     finally:  # also when stopped half way: the leaderboard holds every cell that ended
         if ray is not None and ours:  # a Ray the caller started stays up
             ray.shutdown()
+        # the cells' files are the truth: a task may have finished after the last wait (a
+        # stopped sweep), and its row must be in the leaderboard as it is skipped on resume
+        rows.update(zip((c.key for c in cells), collect(out, cells), strict=True))
         write_leaderboard(out, [rows[c.key] for c in cells])
     return [rows[c.key] for c in cells]
 
 
-def _on_ray(ray, gd, todo: list[Cell], out: Path, runs, threads, gpus, state, tell,
-            record) -> None:  # fmt: skip
+def _on_ray(ray, gd, todo: list[Cell], out: Path, runs, threads, gpus, state, tell, record,
+            window: int = 2) -> None:  # fmt: skip
+    """The cells as Ray tasks, a backdoored model (a row of the grid) at a time per worker:
+    at most ``window`` rows are in flight, so cells finish row by row (what a stopped sweep has
+    done is whole rows) instead of every model being planted before the first defence runs."""
     # each task asks Ray for the CPUs its torch threads use, so a node runs no more at once
     opts = {"num_cpus": threads, "num_gpus": gpus, "max_retries": 0}
     plant_task = ray.remote(**opts)(plant)
     defend_task = ray.remote(**opts)(defend)
-    plants = {}
-    pending = {}
+    rows: dict[str, list[Cell]] = {}
     for c in todo:
-        if c.plant_key not in plants:
-            plants[c.plant_key] = plant_task.remote(gd, vars(c), str(out), threads, runs)
-        # Ray starts the defence once its backdoored model is planted (the ref is resolved)
-        pending[defend_task.remote(gd, vars(c), str(out), plants[c.plant_key], threads, runs)] = c
+        rows.setdefault(c.plant_key, []).append(c)
+    queue = list(rows.values())
+    left: dict[str, int] = {}
+    pending = {}
+
+    def submit() -> None:
+        while queue and len(left) < window:
+            cells = queue.pop(0)
+            planted = plant_task.remote(gd, vars(cells[0]), str(out), threads, runs)
+            left[cells[0].plant_key] = len(cells)
+            for c in cells:  # Ray starts each defence once its model is planted
+                pending[defend_task.remote(gd, vars(c), str(out), planted, threads, runs)] = c
+
+    submit()
     started = time.monotonic()
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
@@ -193,10 +212,21 @@ def _on_ray(ray, gd, todo: list[Cell], out: Path, runs, threads, gpus, state, te
             except Exception as err:  # noqa: BLE001 - a task that died (worker lost, ...)
                 row = _task_lost(out, c, err)
             record(c, row)
+            left[c.plant_key] -= 1
+            if not left[c.plant_key]:
+                del left[c.plant_key]
+        submit()
         state["running"] = _busy(ray, len(pending), threads)
-        state["left"] = len(pending) - state["running"]
+        state["left"] = len(pending) + sum(map(len, queue)) - state["running"]
         state["elapsed"] = round(time.monotonic() - started, 1)
         tell()
+
+
+def _cluster_cpus(ray) -> int:
+    try:
+        return int(ray.cluster_resources().get("CPU", 1))
+    except Exception:  # noqa: BLE001
+        return 1
 
 
 def _busy(ray, pending: int, per_task: int = 1) -> int:
