@@ -314,6 +314,8 @@ def test_the_leaderboard_page_reads_a_sweep_and_links_its_cells(tmp_path, monkey
     assert any("2 of 2 cells finished" in c.value for c in at.caption)
     links = [e for e in at.get("page_link")]
     assert len(links) == 2  # every cell opens on the Defend page
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download the table (CSV)", "Download as markdown"]
     at.radio[0].set_value("der")
     at = at.run()
     assert not at.exception

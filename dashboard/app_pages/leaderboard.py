@@ -9,7 +9,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import charts, components, state
-from sau_core.sweep import read_leaderboard, summary
+from sau_core.sweep import read_leaderboard, summary, to_markdown
 
 SWEEPS_ENV = "SAU_LAB_SWEEPS"
 
@@ -44,6 +44,15 @@ st.caption(f"{len(done)} of {len(rows)} cells finished, {len(failed)} failed, "
 for title, part in charts.leaderboard_groups(summary(rows)):
     st.subheader(title)
     components.plot(charts.leaderboard_heatmap(part, metric), f"lb-{pick.name}-{title}-{metric}")
+c1, c2, _ = st.columns([1, 1, 2])
+csv_file = pick / "leaderboard.csv"
+if csv_file.is_file():
+    c1.download_button("Download the table (CSV)", csv_file.read_bytes(),
+                       file_name=f"{pick.name}-leaderboard.csv", mime="text/csv")  # fmt: skip
+c2.download_button("Download as markdown", to_markdown(rows).encode("utf-8"),
+                   file_name=f"{pick.name}-leaderboard.md", mime="text/markdown",
+                   help="per attack the backdoored model, then each defence: mean±sd over "
+                   "seeds, as `sau sweep --markdown` writes it")  # fmt: skip
 store_root = state.store().root.resolve()
 st.subheader("Every cell")
 for r in rows:
