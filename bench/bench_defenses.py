@@ -10,11 +10,12 @@ the leaderboard as a table of means (and the spread over seeds), then every cell
 the load where it ran. ``pull``: the largest share of triggered images sent to one class that is
 neither their own nor the target (sau_core.metrics.off_target_pull).
 
-The sweep's folder (--out) keeps every cell: a stopped bench resumes where it stopped, and the
-same command with more attacks or seeds runs only the new cells. The same table, without the
-machine line, comes from
+The sweep's folder (--out; by default one per choice of --paper and --set) keeps every cell: a
+stopped bench resumes where it stopped, and the same command with more attacks or seeds runs
+only the new cells. The same table, without the machine line, comes from
 
-    sau sweep --resolution 16 --attacks ... --seeds 0 1 2 --out OUT --markdown PATH
+    sau sweep --resolution 16 --attacks badnets blended sig wanet lc lf ssba inputaware \
+        --defenses sau ft fp nad anp ibau --seeds 0 1 2 --workers 1 --out OUT --markdown PATH
 
     python bench/bench_defenses.py --markdown docs/results/defenses.md
     python bench/bench_defenses.py --attacks badnets --defenses ft fp --seeds 0   # one row
@@ -24,6 +25,8 @@ machine line, comes from
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -49,8 +52,8 @@ def main() -> None:
                     help="a setting of one defence over its defaults, e.g. anp.rounds=500")  # fmt: skip
     ap.add_argument("--paper", action="store_true",
                     help="each defence with its paper's settings, not digits' (sau_core.lab.recipes)")  # fmt: skip
-    ap.add_argument("--out", default="sweeps/bench-defenses",
-                    help="the sweep's folder (resumed when it exists; default %(default)s)")  # fmt: skip
+    ap.add_argument("--out", default=None, help="the sweep's folder (resumed when it exists; "
+                    "default sweeps/bench-defenses, -paper and the --set items appended)")  # fmt: skip
     ap.add_argument("--workers", type=int, default=1,
                     help="cells at a time (default 1: each cell gets every core, as the tables' "
                     "times assume)")  # fmt: skip
@@ -61,6 +64,12 @@ def main() -> None:
         settings = settings_from_items(args.set)
     except ValueError as err:
         ap.error(str(err))
+    if args.out is None:  # another setting, another folder (a folder keeps one grid's settings)
+        tags = (["paper"] if args.paper else []) + [re.sub(r"[^A-Za-z0-9_.]+", "", x)
+                                                    for x in args.set]  # fmt: skip
+        args.out = "-".join(["sweeps/bench-defenses", *tags])
+    if args.workers < 1:
+        ap.error(f"--workers must be at least 1, got {args.workers}")
     resolution = DEMO.data.kwargs.get("resolution")
     try:
         grid = grid_from_dict({"dataset": "digits", "resolution": resolution,
@@ -77,7 +86,8 @@ def main() -> None:
         "defence with its "
         + ("paper's settings" if args.paper else "digits defaults")
         + (f", with {', '.join(args.set)}." if args.set else ".")
-        + " Run as one sweep (`sau sweep`, one worker: each cell has both cores), in "
+        + f" Run as one sweep (`sau sweep`, {args.workers} worker(s) on {os.cpu_count()} "
+        f"cores: {max(1, (os.cpu_count() or 1) // args.workers)} torch thread(s) a cell), in "
         f"`{args.out}`. *pull*: the largest share of triggered images sent to one class that "
         "is neither their own nor the target. *seconds*: mean per run; each run's, with the "
         "1-minute load where it ran, under *Every run*."

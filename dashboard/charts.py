@@ -409,16 +409,16 @@ def leaderboard_heatmap(summary: list[dict], metric: str = "asr") -> go.Figure:
     attacks = list(dict.fromkeys(s["attack"] for s in summary))
     defenses = list(dict.fromkeys(s["defense"] for s in summary))
     none = "none (backdoored)"
-    if any(((s.get("before") or {}).get("asr") or {}).get("n") for s in summary):
-        defenses = [none, *defenses]
+    if metric != "der" and any(((s.get("before") or {}).get("asr") or {}).get("n")
+                               for s in summary):  # fmt: skip
+        defenses = [none, *defenses]  # (DER is a defence's: the backdoored model has none)
     z, text = [], []
     for a in attacks:
         zr, tr = [], []
         for d in defenses:
-            if d == none:  # the backdoored model: the cells of any defence read it
-                cell = max((s for s in summary if s["attack"] == a),
-                           key=lambda s: ((s.get("before") or {}).get("asr") or {}).get("n", 0))  # fmt: skip
-                stat = (cell.get("before") or {}).get(metric) or {}
+            if d == none:  # the backdoored models: every entry of the attack holds them
+                first = next(s for s in summary if s["attack"] == a)
+                stat = (first.get("before") or {}).get(metric) or {}
                 cell = {}
             else:
                 cell = next((s for s in summary if s["attack"] == a and s["defense"] == d), None)

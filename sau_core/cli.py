@@ -619,6 +619,11 @@ def cmd_sweep(args) -> int:
             grid = grid_from_dict({k: v for k, v in d.items() if v is not None})
     except ValueError as err:
         raise CLIError(str(err).replace("\n", " ")) from None
+    if args.markdown:  # found now, not after hours of cells
+        md = Path(args.markdown)
+        if md.is_dir() or (md.parent.exists() and not md.parent.is_dir()):
+            raise CLIError(f"--markdown {args.markdown}: not a file path (a folder is in the "
+                           "way); give a file such as results.md")  # fmt: skip
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     bar = _SweepBar(args.quiet)
     with warnings.catch_warnings(record=True) as caught:
@@ -957,7 +962,7 @@ def _p_sweep(p: argparse.ArgumentParser) -> None:
                    "attack's own model (that of its ready-made checkpoint on digits: wide_cnn, "
                    "the small CNN for WaNet; the data set's otherwise)")  # fmt: skip
     p.add_argument("--attacks", nargs="+", default=None,
-                   help=f"default: badnets; any of {', '.join(list_attacks())}")  # fmt: skip
+                   help=f"default: badnets; any of {', '.join(a for a in list_attacks() if a != 'custom')}")  # fmt: skip
     p.add_argument("--defenses", nargs="+", default=None,
                    help=f"default: sau; any of {', '.join(list_defenses())}")  # fmt: skip
     p.add_argument("--seeds", nargs="+", type=bounded_int, default=None, help="default: 0")
@@ -967,14 +972,14 @@ def _p_sweep(p: argparse.ArgumentParser) -> None:
                    help="rounds of every defence (default: each one's for the data set)")  # fmt: skip
     p.add_argument("--set", action="append", default=[], metavar="DEFENCE.KEY=VALUE",
                    help="a setting of one defence over its defaults, e.g. anp.rounds=500 "
-                   "(repeatable)")  # fmt: skip
+                   "(repeatable; VALUE is read as JSON: true, 0.5, else a word)")  # fmt: skip
     p.add_argument("--paper", action="store_true", help="each defence with its paper's "
                    "settings, not the data set's")  # fmt: skip
     p.add_argument("--quick", action="store_true",
                    help="smoke-test size: digits 8x8, one epoch, two rounds")  # fmt: skip
-    p.add_argument("--markdown", default=None, metavar="PATH", help="also write the "
-                   "leaderboard as a markdown table (mean±sd over seeds), with every cell's "
-                   "line and its load")  # fmt: skip
+    p.add_argument("--markdown", default=None, metavar="PATH", help="when the sweep ends, also "
+                   "write the leaderboard as a markdown table (mean±sd over seeds), with every "
+                   "cell's line and its load")  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="cells at a time on a local Ray "
                    "(default 2)")  # fmt: skip
     p.add_argument("--address", default=None, help="an existing Ray cluster (default: "

@@ -64,7 +64,8 @@ def test_a_grid_file_that_is_no_table_and_a_grid_given_twice_are_refused(tmp_pat
 def test_a_sweep_folder_resumes_only_its_own_settings(tmp_path):
     out = tmp_path / "s"
     out.mkdir()
-    (out / "grid.json").write_text(json.dumps({**Grid(epochs=1).to_dict(), "runs": "x"}))
+    (out / "grid.json").write_text(json.dumps({**Grid(epochs=1).to_dict(), "runs": "x",
+                                               "version": 2}))  # fmt: skip
     with pytest.raises(ValueError, match=r"other settings \(epochs: 1 -> 2\)"):
         run_sweep(Grid(epochs=2), out, use_ray=False)
 
@@ -112,6 +113,23 @@ def test_defence_settings_and_the_papers_reach_the_config_and_bad_ones_are_liste
         grid_from_dict({"defenses": ["ft"], "settings": {"ft": {"colour": 1}}})
     with pytest.raises(ValueError, match=r"settings.anp: .*rounds"):
         grid_from_dict({"defenses": ["anp"], "settings": {"anp": {"rounds": -3}}})
+    # NAD's teacher phase fits the rounds NAD runs, whichever gives them
+    assert (
+        Grid(defenses=("nad",), rounds=2, settings={"nad": {"rounds": 40}})
+        .defense_config("nad")
+        .teacher_rounds
+        == 10
+    )
+    assert Grid(defenses=("nad",), settings={"nad": {"rounds": 3}}).defense_config(
+        "nad").teacher_rounds == 1  # fmt: skip
+    assert not Grid(defenses=("nad",), rounds=1, settings={"nad": {"rounds": 4}}).problems()
+    with pytest.raises(ValueError, match="settings.nad.rounds: NAD needs at least 2"):
+        grid_from_dict({"defenses": ["nad"], "settings": {"nad": {"rounds": 1}}})
+    # a checked grid keeps its own settings, and can be a dict key
+    given = {"anp": {"rounds": 500}}
+    grid = Grid(defenses=("anp",), settings=given)
+    given["anp"]["rounds"] = -1
+    assert grid.defense_config("anp").rounds == 500 and hash(grid) == hash(Grid(defenses=("anp",)))
 
 
 def test_set_flags_are_parsed_and_bad_ones_refused_before_anything_runs(tmp_path, capsys):
@@ -122,6 +140,16 @@ def test_set_flags_are_parsed_and_bad_ones_refused_before_anything_runs(tmp_path
     for bad in ("rounds=5", "anp.rounds", ".x=1", "anp.=1"):
         with pytest.raises(ValueError, match="expected DEFENCE.KEY=VALUE"):
             settings_from_items([bad])
+    with pytest.raises(
+        ValueError, match=r"anp.eval_size is already set by --set 'anp.eval-size=1'"
+    ):
+        settings_from_items(["anp.eval-size=1", "anp.eval_size=2"])
+    toml = tmp_path / "grid.toml"
+    toml.write_text('[grid]\ndefenses = ["anp"]\n[settings.anp]\nrounds = 5\n')
+    with pytest.raises(ValueError, match=r"settings outside \[grid\]; .*\[grid.settings.NAME\]"):
+        grid_from_toml(toml)
+    toml.write_text('[grid]\ndefenses = ["anp"]\n[grid.settings.anp]\nrounds = 5\n')
+    assert grid_from_toml(toml).settings == {"anp": {"rounds": 5}}
     out = tmp_path / "s"
     for flags, needle in ((["--set", "rounds=5"], "expected DEFENCE.KEY=VALUE"),
                           (["--set", "anp.rounds=5"], "'anp' is not among the grid's defenses"),
@@ -129,20 +157,30 @@ def test_set_flags_are_parsed_and_bad_ones_refused_before_anything_runs(tmp_path
         rc = main(["sweep", "--quick", "--out", str(out), "--quiet", *flags])
         assert rc == 2 and needle in capsys.readouterr().err
         assert not out.exists()
+    rc = main(["sweep", "--quick", "--out", str(out), "--quiet", "--markdown", str(tmp_path)])
+    assert rc == 2 and "--markdown" in capsys.readouterr().err and not out.exists()
 
 
-def test_a_folder_refuses_other_defence_settings_and_resumes_one_from_before_them(tmp_path):
-    from sau_core.sweep.run import _same_grid
+def test_a_folder_refuses_other_defence_settings_and_one_written_before_them(tmp_path):
+    from sau_core.sweep.run import GRID_VERSION, _same_grid
 
     out = tmp_path / "s"
     out.mkdir()
-    old = {k: v for k, v in Grid().to_dict().items() if k not in ("settings", "paper")}
-    (out / "grid.json").write_text(json.dumps({**old, "runs": "x"}))
-    _same_grid(out, Grid())  # a folder written before settings existed: the same grid
+    (out / "grid.json").write_text(json.dumps({**Grid().to_dict(), "runs": "x",
+                                               "version": GRID_VERSION}))  # fmt: skip
+    _same_grid(out, Grid())  # the same grid: resumed
     with pytest.raises(ValueError, match=r"other settings \(settings: \{\} -> \{'ft'"):
         _same_grid(out, Grid(defenses=("ft",), settings={"ft": {"lr": 0.1}}))
     with pytest.raises(ValueError, match="paper: False -> True"):
         _same_grid(out, Grid(paper=True))
+    # a folder from before: its cells drew the clean subset with seed 0 whatever their seed
+    old = {k: v for k, v in Grid().to_dict().items() if k not in ("settings", "paper")}
+    (out / "grid.json").write_text(json.dumps({**old, "runs": "x"}))
+    with pytest.raises(ValueError, match="written by an earlier SAU Lab"):
+        _same_grid(out, Grid())
+    with pytest.raises(ValueError, match="workers must be an integer of at least 1"):
+        run_sweep(Grid(), tmp_path / "w", workers=0, use_ray=False)
+    assert not (tmp_path / "w").exists()
 
 
 def _row(attack, defense, seed, **kw):
@@ -184,7 +222,7 @@ def test_the_leaderboard_as_markdown_means_spreads_and_every_cell():
 
 def test_a_grid_of_each_attacks_own_model_is_one_heat_map_with_the_backdoored_column():
     from dashboard import charts
-    from sau_core.sweep import summary
+    from sau_core.sweep import summary, to_markdown
 
     rows = [_row("badnets", "sau", 0), _row("wanet", "sau", 0, model="small_cnn", asr=0.3)]
     groups = charts.leaderboard_groups(summary(rows))
@@ -194,6 +232,17 @@ def test_a_grid_of_each_attacks_own_model_is_one_heat_map_with_the_backdoored_co
     assert list(heat.x) == ["none (backdoored)", "sau"]
     assert list(heat.y) == ["badnets (wide_cnn)", "wanet (small_cnn)"]
     assert heat.z[1][0] == pytest.approx(1.0) and heat.z[1][1] == pytest.approx(0.3)
+    assert "none (backdoored)" not in list(
+        charts.leaderboard_heatmap(groups[0][1], "der").data[0].x
+    )
+    # the backdoored column holds every seed any defence finished, the same in the table
+    mixed = [_row("badnets", "sau", 0, asr_before=1.0), _row("badnets", "sau", 1, status="failed"),
+             _row("badnets", "ft", 1, asr_before=0.5)]  # fmt: skip
+    fig = charts.leaderboard_heatmap(summary(mixed), "asr")
+    assert fig.data[0].z[0][0] == pytest.approx(0.75)
+    assert "| badnets | wide_cnn | none (backdoored) | 0.99±0.00 | 0.75±0.25 |" in to_markdown(
+        mixed
+    )
     # one attack on two models: a heat map per model
     two = [_row("badnets", "sau", 0), _row("badnets", "sau", 0, model="small_cnn")]
     assert [t for t, _ in charts.leaderboard_groups(summary(two))] == [

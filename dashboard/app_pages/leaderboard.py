@@ -52,7 +52,7 @@ if csv_file.is_file():
 c2.download_button("Download as markdown", to_markdown(rows).encode("utf-8"),
                    file_name=f"{pick.name}-leaderboard.md", mime="text/markdown",
                    help="per attack the backdoored model, then each defence: mean±sd over "
-                   "seeds, as `sau sweep --markdown` writes it")  # fmt: skip
+                   "seeds; the table `sau sweep --markdown` writes, without its per-cell lines")  # fmt: skip
 store_root = state.store().root.resolve()
 st.subheader("Every cell")
 for r in rows:

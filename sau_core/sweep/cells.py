@@ -143,7 +143,7 @@ def _where() -> dict:
 
     try:
         load = round(os.getloadavg()[0], 2)
-    except OSError:
+    except (OSError, AttributeError):  # AttributeError: no load average on Windows
         load = None
     return {"load": load, "host": platform.node()}
 

@@ -3,6 +3,7 @@ checked as a whole before anything runs (every problem listed, not the first).""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -63,9 +64,14 @@ class Grid:
     resolution: int | None = None
     epochs: int | None = None
     rounds: int | None = None
-    settings: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict, hash=False)
     paper: bool = False
     data_root: str | None = field(default=None, compare=False)  # data sets other than digits
+
+    def __post_init__(self) -> None:
+        # the grid's own copy: a caller's dict changed later cannot change a checked grid
+        if isinstance(self.settings, dict):
+            object.__setattr__(self, "settings", copy.deepcopy(self.settings))
 
     def cells(self) -> list[Cell]:
         out = []
@@ -84,16 +90,17 @@ class Grid:
         base = (
             entry.config().to_dict() if self.paper else entry.default_config(self.dataset).to_dict()
         )
-        extra = {"seed": seed}
-        if self.rounds:
-            extra["rounds"] = self.rounds
-            # a defence whose first phase has rounds of its own (NAD's teacher) gets half of
-            # them for it, so a short grid (--quick: 2 rounds) runs every defence
-            teacher = base.get("teacher_rounds")
-            if teacher is not None and teacher >= self.rounds:
-                extra["teacher_rounds"] = max(1, self.rounds // 2)
-        extra.update(self.settings.get(name, {}))
-        return entry.config.from_dict({**base, **extra})
+        own = self.settings.get(name, {})
+        merged = {**base, **({"rounds": self.rounds} if self.rounds else {}), **own,
+                  "seed": seed}  # fmt: skip
+        # a defence whose first phase has rounds of its own (NAD's teacher) gets half of its
+        # rounds for it when its default would not fit (a short grid: --quick's 2 rounds),
+        # unless that phase's rounds are set
+        teacher = merged.get("teacher_rounds")
+        if ("teacher_rounds" not in own and teacher is not None
+                and _is_int(merged.get("rounds")) and teacher >= merged["rounds"]):  # fmt: skip
+            merged["teacher_rounds"] = max(1, merged["rounds"] // 2)
+        return entry.config.from_dict(merged)
 
     def problems(self) -> list[str]:
         """Every problem of the grid (empty: it can run); nothing is loaded or trained."""
@@ -129,8 +136,11 @@ class Grid:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                       or not lo <= value <= hi):  # fmt: skip
                 out.append(f"{name}: {value!r} must be an integer from {lo} to {hi}")
-        if self.rounds == 1 and "nad" in self.defenses:
-            out.append("rounds: NAD needs at least 2 (teacher rounds, then the student's)")
+        nad = self.settings.get("nad") if isinstance(self.settings, dict) else None
+        nad_rounds = nad.get("rounds", self.rounds) if isinstance(nad, dict) else self.rounds
+        if nad_rounds == 1 and "nad" in self.defenses:
+            where = "settings.nad.rounds" if isinstance(nad, dict) and "rounds" in nad else "rounds"
+            out.append(f"{where}: NAD needs at least 2 (teacher rounds, then the student's)")
         if not isinstance(self.paper, bool):
             out.append(f"paper: expected true or false, got {self.paper!r}")
         out += self._settings_problems(DEFENSES)
@@ -226,6 +236,7 @@ def settings_from_items(items: list[str]) -> dict:
     import json
 
     out: dict[str, dict] = {}
+    given: dict[tuple, str] = {}
     for item in items:
         name, dot, rest = item.partition(".")
         key, eq, raw = rest.partition("=")
@@ -235,7 +246,12 @@ def settings_from_items(items: list[str]) -> dict:
             value = json.loads(raw)
         except json.JSONDecodeError:
             value = raw
-        out.setdefault(name.strip(), {})[key.strip().replace("-", "_")] = value
+        name, key = name.strip(), key.strip().replace("-", "_")
+        if (name, key) in given:
+            raise ValueError(f"--set {item!r}: {name}.{key} is already set by "
+                             f"--set {given[name, key]!r}; give it once")  # fmt: skip
+        given[name, key] = item
+        out.setdefault(name, {})[key] = value
     return out
 
 
@@ -255,4 +271,12 @@ def grid_from_toml(path: str | Path) -> Grid:
         raise ValueError(f"cannot read the grid file {path}: {err}") from None
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"the grid file {path} is not valid TOML: {err}") from None
-    return grid_from_dict(d.get("grid", d))
+    if "grid" in d:
+        others = sorted(k for k in d if k != "grid")
+        if others:
+            raise ValueError(
+                f"the grid file {path}: {', '.join(others)} outside [grid]; with a [grid] table "
+                "every key goes under it (a defence's settings under [grid.settings.NAME])"
+            )
+        d = d["grid"]
+    return grid_from_dict(d)

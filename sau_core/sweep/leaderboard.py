@@ -62,11 +62,23 @@ def _stats(values: list) -> dict:
 def summary(rows: list[dict]) -> list[dict]:
     """Per (dataset, model, attack, defence): mean and spread over seeds of ACC, ASR, RA, pull,
     DER and seconds, the cells finished and failed, and ``before``: the same of the backdoored
-    models those cells defended (ACC, ASR, RA, pull; empty for rows written without them)."""
+    models of (dataset, model, attack), over the seeds any of its cells finished (ACC, ASR, RA,
+    pull; empty for rows written without them)."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         key = (r.get("dataset"), r.get("model"), r.get("attack"), r.get("defense"))
         groups.setdefault(key, []).append(r)
+    # the backdoored models, one per seed, whichever defence's cell read them: every entry of an
+    # attack shows the same ones (the seeds any of its cells finished)
+    planted: dict[tuple, dict] = {}
+    for r in rows:
+        if r.get("status") == "finished" and r.get("acc_before") is not None:
+            key = (r.get("dataset"), r.get("model"), r.get("attack"))
+            planted.setdefault(key, {}).setdefault(r.get("seed"), r)
+    before = {key: {k: _stats([r.get(k + "_before") for r in by_seed.values()])
+                    for k in ("acc", "asr", "ra", "pull")}
+              for key, by_seed in planted.items()}  # fmt: skip
+    blank = {k: _stats([]) for k in ("acc", "asr", "ra", "pull")}
     out = []
     for (dataset, model, attack, defense), rs in groups.items():
         ok = [r for r in rs if r.get("status") == "finished"]
@@ -75,8 +87,7 @@ def summary(rows: list[dict]) -> list[dict]:
                  "runs": [r.get("run") for r in ok]}  # fmt: skip
         for k in ("acc", "asr", "ra", "pull", "der", "seconds"):
             entry[k] = _stats([r.get(k) for r in ok])
-        entry["before"] = {k: _stats([r.get(k + "_before") for r in ok])
-                           for k in ("acc", "asr", "ra", "pull")}  # fmt: skip
+        entry["before"] = before.get((dataset, model, attack), blank)
         out.append(entry)
     return out
 
@@ -134,16 +145,21 @@ def run_lines(rows: list[dict]) -> str:
     out: list[str] = []
     seen: set = set()
     for r in rows:
-        plant = (r.get("model"), r.get("attack"), r.get("seed"))
+        plant = (r.get("dataset"), r.get("model"), r.get("attack"), r.get("seed"))
         if plant not in seen:
             seen.add(plant)
+            # the backdoored model's figures from any cell of it that read them
+            b = next((x for x in rows if (x.get("dataset"), x.get("model"), x.get("attack"),
+                                          x.get("seed")) == plant
+                      and x.get("acc_before") is not None), r)  # fmt: skip
             out.append(f"[{r.get('attack')} seed {r.get('seed')}] {r.get('model')} planted in "
                        f"{_num(r.get('plant_seconds'), '{:.1f}')} s (load "
-                       f"{_num(r.get('plant_load'), '{:.2f}')}): ACC {_num(r.get('acc_before'))} "
-                       f"ASR {_num(r.get('asr_before'))} RA {_num(r.get('ra_before'))}")  # fmt: skip
+                       f"{_num(r.get('plant_load'), '{:.2f}')}): ACC {_num(b.get('acc_before'))} "
+                       f"ASR {_num(b.get('asr_before'))} RA {_num(b.get('ra_before'))}")  # fmt: skip
         name = f"{r.get('defense')!s:5s}"
         if r.get("status") != "finished":
-            out.append(f"  {name} {r.get('status')}: {r.get('message', '')}")
+            message = " ".join(str(r.get("message") or "").split())
+            out.append(f"  {name} {r.get('status')}: {message}")
             continue
         to = r.get("pull_class")
         out.append(f"  {name} ACC {_num(r.get('acc'))} ASR {_num(r.get('asr'))} "

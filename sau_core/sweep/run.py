@@ -18,6 +18,10 @@ from .leaderboard import collect, write_leaderboard
 REPO = Path(__file__).resolve().parents[2]
 
 
+# what a sweep folder's cells mean: 2 = a cell's seed also draws the defender's clean subset
+GRID_VERSION = 2
+
+
 class SweepWarning(UserWarning):
     pass
 
@@ -83,14 +87,16 @@ def _same_grid(out: Path, grid: Grid) -> None:
         stored = json.loads((out / "grid.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return  # a new folder (or one without a readable grid): nothing to mix with
-    stored.pop("runs", None)
+    if stored.get("version") != GRID_VERSION:
+        raise ValueError(f"{out} holds a sweep written by an earlier SAU Lab, whose cells drew "
+                         "the defender's clean subset with seed 0 whatever their seed; give "
+                         "another --out (its leaderboard stays readable)")  # fmt: skip
     mine = grid.to_dict()
-    # what makes a cell's result (a folder from before settings/paper existed had neither)
+    # what makes a cell's result
     keys = ("dataset", "resolution", "epochs", "rounds", "settings", "paper", "data_root")
-    blank = Grid().to_dict()
-    changed = [k for k in keys if stored.get(k, blank[k]) != mine.get(k)]
+    changed = [k for k in keys if stored.get(k) != mine.get(k)]
     if changed:
-        raise ValueError(f"{out} holds a sweep with other settings ({', '.join(f'{k}: {stored.get(k, blank[k])!r} -> {mine.get(k)!r}' for k in changed)}); "
+        raise ValueError(f"{out} holds a sweep with other settings ({', '.join(f'{k}: {stored.get(k)!r} -> {mine.get(k)!r}' for k in changed)}); "
                          "give another --out, or the same settings to resume it")  # fmt: skip
 
 
@@ -114,6 +120,8 @@ def run_sweep(
     ``{"done", "running", "left", "failed", "total"}`` as cells move.
     """
     grid.check()
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer of at least 1, got {workers!r}")
     if use_ray and address:
         _check_reachable(address)  # before anything is written
     out = Path(out).resolve()  # tasks on other machines, and a resume from elsewhere
@@ -123,7 +131,8 @@ def run_sweep(
     Path(runs).mkdir(parents=True, exist_ok=True)
     from ..io.atomic import write_json_atomic
 
-    write_json_atomic(out / "grid.json", {**grid.to_dict(), "runs": str(Path(runs).resolve())})
+    write_json_atomic(out / "grid.json", {**grid.to_dict(), "runs": str(Path(runs).resolve()),
+                                          "version": GRID_VERSION})  # fmt: skip
     cells = grid.cells()
     rows = dict(zip((c.key for c in cells), collect(out, cells), strict=True))
     todo = [c for c in cells if not is_finished(rows[c.key])]
