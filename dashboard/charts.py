@@ -404,17 +404,18 @@ def leaderboard_groups(summary: list[dict]) -> list[tuple[str, list[dict]]]:
 def leaderboard_heatmap(summary: list[dict], metric: str = "asr") -> go.Figure:
     """Attacks (rows) x defences (columns) of a sweep's summary, coloured by the mean of
     ``metric`` over seeds ("asr": red is the backdoor kept; "der": green is a good defence),
-    each cell written as mean±sd (seeds). When the summary has the backdoored models' figures
-    (``before``), a first column *none (backdoored)* shows what the defences started from."""
+    each cell written as the mean over the spread (the seeds in the hover). When the summary
+    has the backdoored models' figures (``before``), a first column *none* shows what the
+    defences started from."""
     attacks = list(dict.fromkeys(s["attack"] for s in summary))
     defenses = list(dict.fromkeys(s["defense"] for s in summary))
-    none = "none (backdoored)"
+    none = "none"
     if metric != "der" and any(((s.get("before") or {}).get("asr") or {}).get("n")
                                for s in summary):  # fmt: skip
         defenses = [none, *defenses]  # (DER is a defence's: the backdoored model has none)
-    z, text = [], []
+    z, text, hover = [], [], []
     for a in attacks:
-        zr, tr = [], []
+        zr, tr, hr = [], [], []
         for d in defenses:
             if d == none:  # the backdoored models: every entry of the attack holds them
                 first = next(s for s in summary if s["attack"] == a)
@@ -426,16 +427,26 @@ def leaderboard_heatmap(summary: list[dict], metric: str = "asr") -> go.Figure:
             mean, sd, n = stat.get("mean"), stat.get("sd"), stat.get("n", 0)
             zr.append(mean)
             failed = (cell or {}).get("failed", 0)
-            label = "–" if mean is None else f"{mean:.2f}±{sd:.2f} ({n})"
+            # two short lines fit a narrow screen; the hover says it in full
+            label = "–" if mean is None else f"{mean:.2f}" + (f"<br>±{sd:.2f}" if n > 1 else "")
             tr.append(label + (f"<br>{failed} failed" if failed else ""))
+            what = "the backdoored model (no defence)" if d == none else d
+            full = ("not measured" if mean is None
+                    else f"{mean:.2f}±{sd:.2f} over {n} seed{'s' * (n != 1)}")  # fmt: skip
+            hr.append(f"{a} / {what}: {full}" + (f", {failed} failed" if failed else ""))
         z.append(zr)
         text.append(tr)
+        hover.append(hr)
     scale = "RdYlGn_r" if metric in ("asr", "pull") else "RdYlGn"
     fig = go.Figure(go.Heatmap(z=z, x=defenses, y=attacks, text=text, texttemplate="%{text}",
                                colorscale=scale, zmin=0, zmax=1,
-                               hovertemplate="%{y} / %{x}: %{text}<extra></extra>"))  # fmt: skip
+                               customdata=hover,
+                               hovertemplate="%{customdata}<extra></extra>"))  # fmt: skip
     fig.update_yaxes(autorange="reversed", title="attack")
     fig.update_xaxes(side="top", title="defence")
     name = {"asr": "ASR", "der": "DER", "acc": "ACC", "ra": "RA", "pull": "largest pull"}
-    return _layout(fig, f"Mean {name.get(metric, metric)} over seeds (± spread, seeds)",
-                   "attack")  # fmt: skip
+    fig = _layout(fig, f"Mean {name.get(metric, metric)} over seeds (± spread)", "attack")
+    # the defences' names sit on top: the title goes above them, not over them
+    fig.update_layout(title={"yref": "container", "y": 0.99, "yanchor": "top"},
+                      margin={"t": 80}, height=max(HEIGHT, 120 + 34 * len(attacks)))  # fmt: skip
+    return fig

@@ -229,12 +229,12 @@ def test_a_grid_of_each_attacks_own_model_is_one_heat_map_with_the_backdoored_co
     assert [t for t, _ in groups] == ["digits, each attack on its own model"]
     fig = charts.leaderboard_heatmap(groups[0][1], "asr")
     heat = fig.data[0]
-    assert list(heat.x) == ["none (backdoored)", "sau"]
+    assert list(heat.x) == ["none", "sau"]
     assert list(heat.y) == ["badnets (wide_cnn)", "wanet (small_cnn)"]
     assert heat.z[1][0] == pytest.approx(1.0) and heat.z[1][1] == pytest.approx(0.3)
-    assert "none (backdoored)" not in list(
-        charts.leaderboard_heatmap(groups[0][1], "der").data[0].x
-    )
+    assert list(charts.leaderboard_heatmap(groups[0][1], "der").data[0].x) == ["sau"]
+    assert heat.customdata[1][0] == "wanet (small_cnn) / the backdoored model (no defence): " \
+        "1.00±0.00 over 1 seed"  # fmt: skip
     # the backdoored column holds every seed any defence finished, the same in the table
     mixed = [_row("badnets", "sau", 0, asr_before=1.0), _row("badnets", "sau", 1, status="failed"),
              _row("badnets", "ft", 1, asr_before=0.5)]  # fmt: skip
@@ -364,7 +364,7 @@ def test_the_leaderboard_page_reads_a_sweep_and_links_its_cells(tmp_path, monkey
     links = [e for e in at.get("page_link")]
     assert len(links) == 2  # every cell opens on the Defend page
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["Download the table (CSV)", "Download as markdown"]
+    assert labels == ["Download CSV", "Download markdown"]
     at.radio[0].set_value("der")
     at = at.run()
     assert not at.exception

@@ -16,7 +16,8 @@ SWEEPS_ENV = "SAU_LAB_SWEEPS"
 st.title("Leaderboard")
 st.markdown(
     "A sweep runs every attack x defence x seed on Ray (`sau sweep`; `docs/sweeps.md` in the "
-    "project). Each cell below is the mean over seeds, with the spread and the number of seeds; "
+    "project). Each cell below is the mean over seeds with its spread (the number of seeds on "
+    "hover), beside the backdoored models the defences started from (*none*); "
     "the list under it links every cell to its run."
 )
 root = Path(os.environ.get(SWEEPS_ENV) or "sweeps")
@@ -44,23 +45,25 @@ st.caption(f"{len(done)} of {len(rows)} cells finished, {len(failed)} failed, "
 for title, part in charts.leaderboard_groups(summary(rows)):
     st.subheader(title)
     components.plot(charts.leaderboard_heatmap(part, metric), f"lb-{pick.name}-{title}-{metric}")
-c1, c2, _ = st.columns([1, 1, 2])
+c1, c2, _ = st.columns([1, 1, 1])
 csv_file = pick / "leaderboard.csv"
 if csv_file.is_file():
-    c1.download_button("Download the table (CSV)", csv_file.read_bytes(),
+    c1.download_button("Download CSV", csv_file.read_bytes(),
                        file_name=f"{pick.name}-leaderboard.csv", mime="text/csv")  # fmt: skip
-c2.download_button("Download as markdown", to_markdown(rows).encode("utf-8"),
+c2.download_button("Download markdown", to_markdown(rows).encode("utf-8"),
                    file_name=f"{pick.name}-leaderboard.md", mime="text/markdown",
                    help="per attack the backdoored model, then each defence: mean±sd over "
                    "seeds; the table `sau sweep --markdown` writes, without its per-cell lines")  # fmt: skip
 store_root = state.store().root.resolve()
 st.subheader("Every cell")
+# a large sweep's list is long: folded, its figures are one click away
+box = st.expander(f"All {len(rows)} cells, each with its figures and run", expanded=len(rows) <= 24)
 for r in rows:
     label = (
         f"{r['attack']} ({r.get('model')}) / {r['defense']} / seed {r['seed']}: {r.get('status')}"
     )
     run = Path(r.get("run") or "")
-    cols = st.columns([3, 1])
+    cols = box.columns([3, 1])
     if r.get("status") == "finished":
         figures = ", ".join(f"{name} {r[k]:.3f}" for k, name in (("acc", "ACC"), ("asr", "ASR"),
                             ("ra", "RA"), ("der", "DER")) if isinstance(r.get(k), (int, float)))  # fmt: skip
