@@ -27,8 +27,9 @@ def trigger_fields(
 ) -> dict[str, Any]:
     """Draw the parameters of ``attack`` (keys ``{key}.{name}``) and return them; a value out of
     bounds gets a message beside its field and a line in ``problems``."""
-    # parameters that name files (param(..., path=True)) are uploads or left out, never typed
-    schema = [e for e in param_schema(attack, info) if not e.get("path")]
+    # parameters that name files (param(..., path=True)) are uploads or left out, never typed;
+    # those recorded when planting (hidden=True: SSBA's encoder SHA-256) are not the user's
+    schema = [e for e in param_schema(attack, info) if not (e.get("path") or e.get("hidden"))]
     params = widgets.render_fields(schema, key, columns=columns, problems=problems)
     if attack == "custom":
         params.update(_custom_uploads(key, problems))

@@ -6,6 +6,7 @@ One place for the wording, so a metric reads the same on every page. No Streamli
 from __future__ import annotations
 
 import math
+import re
 
 HELP = {
     "acc": (
@@ -146,6 +147,8 @@ def describe_attack(spec: dict | None) -> str:
             return "a picture"
         if isinstance(value, str) and value.startswith("data:"):  # LF's pattern
             return "computed when the backdoor was planted"
+        if isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value):  # SSBA's encoder
+            return value[:12] + "…"
         return value
 
     params = {k: shown(v) for k, v in (spec.get("params") or {}).items()}

@@ -49,7 +49,8 @@ def config_from(kind: str, name: str, cls: type, params: Mapping[str, Any] | Any
 # -------------------------------------------------------------- registry parameter configs
 def param(default: Any, help: str, **bounds: Any) -> Any:
     """A config field with form metadata: ``help`` plus ``min``/``max``/``exclusive_min``/``choices``,
-    and ``path=True`` for a parameter that names a file (forms never offer it as text)."""
+    and ``path=True`` for a parameter that names a file (forms never offer it as text), ``hidden=True``
+    for one recorded when a backdoor is planted (forms leave it out)."""
     return field(default=default, metadata={"help": help, **bounds})
 
 

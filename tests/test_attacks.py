@@ -995,6 +995,35 @@ class TestSSBA:
         with pytest.raises(ValueError, match="SSBA encoder .* does not match its SHA-256"):
             create_trigger("ssba", make_info(), {})
 
+    def test_a_planted_spec_records_its_encoder_and_refuses_another(self, tmp_path, monkeypatch):
+        from safetensors.torch import save
+
+        from sau_core.attacks import AttackSpec, param_schema, prepare_spec, ssba
+        from sau_core.data import load_digits
+
+        train = load_digits(resolution=8, seed=0).train
+        spec = prepare_spec(AttackSpec("ssba", {}, target=0, poison_ratio=0.1, seed=0), train)
+        installed = ssba.encoder_sha256()
+        assert spec.params["encoder_sha256"] == installed and len(installed) == 64
+        spec.validate(train.info)  # the encoder it was planted with: fits
+        assert prepare_spec(spec, train) == spec  # a recorded one is kept
+        old = AttackSpec("ssba", {"eps": 0.1})  # a spec from before the pin: the shipped encoder
+        old.validate(train.info)
+        # the encoder remade: another file with its own manifest
+        enc = ssba.load_stega("encoder")
+        state = {k: v + 0.01 for k, v in enc.state_dict().items()}
+        remade = self._folder(tmp_path / "remade", {ssba.ENCODER: save(state)})
+        monkeypatch.setattr(ssba, "ssba_dir", lambda: remade)
+        assert ssba.encoder_sha256() != installed
+        with pytest.raises(ValueError, match=r"made with the encoder .*, but the installed one"):
+            spec.validate(train.info)
+        old.validate(train.info)  # nothing recorded: the installed one, as before
+        with pytest.raises(ValueError, match="'encoder_sha256' must be 64 hexadecimal digits"):
+            AttackSpec("ssba", {"encoder_sha256": "abc"}).validate(train.info)
+        # recorded, never typed: the forms leave it out
+        hidden = [e["name"] for e in param_schema("ssba", train.info) if e.get("hidden")]
+        assert hidden == ["encoder_sha256"]
+
     def test_the_make_script_writes_a_loadable_encoder_and_decoder(self, tmp_path):
         import importlib.util
         from pathlib import Path

@@ -198,3 +198,12 @@ def test_compare_rows_say_not_measured_without_a_trigger():
     assert row["ACC after"] == "98.0%"
     assert row["ASR after"] == row["RA before"] == row["DER"] == "not measured"
     assert charts.compare_rows([("queued", None)])[0]["ASR after"] == "–"  # nothing yet
+
+
+def test_an_attack_in_words_shortens_what_was_recorded_when_planted():
+    from dashboard.glossary import describe_attack
+
+    text = describe_attack({"name": "ssba", "target": 0, "poison_ratio": 0.1,
+                            "params": {"eps": 0.1, "encoder_sha256": "ab" * 32}})  # fmt: skip
+    assert text == ("SSBA, target class 0 (all to one), 10% of the training images poisoned; "
+                    "eps 0.1, encoder sha256 abababababab…")  # fmt: skip

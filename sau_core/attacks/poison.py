@@ -195,10 +195,16 @@ class PoisonedTrain:
 def prepare_spec(spec: AttackSpec, train: ImageData) -> AttackSpec:
     """``spec`` made plantable on ``train`` (the clean training set): an attack that computes a
     piece of its trigger from the data (LF's pattern, Input-aware's generator) does it here,
-    once, and the returned spec carries it; every other spec comes back unchanged."""
+    once, and the returned spec carries it. An attack whose trigger reads a file outside the
+    spec (SSBA's encoder) records which one (its SHA-256) where the spec does not say yet.
+    Every other spec comes back unchanged."""
+    entry = _entry(spec.name)
+    if entry.pins is not None:
+        missing = {k: v for k, v in entry.pins().items() if not spec.params.get(k)}
+        if missing:
+            spec = dataclasses.replace(spec, params={**spec.params, **missing})
     if spec.prepared():
         return spec
-    entry = _entry(spec.name)
     target = spec.target if spec.label_rule == "all2one" else None  # all2all: untargeted
     with torch.enable_grad():  # the callers may run under no_grad; the attacker trains here
         made = entry.prepare(make_config(spec.name, spec.params), train, target, spec.seed)

@@ -20,6 +20,7 @@ from .lf import LFConfig, LFTrigger, low_pass, pattern_uri
 from .lf import prepare as lf_prepare
 from .sig import SIGConfig, SIGTrigger
 from .ssba import SSBAConfig, SSBATrigger
+from .ssba import pins as ssba_pins
 from .wanet import WaNetConfig, WaNetTrigger
 
 
@@ -40,6 +41,9 @@ class AttackEntry:
     # (LF's pattern, Input-aware's generator); prepare_spec puts it in the spec
     prepare: Callable[[Any, ImageData, int | None, int], str] | None = None
     computes: str = ""  # the parameter prepare fills (a spec holding it is ready)
+    # () -> parameters a planted spec records of files its trigger reads outside the spec (SSBA's
+    # encoder's SHA-256), so another file cannot silently stand in later; set when empty
+    pins: Callable[[], dict] | None = None
 
 
 ATTACKS: dict[str, AttackEntry] = {
@@ -84,6 +88,7 @@ ATTACKS: dict[str, AttackEntry] = {
         SSBATrigger,
         "SSBA (Li et al., 2021): an encoder hides a code in every image as a faint residual, "
         "different on each image.",
+        pins=ssba_pins,
     ),
     "inputaware": AttackEntry(
         InputAwareConfig,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -107,6 +108,22 @@ def code_bits(seed: int, bits: int) -> Tensor:
     return torch.randint(0, 2, (bits,), generator=torch.Generator().manual_seed(seed)).float()
 
 
+def encoder_sha256(folder: Path | str | None = None) -> str:
+    """The SHA-256 the manifest gives the encoder (:func:`load_stega` checks the file against
+    it); ValueError when the manifest cannot be read."""
+    manifest = (ssba_dir() if folder is None else Path(folder)) / MANIFEST
+    try:
+        return str(json.loads(manifest.read_text(encoding="utf-8"))["sha256"][ENCODER]).lower()
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"the SSBA encoder's manifest {manifest} is missing or unreadable "
+                         f"({str(err)[:80]}); restore it from the project") from None  # fmt: skip
+
+
+def pins() -> dict:
+    """What a planted SSBA spec records of the files its trigger uses: the encoder's SHA-256."""
+    return {"encoder_sha256": encoder_sha256()}
+
+
 def load_stega(kind: str, folder: Path | str | None = None) -> nn.Module:
     """The shipped encoder (``kind`` "encoder") or decoder ("decoder"), checked against the
     SHA-256 and the sizes in the folder's manifest and read with safetensors (never unpickled),
@@ -162,6 +179,11 @@ class SSBAConfig(_Config):
                        min=0.0, max=0.5, exclusive_min=True)  # fmt: skip
     code_seed: int = param(0, "Seed of the secret code the encoder hides in every poisoned "
                            "image.", min=0, max=2**31 - 1)  # fmt: skip
+    # the encoder is a file outside the spec: a spec records which one made its trigger, so a
+    # remade encoder can never silently stand in for it (filled when the backdoor is planted)
+    encoder_sha256: str = param("", "SHA-256 of the encoder the trigger was made with (recorded "
+                                "when the backdoor is planted; empty: the shipped one).",
+                                hidden=True)  # fmt: skip
 
 
 class SSBATrigger(Trigger):
@@ -173,7 +195,19 @@ class SSBATrigger(Trigger):
 
     def __init__(self, config: SSBAConfig, info: DatasetInfo) -> None:
         super().__init__(config, info)
+        pinned = config.encoder_sha256.strip().lower()
+        if pinned and not re.fullmatch(r"[0-9a-f]{64}", pinned):
+            raise ValueError("ssba parameter 'encoder_sha256' must be 64 hexadecimal digits (or "
+                             f"empty for the shipped encoder), got {config.encoder_sha256!r:.80}")  # fmt: skip
         self.encoder = load_stega("encoder")
+        installed = encoder_sha256()
+        if pinned and pinned != installed:
+            raise ValueError(
+                f"this SSBA trigger was made with the encoder {pinned[:12]}…, but the installed "
+                f"one ({ssba_dir()}) is {installed[:12]}…: its ASR and RA would be measured with "
+                "another trigger. Restore the encoder the model was planted with, or plant the "
+                "backdoor again with this one"
+            )
         self.code = code_bits(config.code_seed, self.encoder.bits)  # (bits,)
 
     def residual(self, x: Tensor) -> Tensor:
