@@ -127,7 +127,7 @@ def pins() -> dict:
 def load_stega(kind: str, folder: Path | str | None = None) -> nn.Module:
     """The shipped encoder (``kind`` "encoder") or decoder ("decoder"), checked against the
     SHA-256 and the sizes in the folder's manifest and read with safetensors (never unpickled),
-    in eval mode with gradients off. ValueError naming the file and what to do when it is
+    in eval mode with gradients off, its SHA-256 as ``.sha256``. ValueError naming the file and what to do when it is
     missing, changed or does not fit."""
     from safetensors import SafetensorError
     from safetensors.torch import load
@@ -163,6 +163,7 @@ def load_stega(kind: str, folder: Path | str | None = None) -> nn.Module:
     except RuntimeError as err:
         raise ValueError(f"the SSBA {kind} {path} does not fit its architecture "
                          f"({str(err)[:120]}); {remake}") from None  # fmt: skip
+    module.sha256 = want.lower()  # what the file was checked against (a spec records it)
     return module.eval().requires_grad_(False)
 
 
@@ -200,7 +201,7 @@ class SSBATrigger(Trigger):
             raise ValueError("ssba parameter 'encoder_sha256' must be 64 hexadecimal digits (or "
                              f"empty for the shipped encoder), got {config.encoder_sha256!r:.80}")  # fmt: skip
         self.encoder = load_stega("encoder")
-        installed = encoder_sha256()
+        installed = self.encoder.sha256  # of the file just loaded and checked
         if pinned and pinned != installed:
             raise ValueError(
                 f"this SSBA trigger was made with the encoder {pinned[:12]}…, but the installed "

@@ -143,10 +143,13 @@ class Grid:
             out.append(f"{where}: NAD needs at least 2 (teacher rounds, then the student's)")
         if not isinstance(self.paper, bool):
             out.append(f"paper: expected true or false, got {self.paper!r}")
-        out += self._settings_problems(DEFENSES)
+        # a defence's config is built to check its settings only when the rest lets it be
+        buildable = (isinstance(self.paper, bool) and self.dataset in DATASETS
+                     and (self.rounds is None or _is_int(self.rounds)))  # fmt: skip
+        out += self._settings_problems(DEFENSES, buildable)
         return out
 
-    def _settings_problems(self, known) -> list[str]:
+    def _settings_problems(self, known, buildable: bool) -> list[str]:
         if not isinstance(self.settings, dict):
             return [f"settings: expected a table of defences, got {self.settings!r:.60}"]
         out = []
@@ -162,9 +165,8 @@ class Grid:
                 out.append(f"settings.{name}: expected a table of KEY = VALUE, got {values!r:.60}")
             elif "seed" in values:
                 out.append(f"settings.{name}.seed: the seeds come from the grid's seeds")
-            elif not (isinstance(self.paper, bool) and self.dataset in _datasets()
-                      and (self.rounds is None or _is_int(self.rounds))):  # fmt: skip
-                continue  # reported above
+            elif not buildable:
+                continue  # the problem is reported above
             else:
                 try:
                     self.defense_config(name)
@@ -189,12 +191,6 @@ class Grid:
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
-
-def _datasets():
-    from ..data import DATASETS
-
-    return DATASETS
 
 
 def _names(value, what: str, problems: list[str]) -> tuple:

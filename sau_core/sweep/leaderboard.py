@@ -59,31 +59,37 @@ def _stats(values: list) -> dict:
     return {"mean": statistics.fmean(vals), "sd": statistics.pstdev(vals), "n": len(vals)}
 
 
-def summary(rows: list[dict]) -> list[dict]:
-    """Per (dataset, model, attack, defence): mean and spread over seeds of ACC, ASR, RA, pull,
-    DER and seconds, the cells finished and failed, and ``before``: the same of the backdoored
-    models of (dataset, model, attack), over the seeds any of its cells finished (ACC, ASR, RA,
-    pull; empty for rows written without them)."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        key = (r.get("dataset"), r.get("model"), r.get("attack"), r.get("defense"))
-        groups.setdefault(key, []).append(r)
-    # the backdoored models, one per seed, whichever defence's cell read them: every entry of an
-    # attack shows the same ones (the seeds any of its cells finished)
+def _planted(rows: list[dict]) -> dict[tuple, dict]:
+    """The backdoored models: per (dataset, model, attack), one row per seed whose cell read
+    the model's figures (``*_before``), whichever defence's cell it was."""
     planted: dict[tuple, dict] = {}
     for r in rows:
         if r.get("status") == "finished" and r.get("acc_before") is not None:
             key = (r.get("dataset"), r.get("model"), r.get("attack"))
             planted.setdefault(key, {}).setdefault(r.get("seed"), r)
+    return planted
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    """Per (dataset, model, attack, defence): mean and spread over seeds of ACC, ASR, RA, pull,
+    DER and seconds, the cells (all, finished, failed), and ``before``: the same of the
+    backdoored models of (dataset, model, attack), over the seeds any of its cells finished
+    (ACC, ASR, RA, pull; empty for rows written without them)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        key = (r.get("dataset"), r.get("model"), r.get("attack"), r.get("defense"))
+        groups.setdefault(key, []).append(r)
+    # every entry of an attack shows the same backdoored models
     before = {key: {k: _stats([r.get(k + "_before") for r in by_seed.values()])
                     for k in ("acc", "asr", "ra", "pull")}
-              for key, by_seed in planted.items()}  # fmt: skip
+              for key, by_seed in _planted(rows).items()}  # fmt: skip
     blank = {k: _stats([]) for k in ("acc", "asr", "ra", "pull")}
     out = []
     for (dataset, model, attack, defense), rs in groups.items():
         ok = [r for r in rs if r.get("status") == "finished"]
         entry = {"dataset": dataset, "model": model, "attack": attack, "defense": defense,
-                 "finished": len(ok), "failed": sum(r.get("status") == "failed" for r in rs),
+                 "cells": len(rs), "finished": len(ok),
+                 "failed": sum(r.get("status") == "failed" for r in rs),
                  "runs": [r.get("run") for r in ok]}  # fmt: skip
         for k in ("acc", "asr", "ra", "pull", "der", "seconds"):
             entry[k] = _stats([r.get(k) for r in ok])
@@ -93,12 +99,11 @@ def summary(rows: list[dict]) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- as markdown
-def _ms(values: list) -> str:
-    """``0.99`` (one value), ``0.99±0.01`` (mean±sd over seeds) or ``-``."""
-    st = _stats(values)
-    if st["n"] == 0:
+def _ms(stat: dict) -> str:
+    """A :func:`_stats` as ``0.99`` (one value), ``0.99±0.01`` (mean±sd over seeds) or ``-``."""
+    if stat["n"] == 0:
         return "-"
-    return f"{st['mean']:.2f}" if st["n"] == 1 else f"{st['mean']:.2f}±{st['sd']:.2f}"
+    return f"{stat['mean']:.2f}" if stat["n"] == 1 else f"{stat['mean']:.2f}±{stat['sd']:.2f}"
 
 
 def _num(v, fmt: str = "{:.3f}") -> str:
@@ -106,36 +111,29 @@ def _num(v, fmt: str = "{:.3f}") -> str:
 
 
 def to_markdown(rows: list[dict]) -> str:
-    """The leaderboard as a markdown table: per (model, attack) the backdoored model first
-    (``none (backdoored)``, from the cells' before-figures on the same test sets), then each
-    defence; ACC, ASR, RA, pull, DER as mean±sd over the finished seeds, mean seconds, and how
-    many seeds finished (of the grid's)."""
-    order: dict[tuple, dict[str, list[dict]]] = {}
+    """The leaderboard (:func:`summary`) as a markdown table: per (model, attack) the backdoored
+    model first (``none (backdoored)``, from the cells' before-figures on the same test sets),
+    then each defence; ACC, ASR, RA, pull, DER as mean±sd over the finished seeds, mean
+    seconds, and how many seeds finished (of the grid's)."""
+    seeds: dict[tuple, set] = {}
     for r in rows:
-        by_def = order.setdefault((r.get("model"), r.get("attack")), {})
-        by_def.setdefault(r.get("defense"), []).append(r)
+        seeds.setdefault((r.get("dataset"), r.get("model"), r.get("attack")), set()).add(
+            r.get("seed"))  # fmt: skip
+    by_attack: dict[tuple, list[dict]] = {}
+    for e in summary(rows):
+        by_attack.setdefault((e["dataset"], e["model"], e["attack"]), []).append(e)
     lines = ["| attack | model | defence | ACC | ASR | RA | pull | DER | seconds | seeds |",
              "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for (model, attack), by_def in order.items():
-        every = [r for rs in by_def.values() for r in rs]
-        before: dict = {}  # one backdoored model per seed, whichever cell read it
-        for r in every:
-            if r.get("status") == "finished" and r.get("acc_before") is not None:
-                before.setdefault(r.get("seed"), r)
-        seeds = len({r.get("seed") for r in every})
-        b = list(before.values())
+    for (dataset, model, attack), entries in by_attack.items():
+        b = entries[0]["before"]
         lines.append(f"| {attack} | {model} | none (backdoored) | "
-                     + " | ".join(_ms([r.get(k + "_before") for r in b])
-                                  for k in ("acc", "asr", "ra", "pull"))
-                     + f" | - | - | {len(b)}/{seeds} |")  # fmt: skip
-        for defense, rs in by_def.items():
-            ok = [r for r in rs if r.get("status") == "finished"]
-            secs = _stats([r.get("seconds") for r in ok])
-            sec = "-" if secs["mean"] is None else f"{secs['mean']:.1f}"
-            lines.append(f"| {attack} | {model} | {defense} | "
-                         + " | ".join(_ms([r.get(k) for r in ok])
-                                      for k in ("acc", "asr", "ra", "pull", "der"))
-                         + f" | {sec} | {len(ok)}/{len(rs)} |")  # fmt: skip
+                     + " | ".join(_ms(b[k]) for k in ("acc", "asr", "ra", "pull"))
+                     + f" | - | - | {b['acc']['n']}/{len(seeds[dataset, model, attack])} |")  # fmt: skip
+        for e in entries:
+            sec = "-" if e["seconds"]["mean"] is None else f"{e['seconds']['mean']:.1f}"
+            lines.append(f"| {attack} | {model} | {e['defense']} | "
+                         + " | ".join(_ms(e[k]) for k in ("acc", "asr", "ra", "pull", "der"))
+                         + f" | {sec} | {e['finished']}/{e['cells']} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -144,14 +142,13 @@ def run_lines(rows: list[dict]) -> str:
     load where it ran: the figures behind :func:`to_markdown`."""
     out: list[str] = []
     seen: set = set()
+    planted = _planted(rows)
     for r in rows:
-        plant = (r.get("dataset"), r.get("model"), r.get("attack"), r.get("seed"))
-        if plant not in seen:
-            seen.add(plant)
+        key = (r.get("dataset"), r.get("model"), r.get("attack"))
+        if (*key, r.get("seed")) not in seen:
+            seen.add((*key, r.get("seed")))
             # the backdoored model's figures from any cell of it that read them
-            b = next((x for x in rows if (x.get("dataset"), x.get("model"), x.get("attack"),
-                                          x.get("seed")) == plant
-                      and x.get("acc_before") is not None), r)  # fmt: skip
+            b = planted.get(key, {}).get(r.get("seed"), r)
             out.append(f"[{r.get('attack')} seed {r.get('seed')}] {r.get('model')} planted in "
                        f"{_num(r.get('plant_seconds'), '{:.1f}')} s (load "
                        f"{_num(r.get('plant_load'), '{:.2f}')}): ACC {_num(b.get('acc_before'))} "
